@@ -1,0 +1,13 @@
+//! The license domain: the typed values every other part speaks in (tenants, products, permalinks, sales,
+//! licenses and their keys). Strings are parsed into these once, at the edge, and never re-checked.
+
+mod ids;
+mod key;
+mod records;
+
+pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
+pub use key::{LicenseKey, TokenHash, WebhookToken, random_id, sha256_hex};
+pub use records::{
+    EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, Tenant, TenantStatus,
+    rfc3339,
+};

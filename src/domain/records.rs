@@ -1,0 +1,187 @@
+//! The records keymint keeps: tenants and their products, licenses, and payments. Storage adapters persist these
+//! as they are; nothing here knows about DynamoDB.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{Email, KeyPrefix, LicenseKey, Permalink, ProductId, SaleId, TenantId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+/// What a refund does to the license minted for the refunded sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundPolicy {
+    #[default]
+    Revoke,
+    Keep,
+}
+
+/// A seller running keymint: who may ping, who sends the mail, and which Gumroad product is which keymint product.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: TenantId,
+    pub status: TenantStatus,
+    /// Hex SHA-256 of the webhook token; the token itself is never stored.
+    pub token_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<String>,
+    pub sender: Email,
+    #[serde(default)]
+    pub permalinks: BTreeMap<Permalink, ProductId>,
+    #[serde(default = "enabled")]
+    pub gumroad_enabled: bool,
+    #[serde(default)]
+    pub refund_policy: RefundPolicy,
+    pub created_at: String,
+    /// Loaded alongside the tenant in the same read; stored as records of their own.
+    #[serde(skip)]
+    pub products: BTreeMap<ProductId, Product>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// A product the seller licenses, with its default key type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Product {
+    pub product_id: ProductId,
+    pub name: String,
+    pub key_prefix: KeyPrefix,
+    pub activation_limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_days: Option<u32>,
+    pub created_at: String,
+}
+
+impl Product {
+    pub const DEFAULT_ACTIVATION_LIMIT: u32 = 3;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseStatus {
+    Active,
+    Suspended,
+    Revoked,
+    Expired,
+}
+
+impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Where the license's key email stands. `pending` until SES accepts it; `failed` is retried by the next ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailStatus {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl EmailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pending" => Some(Self::Pending),
+            "sent" => Some(Self::Sent),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct License {
+    pub license_id: String,
+    pub tenant_id: TenantId,
+    pub product_id: ProductId,
+    pub product_name: String,
+    pub key: LicenseKey,
+    pub key_hash: String,
+    pub status: LicenseStatus,
+    pub activation_limit: u32,
+    #[serde(default)]
+    pub activations: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    pub buyer_email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_name: Option<String>,
+    pub sale_id: SaleId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    pub source: String,
+    pub created_at: String,
+    pub email_status: EmailStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_message_id: Option<String>,
+    /// Unix seconds until which one sender holds the right to send the key email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_claim_until: Option<i64>,
+    /// Unix seconds at which DynamoDB may delete the record: 30 days after `expires_at`, never for open-ended licenses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payment {
+    pub tenant_id: TenantId,
+    pub sale_id: SaleId,
+    pub product_id: ProductId,
+    pub license_id: String,
+    pub key_hash: String,
+    pub buyer_email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_name: Option<String>,
+    pub product_name: String,
+    pub amount_usd_cents: u64,
+    pub currency: String,
+    pub quantity: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_timestamp: Option<String>,
+    pub source: String,
+    pub created_at: String,
+}
+
+/// RFC 3339 in UTC, the one timestamp format in keymint's records.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+impl serde::Serialize for LicenseKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LicenseKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(LicenseKey::from_string)
+    }
+}

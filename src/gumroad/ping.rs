@@ -1,0 +1,195 @@
+//! The kinds of ping Gumroad sends and the typed sale read from a sale ping.
+
+use crate::domain::{Email, Permalink, SaleId, UsdCents};
+
+use super::Form;
+
+/// What a ping asks keymint to do, decided from `test` and `resource_name` alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ping {
+    /// `test=true`: a seller's own purchase or the "Send test ping" button. Acknowledged, nothing written.
+    Test,
+    /// `resource_name=sale`, or no `resource_name` at all.
+    Sale,
+    /// Any other resource (refund, dispute, cancellation, subscription_*).
+    Event(String),
+}
+
+impl Ping {
+    pub fn classify(form: &Form) -> Self {
+        if form.flag("test") {
+            return Self::Test;
+        }
+        match form.get_nonempty("resource_name") {
+            None | Some("sale") => Self::Sale,
+            Some(other) => Self::Event(other.to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PingError {
+    #[error("Missing required fields")]
+    MissingFields,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A sale, read from Gumroad's own fields. Custom fields never shadow these: `Form::get` returns the first
+/// occurrence, which is Gumroad's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalePing {
+    pub sale_id: SaleId,
+    pub email: Email,
+    /// `product_permalink`'s slug, then `permalink`, then `short_product_id`, in that order of preference.
+    pub product_refs: Vec<Permalink>,
+    pub buyer_name: Option<String>,
+    pub product_name: Option<String>,
+    pub price: UsdCents,
+    pub currency: String,
+    pub quantity: u32,
+    pub sale_timestamp: Option<String>,
+    pub subscription_id: Option<String>,
+    pub is_recurring_charge: bool,
+}
+
+impl SalePing {
+    pub fn from_form(form: &Form) -> Result<Self, PingError> {
+        let (Some(sale_id), Some(email)) =
+            (form.get_nonempty("sale_id"), form.get_nonempty("email"))
+        else {
+            return Err(PingError::MissingFields);
+        };
+        let mut product_refs = Vec::new();
+        for field in ["product_permalink", "permalink", "short_product_id"] {
+            if let Some(raw) = form.get_nonempty(field) {
+                let slug = Permalink::parse(raw)
+                    .map_err(|_| PingError::Invalid(format!("Invalid {field}")))?;
+                if !product_refs.contains(&slug) {
+                    product_refs.push(slug);
+                }
+            }
+        }
+        if product_refs.is_empty() {
+            return Err(PingError::MissingFields);
+        }
+        let invalid = |e: crate::domain::InvalidValue| PingError::Invalid(e.0);
+        let quantity = match form.get_nonempty("quantity") {
+            None => 1,
+            Some(q) => q
+                .parse::<u32>()
+                .map_err(|_| PingError::Invalid("Invalid quantity".to_owned()))?,
+        };
+        Ok(Self {
+            sale_id: SaleId::parse(sale_id).map_err(invalid)?,
+            email: Email::parse(email).map_err(invalid)?,
+            product_refs,
+            buyer_name: form.get_nonempty("full_name").map(one_line),
+            product_name: form.get_nonempty("product_name").map(one_line),
+            price: form
+                .get_nonempty("price")
+                .map(UsdCents::parse)
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or_default(),
+            currency: form
+                .get_nonempty("currency")
+                .map(|c| c.to_ascii_lowercase())
+                .filter(|c| c.len() <= 8 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+                .unwrap_or_else(|| "usd".to_owned()),
+            quantity,
+            sale_timestamp: form.get_nonempty("sale_timestamp").map(one_line),
+            subscription_id: form.get_nonempty("subscription_id").map(one_line),
+            is_recurring_charge: form.flag("is_recurring_charge"),
+        })
+    }
+}
+
+/// Buyer names and product names are data: at most 200 characters, no line breaks or other control characters,
+/// so they can never become an email header or split a log line.
+pub fn one_line(raw: &str) -> String {
+    raw.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REALISTIC: &str = "seller_id=kL0psVL2admJSYRNs-OCMg%3D%3D&product_id=32-nPAicqbLj8B_WswVlMw%3D%3D&product_name=MyApp%20Pro&permalink=myapp-pro&product_permalink=https%3A%2F%2Facme.gumroad.com%2Fl%2Fmyapp-pro&short_product_id=qwxyz&email=jane.doe%2Bgr%40example.com&price=2900&gumroad_fee=370&currency=usd&quantity=1&card%5Bvisual%5D=%2A%2A%2A%2A%204242&card%5Btype%5D=visa&order_number=524459935&sale_id=FO8TXN-dbxYaBdahG97Y-Q%3D%3D&sale_timestamp=2026-05-04T19%3A38%3A56Z&full_name=Jane%20Doe&variants%5BTier%5D=Pro&ip_country=United%20States&refunded=false&resource_name=sale&disputed=false&dispute_won=false";
+
+    fn form(body: &str) -> Form {
+        Form::from_urlencoded(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn reads_a_realistic_sale() {
+        let f = form(REALISTIC);
+        assert_eq!(Ping::classify(&f), Ping::Sale);
+        let sale = SalePing::from_form(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sale.sale_id.as_str(), "FO8TXN-dbxYaBdahG97Y-Q==");
+        assert_eq!(sale.email.as_str(), "jane.doe+gr@example.com");
+        let refs: Vec<&str> = sale.product_refs.iter().map(Permalink::as_str).collect();
+        assert_eq!(refs, ["myapp-pro", "qwxyz"]);
+        assert_eq!(sale.price, UsdCents(2900));
+        assert_eq!(sale.currency, "usd");
+        assert_eq!(sale.buyer_name.as_deref(), Some("Jane Doe"));
+    }
+
+    #[test]
+    fn a_custom_field_named_email_does_not_shadow_the_buyer() {
+        let f = form(&format!(
+            "{REALISTIC}&email=attacker%40evil.example&custom_fields%5Bemail%5D=attacker%40evil.example"
+        ));
+        let sale = SalePing::from_form(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sale.email.as_str(), "jane.doe+gr@example.com");
+    }
+
+    #[test]
+    fn classifies_test_and_other_pings() {
+        assert_eq!(Ping::classify(&form("test=true&sale_id=x")), Ping::Test);
+        assert_eq!(
+            Ping::classify(&form("test=true&resource_name=refund")),
+            Ping::Test
+        );
+        assert_eq!(Ping::classify(&form("sale_id=x")), Ping::Sale);
+        assert_eq!(
+            Ping::classify(&form("resource_name=refund")),
+            Ping::Event("refund".into())
+        );
+        assert_eq!(Ping::classify(&form("test=false")), Ping::Sale);
+    }
+
+    #[test]
+    fn reports_missing_and_invalid_fields() {
+        assert_eq!(
+            SalePing::from_form(&form("email=a%40b.co&permalink=x")),
+            Err(PingError::MissingFields)
+        );
+        assert_eq!(
+            SalePing::from_form(&form("sale_id=1&permalink=x")),
+            Err(PingError::MissingFields)
+        );
+        assert_eq!(
+            SalePing::from_form(&form("sale_id=1&email=a%40b.co")),
+            Err(PingError::MissingFields)
+        );
+        assert_eq!(
+            SalePing::from_form(&form("sale_id=1&email=nope&permalink=x")),
+            Err(PingError::Invalid("Invalid email".into()))
+        );
+        assert_eq!(
+            SalePing::from_form(&form("sale_id=1&email=a%40b.co&permalink=x&price=12.5")),
+            Err(PingError::Invalid("Invalid price".into()))
+        );
+    }
+
+    #[test]
+    fn names_lose_their_line_breaks() {
+        assert_eq!(one_line("Jane\r\nBcc: x@y.z"), "Jane  Bcc: x@y.z");
+    }
+}

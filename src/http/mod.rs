@@ -1,0 +1,43 @@
+//! The HTTP adapter: API Gateway (HTTP API) requests in, JSON responses out. Routing and the mapping of every
+//! error to a status and body live here, and only here.
+
+mod response;
+mod webhook;
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Request, Response};
+
+use crate::mail::Mailer;
+use crate::storage::Store;
+
+pub use response::json;
+
+/// The function's state, built once per process and shared by every request.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub mailer: Arc<dyn Mailer>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, mailer: Arc<dyn Mailer>) -> Self {
+        Self { store, mailer }
+    }
+
+    /// Answers every request; never fails and never panics on input.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["webhooks", "gumroad", tenant_id] => {
+                if request.method() == lambda_http::http::Method::POST {
+                    webhook::handle(self, tenant_id, &request).await
+                } else {
+                    response::method_not_allowed("POST")
+                }
+            }
+            _ => json(404, &serde_json::json!({"error": "Not found"})),
+        }
+    }
+}

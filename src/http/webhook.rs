@@ -1,0 +1,183 @@
+//! `POST /webhooks/gumroad/{tenant_id}`: authenticate, classify the ping, and hand a sale to `sale::issue`.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use lambda_http::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+
+use super::{App, response};
+use crate::auth::{AuthError, authenticate};
+use crate::gumroad::{BodyError, Form, Ping, PingError, SalePing};
+use crate::sale::{self, SaleError, SaleOrder, SaleResult};
+
+/// Gumroad gives up after 5 s; whatever is still running by then is answered with a retryable 503.
+const DEADLINE: Duration = Duration::from_millis(4_500);
+
+enum Reply {
+    Ignored(&'static str),
+    Sale(SaleResult),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Ping(#[from] PingError),
+    #[error(transparent)]
+    Sale(#[from] SaleError),
+    #[error("deadline exceeded")]
+    Deadline,
+}
+
+impl Failure {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Body(_) | Self::Ping(_) => "bad_request",
+            Self::Auth(AuthError::Invalid) => "unauthorized",
+            Self::Auth(AuthError::Suspended) => "suspended",
+            Self::Sale(SaleError::NoMapping(_) | SaleError::ProductNotFound(_)) => "unmapped",
+            Self::Sale(SaleError::EmailFailed(_)) => "email_failed",
+            Self::Auth(AuthError::Unavailable(_))
+            | Self::Sale(SaleError::Storage(_))
+            | Self::Deadline => "unavailable",
+        }
+    }
+
+    /// The only place a ping failure becomes a status and a body.
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Self::Body(BodyError::TooLarge) => response::error(413, &self.to_string()),
+            Self::Body(e @ BodyError::UnsupportedMediaType(_)) => {
+                response::error(415, &e.to_string())
+            }
+            Self::Body(e) => response::error(400, &e.to_string()),
+            Self::Auth(AuthError::Invalid) => response::error(400, "Invalid request"),
+            Self::Auth(AuthError::Suspended) => response::error(403, "Tenant suspended"),
+            Self::Ping(e) => response::error(400, &e.to_string()),
+            Self::Sale(e @ (SaleError::NoMapping(_) | SaleError::ProductNotFound(_))) => {
+                response::error(400, &e.to_string())
+            }
+            Self::Auth(AuthError::Unavailable(_))
+            | Self::Sale(SaleError::Storage(_) | SaleError::EmailFailed(_))
+            | Self::Deadline => response::unavailable(),
+        }
+    }
+}
+
+/// The webhook token: `?token=` first, else the password of HTTP Basic auth (a ping URL's `user:token@`).
+fn presented_token(request: &Request) -> Option<String> {
+    if let Some(token) = request
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("token"))
+    {
+        return Some(token.to_owned());
+    }
+    let header = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
+pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<Body> {
+    let started = Instant::now();
+    let mut sale_id = None;
+    let result = match tokio::time::timeout(
+        DEADLINE,
+        process(app, tenant_id, request, &mut sale_id),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Deadline),
+    };
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let sale_id = sale_id.as_deref().unwrap_or("-");
+    match result {
+        Ok(reply) => {
+            let outcome = match &reply {
+                Reply::Ignored(why) => why,
+                Reply::Sale(SaleResult::Created { .. }) => "created",
+                Reply::Sale(SaleResult::Duplicate) => "duplicate",
+            };
+            tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping");
+            match reply {
+                Reply::Ignored(_) => response::no_content(),
+                Reply::Sale(SaleResult::Duplicate) => {
+                    response::json(200, &json!({"received": true, "duplicate": true}))
+                }
+                Reply::Sale(SaleResult::Created { license, email }) => response::json(
+                    200,
+                    &json!({
+                        "received": true,
+                        "duplicate": false,
+                        "license": {
+                            "id": license.license_id,
+                            "key": license.key.expose(),
+                            "product_id": license.product_id,
+                            "status": license.status.as_str(),
+                            "activation_limit": license.activation_limit,
+                            "expires_at": license.expires_at,
+                        },
+                        "email": email.as_str(),
+                    }),
+                ),
+            }
+        }
+        Err(failure) => {
+            let outcome = failure.outcome();
+            if outcome == "unavailable" || outcome == "email_failed" {
+                tracing::error!(tenant = %tenant_id, sale_id, outcome, duration_ms, error = %failure, "ping failed");
+            } else {
+                tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping refused");
+            }
+            failure.into_response()
+        }
+    }
+}
+
+async fn process(
+    app: &App,
+    tenant_id: &str,
+    request: &Request,
+    sale_id: &mut Option<String>,
+) -> Result<Reply, Failure> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let form = Form::parse(content_type, request.body().as_ref())?;
+    let token = presented_token(request);
+    let tenant = authenticate(
+        app.store.as_ref(),
+        tenant_id,
+        token.as_deref(),
+        form.get_nonempty("seller_id"),
+    )
+    .await?;
+
+    match Ping::classify(&form) {
+        Ping::Test => Ok(Reply::Ignored("test")),
+        Ping::Event(_) => Ok(Reply::Ignored("event_ignored")),
+        Ping::Sale => {
+            let ping = SalePing::from_form(&form)?;
+            *sale_id = Some(ping.sale_id.to_string());
+            let product = sale::resolve_product(&tenant, &ping)?;
+            let order = SaleOrder::from_ping(ping, product);
+            let result =
+                sale::issue(app.store.as_ref(), app.mailer.as_ref(), &tenant, order).await?;
+            Ok(Reply::Sale(result))
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! keymint turns Gumroad sales into software license keys inside the seller's own AWS account.
+//!
+//! Where things live: `gumroad` reads pings, `domain` holds the license vocabulary, `sale` turns a sale into
+//! a license, payment and email, `storage` and `mail` are the ports with their AWS adapters, `http` is the
+//! Lambda adapter and `cli` the seller's admin tool.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod gumroad;
+pub mod http;
+pub mod mail;
+pub mod sale;
+pub mod storage;
+pub mod telemetry;

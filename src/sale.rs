@@ -1,0 +1,234 @@
+//! Where a sale becomes a license: resolve the product, mint the key, write license + payment + idempotency
+//! record in one transaction, then email the key exactly once. Pings and the CLI's manual issue share this path.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::domain::{
+    Email, EmailStatus, License, LicenseKey, LicenseStatus, Payment, Product, SaleId, Tenant,
+    UsdCents, random_id, rfc3339,
+};
+use crate::gumroad::SalePing;
+use crate::mail::{Mailer, compose_key_email};
+use crate::storage::{EmailOutcome, NewSale, SaleWrite, Store, StoreError};
+
+/// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Licenses that expire are deleted by DynamoDB's TTL this long after they expire.
+const EXPIRED_LICENSE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long one sender holds the right to send a key email. Longer than any SES call, shorter than Gumroad's
+/// first retry (60 s), so a crashed sender's email is sent by the retry.
+pub const EMAIL_CLAIM: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaleError {
+    #[error("No product mapping for permalink '{0}'")]
+    NoMapping(String),
+    #[error("Product '{0}' not found")]
+    ProductNotFound(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The license is committed but its email is still owed; the retry will send it.
+    #[error("email failed: {0}")]
+    EmailFailed(String),
+}
+
+/// A sale from any source, with the product resolved.
+#[derive(Debug, Clone)]
+pub struct SaleOrder<'a> {
+    pub sale_id: SaleId,
+    pub product: &'a Product,
+    pub buyer_email: Email,
+    pub buyer_name: Option<String>,
+    pub product_name: Option<String>,
+    pub price: UsdCents,
+    pub currency: String,
+    pub quantity: u32,
+    pub sale_timestamp: Option<String>,
+    pub subscription_id: Option<String>,
+    /// `gumroad` or `manual`.
+    pub source: &'static str,
+    pub send_email: bool,
+}
+
+#[derive(Debug)]
+pub enum SaleResult {
+    Created {
+        license: Box<License>,
+        email: EmailStatus,
+    },
+    Duplicate,
+}
+
+/// The product a ping's permalinks map to: the first mapped candidate wins.
+pub fn resolve_product<'t>(tenant: &'t Tenant, ping: &SalePing) -> Result<&'t Product, SaleError> {
+    let mapped = ping
+        .product_refs
+        .iter()
+        .find_map(|slug| tenant.permalinks.get(slug));
+    let Some(product_id) = mapped else {
+        let first = ping.product_refs.first().map(|p| p.as_str().to_owned());
+        return Err(SaleError::NoMapping(first.unwrap_or_default()));
+    };
+    tenant
+        .products
+        .get(product_id)
+        .ok_or_else(|| SaleError::ProductNotFound(product_id.to_string()))
+}
+
+impl<'a> SaleOrder<'a> {
+    pub fn from_ping(ping: SalePing, product: &'a Product) -> Self {
+        Self {
+            sale_id: ping.sale_id,
+            product,
+            buyer_email: ping.email,
+            buyer_name: ping.buyer_name,
+            product_name: ping.product_name,
+            price: ping.price,
+            currency: ping.currency,
+            quantity: ping.quantity,
+            sale_timestamp: ping.sale_timestamp,
+            subscription_id: ping.subscription_id,
+            source: "gumroad",
+            send_email: true,
+        }
+    }
+}
+
+fn unix(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp()
+}
+
+fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> NewSale {
+    let product = order.product;
+    let key = LicenseKey::generate(&product.key_prefix);
+    let key_hash = key.hash();
+    let expires = product
+        .duration_days
+        .map(|days| now + Duration::from_secs(u64::from(days) * 24 * 3600));
+    let created_at = rfc3339(now);
+    let license = License {
+        license_id: random_id("lic"),
+        tenant_id: tenant.tenant_id.clone(),
+        product_id: product.product_id.clone(),
+        product_name: product.name.clone(),
+        key,
+        key_hash: key_hash.clone(),
+        status: LicenseStatus::Active,
+        activation_limit: product.activation_limit,
+        activations: 0,
+        expires_at: expires.map(rfc3339),
+        buyer_email: order.buyer_email.clone(),
+        buyer_name: order.buyer_name.clone(),
+        sale_id: order.sale_id.clone(),
+        subscription_id: order.subscription_id.clone(),
+        source: order.source.to_owned(),
+        created_at: created_at.clone(),
+        email_status: EmailStatus::Pending,
+        email_message_id: None,
+        // The minting request holds the email claim from the start: no extra round trip to take it.
+        email_claim_until: order.send_email.then(|| unix(now + EMAIL_CLAIM)),
+        ttl: expires.map(|at| unix(at + EXPIRED_LICENSE_RETENTION)),
+    };
+    let payment = Payment {
+        tenant_id: tenant.tenant_id.clone(),
+        sale_id: order.sale_id.clone(),
+        product_id: product.product_id.clone(),
+        license_id: license.license_id.clone(),
+        key_hash,
+        buyer_email: order.buyer_email.clone(),
+        buyer_name: order.buyer_name.clone(),
+        product_name: order
+            .product_name
+            .clone()
+            .unwrap_or_else(|| "Unknown product".to_owned()),
+        amount_usd_cents: order.price.0,
+        currency: order.currency.clone(),
+        quantity: order.quantity,
+        sale_timestamp: order.sale_timestamp.clone(),
+        source: order.source.to_owned(),
+        created_at,
+    };
+    NewSale {
+        license,
+        payment,
+        idempotency_ttl: unix(now + IDEMPOTENCY_TTL),
+    }
+}
+
+/// Issues exactly one license for (tenant, sale id), however often and however concurrently it is called.
+#[tracing::instrument(skip_all, fields(tenant = %tenant.tenant_id, sale_id = %order.sale_id))]
+pub async fn issue(
+    store: &dyn Store,
+    mailer: &dyn Mailer,
+    tenant: &Tenant,
+    order: SaleOrder<'_>,
+) -> Result<SaleResult, SaleError> {
+    let now = OffsetDateTime::now_utc();
+    let new_sale = mint(tenant, &order, now);
+    match store.write_sale(&new_sale).await? {
+        SaleWrite::Created => {
+            let mut license = new_sale.license;
+            license.email_status = if order.send_email {
+                deliver(store, mailer, tenant, &license).await?
+            } else {
+                EmailStatus::Pending
+            };
+            let email = license.email_status;
+            Ok(SaleResult::Created {
+                license: Box::new(license),
+                email,
+            })
+        }
+        SaleWrite::Duplicate(Some(license)) if license.email_status != EmailStatus::Sent => {
+            // An earlier attempt committed the license but its email is owed: send it once, if nobody else is.
+            let claimed = store
+                .claim_email(
+                    &tenant.tenant_id,
+                    &license.key_hash,
+                    unix(now),
+                    unix(now + EMAIL_CLAIM),
+                )
+                .await?;
+            if claimed {
+                deliver(store, mailer, tenant, &license).await?;
+            }
+            Ok(SaleResult::Duplicate)
+        }
+        SaleWrite::Duplicate(_) => Ok(SaleResult::Duplicate),
+    }
+}
+
+/// Sends the key email (the caller holds the claim) and records the outcome.
+pub async fn deliver(
+    store: &dyn Store,
+    mailer: &dyn Mailer,
+    tenant: &Tenant,
+    license: &License,
+) -> Result<EmailStatus, SaleError> {
+    let email = compose_key_email(&tenant.sender, license);
+    match mailer.send(&email).await {
+        Ok(message_id) => {
+            let outcome = EmailOutcome::Sent { message_id };
+            if let Err(err) = store
+                .record_email(&tenant.tenant_id, &license.key_hash, &outcome)
+                .await
+            {
+                // The buyer has the key; answering 5xx now would only risk a second email.
+                tracing::error!(error = %err, "email sent but its state could not be recorded");
+            }
+            Ok(EmailStatus::Sent)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, metric = "EmailFailures", "key email failed");
+            if let Err(record_err) = store
+                .record_email(&tenant.tenant_id, &license.key_hash, &EmailOutcome::Failed)
+                .await
+            {
+                tracing::error!(error = %record_err, "email failure could not be recorded");
+            }
+            Err(SaleError::EmailFailed(err.0))
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The DynamoDB adapter. Four tables, each keyed by `tenant_id` and a sort key:
+//! tenants (`TENANT`, `PRODUCT#<id>`), licenses (`LICENSE#<key hash>`), payments (`sale_id`) and
+//! events (`SALE#<sale id>` idempotency records, with a TTL).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{EmailOutcome, NewSale, SaleWrite, Store, StoreError};
+use crate::domain::{License, Product, Tenant, TenantId};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The physical table names, read from the environment the SAM template (or `infra/local/up`) sets.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub tenants: String,
+    pub licenses: String,
+    pub payments: String,
+    pub events: String,
+}
+
+impl Tables {
+    pub const ENV: [&'static str; 4] = [
+        "KEYMINT_TENANTS_TABLE",
+        "KEYMINT_LICENSES_TABLE",
+        "KEYMINT_PAYMENTS_TABLE",
+        "KEYMINT_EVENTS_TABLE",
+    ];
+
+    /// Reads the four table names, naming every missing variable in the error.
+    pub fn from_env() -> Result<Self, String> {
+        let values: Vec<Option<String>> = Self::ENV
+            .iter()
+            .map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+            .collect();
+        let missing: Vec<&str> = Self::ENV
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "missing environment variable(s) {}: run `eval \"$(infra/local/up)\"` locally, or export the deployed stack's table names (see README, Deploy)",
+                missing.join(", ")
+            ));
+        }
+        let mut v = values.into_iter().flatten();
+        let mut next = || v.next().unwrap_or_default();
+        Ok(Self {
+            tenants: next(),
+            licenses: next(),
+            payments: next(),
+            events: next(),
+        })
+    }
+}
+
+pub(crate) const TENANT_SK: &str = "TENANT";
+pub(crate) const PRODUCT_SK_PREFIX: &str = "PRODUCT#";
+pub(crate) const LICENSE_SK_PREFIX: &str = "LICENSE#";
+
+pub(crate) fn license_sk(key_hash: &str) -> String {
+    format!("{LICENSE_SK_PREFIX}{key_hash}")
+}
+
+fn sale_event_sk(sale_id: &str) -> String {
+    format!("SALE#{sale_id}")
+}
+
+/// Concurrent transactions on the same items are cancelled with `TransactionConflict`; they are retried
+/// this many times before the caller is told to come back later.
+const CONFLICT_RETRIES: u32 = 6;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    pub(crate) client: Client,
+    pub(crate) tables: Tables,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn to_item<T: Serialize>(
+    record: &T,
+    sort_key: Option<String>,
+) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::to_item(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(sk) = sort_key {
+        item.insert("sk".to_owned(), s(sk));
+    }
+    Ok(item)
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Every SDK failure that is not an expected condition failure means "try again later".
+pub(crate) fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::Unavailable(DisplayErrorContext(&err).to_string())
+}
+
+pub(crate) fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    fn put_if_new(
+        &self,
+        table: &str,
+        item: Item,
+        key_attr: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression(format!("attribute_not_exists({key_attr})"))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The key hash of the license an earlier write of this sale minted, from its idempotency record or
+    /// (once that has expired) its payment.
+    async fn minted_key_hash(&self, sale: &NewSale) -> Result<Option<String>, StoreError> {
+        let tenant = s(sale.license.tenant_id.as_str());
+        let event = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .key("tenant_id", tenant.clone())
+            .key("sk", s(sale_event_sk(sale.payment.sale_id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if let Some(hash) = event.item().and_then(key_hash_of) {
+            return Ok(Some(hash));
+        }
+        let payment = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .key("tenant_id", tenant)
+            .key("sale_id", s(sale.payment.sale_id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(payment.item().and_then(key_hash_of))
+    }
+}
+
+fn key_hash_of(item: &Item) -> Option<String> {
+    item.get("key_hash").and_then(|v| v.as_s().ok()).cloned()
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant_id))]
+    async fn load_tenant(&self, tenant_id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let mut tenant: Option<Tenant> = None;
+        let mut products = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.tenants)
+                .key_condition_expression("tenant_id = :t")
+                .expression_attribute_values(":t", s(tenant_id.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                match item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                {
+                    Some(TENANT_SK) => tenant = Some(from_item(item.clone())?),
+                    Some(sk) if sk.starts_with(PRODUCT_SK_PREFIX) => {
+                        products.push(from_item::<Product>(item.clone())?)
+                    }
+                    _ => {}
+                }
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                break;
+            }
+        }
+        Ok(tenant.map(|mut t| {
+            t.products = products
+                .into_iter()
+                .map(|p| (p.product_id.clone(), p))
+                .collect();
+            t
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %sale.license.tenant_id, sale_id = %sale.payment.sale_id))]
+    async fn write_sale(&self, sale: &NewSale) -> Result<SaleWrite, StoreError> {
+        let license = &sale.license;
+        let mut event = Item::new();
+        event.insert("tenant_id".into(), s(license.tenant_id.as_str()));
+        event.insert("sk".into(), s(sale_event_sk(sale.payment.sale_id.as_str())));
+        event.insert("key_hash".into(), s(&license.key_hash));
+        event.insert("license_id".into(), s(&license.license_id));
+        event.insert("created_at".into(), s(&license.created_at));
+        event.insert("ttl".into(), n(sale.idempotency_ttl));
+        let items = vec![
+            self.put_if_new(&self.tables.events, event, "sk")?,
+            self.put_if_new(
+                &self.tables.licenses,
+                to_item(license, Some(license_sk(&license.key_hash)))?,
+                "sk",
+            )?,
+            self.put_if_new(
+                &self.tables.payments,
+                to_item(&sale.payment, None)?,
+                "sale_id",
+            )?,
+        ];
+
+        let mut attempt = 0;
+        let known_hash = loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(SaleWrite::Created),
+                Err(err) => err,
+            };
+            let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                err.as_service_error()
+            else {
+                return Err(unavailable(err));
+            };
+            let reasons = cancelled.cancellation_reasons();
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+            if code(0) == "ConditionalCheckFailed" || code(2) == "ConditionalCheckFailed" {
+                let old = [0, 2]
+                    .into_iter()
+                    .filter_map(|i| reasons.get(i).and_then(|r| r.item()))
+                    .find_map(key_hash_of);
+                break old;
+            }
+            if reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"))
+                && attempt < CONFLICT_RETRIES
+            {
+                tokio::time::sleep(Duration::from_millis(15 * u64::from(attempt))).await;
+                continue;
+            }
+            return Err(unavailable(err));
+        };
+
+        let key_hash = match known_hash {
+            Some(hash) => Some(hash),
+            None => self.minted_key_hash(sale).await?,
+        };
+        let license = match key_hash {
+            Some(hash) => self.get_license(&license.tenant_id, &hash).await?,
+            None => None,
+        };
+        Ok(SaleWrite::Duplicate(license))
+    }
+
+    async fn get_license(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<License>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(license_sk(key_hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn claim_email(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(license_sk(key_hash)))
+            .update_expression("SET email_claim_until = :until")
+            .condition_expression(
+                "attribute_exists(sk) AND email_status <> :sent AND (attribute_not_exists(email_claim_until) OR email_claim_until < :now)",
+            )
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":sent", s("sent"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn record_email(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        outcome: &EmailOutcome,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(license_sk(key_hash)))
+            .condition_expression("attribute_exists(sk)");
+        let update = match outcome {
+            EmailOutcome::Sent { message_id } => update
+                .update_expression(
+                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until",
+                )
+                .expression_attribute_values(":status", s("sent"))
+                .expression_attribute_values(":id", s(message_id)),
+            EmailOutcome::Failed => update
+                .update_expression("SET email_status = :status REMOVE email_claim_until")
+                .expression_attribute_values(":status", s("failed")),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}

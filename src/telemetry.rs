@@ -1,0 +1,22 @@
+//! Logging: JSON lines on Lambda (for CloudWatch and SAM's `LoggingConfig`), compact text elsewhere.
+//! Nothing secret is ever passed to a log call; see the log test in `tests/`.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new("info,aws_config=warn,aws_smithy_runtime=warn"))
+        .unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+        && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+        && std::env::var_os("KEYMINT_LOG_TEXT").is_none()
+    {
+        builder.json().flatten_event(true).without_time().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+    drop(result);
+}

@@ -1,0 +1,428 @@
+//! Shared helpers for the integration tests: the local stack from the environment `infra/local/up` exports,
+//! tenants seeded straight into DynamoDB Local, API Gateway v2 events for the real handler, and the mail that
+//! moto's SES server received.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use keymint::domain::{
+    Email, KeyPrefix, Permalink, Product, ProductId, RefundPolicy, Tenant, TenantId, TenantStatus,
+    WebhookToken,
+};
+use keymint::http::App;
+use keymint::storage::{DynamoStore, Tables};
+use serde_json::{Value, json};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test, or eval \"$(infra/local/up)\" first")
+    })
+}
+
+/// A random lower-case suffix so every test works on its own tenant, buyers and sales.
+pub fn unique(prefix: &str) -> String {
+    let id = keymint::domain::random_id("x");
+    format!("{prefix}-{}", &id[2..14])
+}
+
+pub struct Stack {
+    pub app: App,
+    pub store: DynamoStore,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub ses: aws_sdk_ses::Client,
+    pub tables: Tables,
+}
+
+pub async fn stack() -> Stack {
+    let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let sdk = keymint::config::aws().await;
+    stack_with(&sdk, tables)
+}
+
+pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {
+    let store = keymint::config::dynamo_store(sdk, tables.clone());
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(keymint::config::ses_mailer(sdk)),
+    );
+    Stack {
+        app,
+        store,
+        ddb: aws_sdk_dynamodb::Client::new(sdk),
+        ses: aws_sdk_ses::Client::new(sdk),
+        tables,
+    }
+}
+
+pub struct Seed {
+    pub seller_id: Option<String>,
+    pub sender: String,
+    pub activation_limit: u32,
+    pub duration_days: Option<u32>,
+    pub status: TenantStatus,
+    pub gumroad_enabled: bool,
+    pub map_product: bool,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Self {
+            seller_id: Some("kL0psVL2admJSYRNs-OCMg==".to_owned()),
+            sender: env("KEYMINT_LOCAL_SENDER"),
+            activation_limit: 3,
+            duration_days: None,
+            status: TenantStatus::Active,
+            gumroad_enabled: true,
+            map_product: true,
+        }
+    }
+}
+
+pub struct Seeded {
+    pub tenant_id: String,
+    pub token: String,
+    pub product_id: String,
+}
+
+/// A tenant with product `myapp` (prefix ACME, name "MyApp") mapped from permalink `myapp-pro`.
+pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
+    let tenant_id = TenantId::parse(&unique("t")).unwrap();
+    let token = WebhookToken::generate();
+    let product = Product {
+        product_id: ProductId::parse("myapp").unwrap(),
+        name: "MyApp".to_owned(),
+        key_prefix: KeyPrefix::parse("ACME").unwrap(),
+        activation_limit: seed.activation_limit,
+        duration_days: seed.duration_days,
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+    };
+    let mut permalinks = std::collections::BTreeMap::new();
+    if seed.map_product {
+        permalinks.insert(
+            Permalink::parse("myapp-pro").unwrap(),
+            product.product_id.clone(),
+        );
+    }
+    let tenant = Tenant {
+        tenant_id: tenant_id.clone(),
+        status: seed.status,
+        token_hash: token.hash().to_hex(),
+        seller_id: seed.seller_id,
+        sender: Email::parse(&seed.sender).unwrap(),
+        permalinks,
+        gumroad_enabled: seed.gumroad_enabled,
+        refund_policy: RefundPolicy::Revoke,
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        products: Default::default(),
+    };
+    stack.store.create_tenant(&tenant).await.unwrap();
+    stack
+        .store
+        .create_product(&tenant_id, &product)
+        .await
+        .unwrap();
+    Seeded {
+        tenant_id: tenant_id.to_string(),
+        token: token.expose().to_owned(),
+        product_id: product.product_id.to_string(),
+    }
+}
+
+/// A sale ping in Gumroad's own field order and encoding (see shared/GUMROAD.md).
+pub fn sale_body(sale_id: &str, email: &str) -> String {
+    let enc = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%2D", "-")
+            .replace("%5F", "_")
+            .replace("%2E", ".")
+            .replace("%7E", "~")
+    };
+    [
+        "seller_id=kL0psVL2admJSYRNs-OCMg%3D%3D".to_owned(),
+        "product_id=32-nPAicqbLj8B_WswVlMw%3D%3D".to_owned(),
+        "product_name=MyApp%20Pro".to_owned(),
+        "permalink=myapp-pro".to_owned(),
+        "product_permalink=https%3A%2F%2Facme.gumroad.com%2Fl%2Fmyapp-pro".to_owned(),
+        "short_product_id=qwxyz".to_owned(),
+        format!("email={}", enc(email)),
+        "price=2900".to_owned(),
+        "gumroad_fee=370".to_owned(),
+        "currency=usd".to_owned(),
+        "quantity=1".to_owned(),
+        "card%5Bvisual%5D=%2A%2A%2A%2A%204242".to_owned(),
+        "card%5Btype%5D=visa".to_owned(),
+        "order_number=524459935".to_owned(),
+        format!("sale_id={}", enc(sale_id)),
+        "sale_timestamp=2026-05-04T19%3A38%3A56Z".to_owned(),
+        "full_name=Jane%20Doe".to_owned(),
+        "variants%5BTier%5D=Pro".to_owned(),
+        "ip_country=United%20States".to_owned(),
+        "refunded=false".to_owned(),
+        "resource_name=sale".to_owned(),
+        "disputed=false".to_owned(),
+        "dispute_won=false".to_owned(),
+    ]
+    .join("&")
+}
+
+/// A unique sale id shaped like Gumroad's (`FO8TXN-dbxYaBdahG97Y-Q==`).
+pub fn sale_id() -> String {
+    format!("{}==", unique("S"))
+}
+
+pub fn buyer() -> String {
+    format!("{}@example.com", unique("buyer"))
+}
+
+pub struct Ping<'a> {
+    pub method: &'a str,
+    pub path: String,
+    pub query: Vec<(&'a str, String)>,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Vec<u8>,
+    pub base64: bool,
+}
+
+impl<'a> Ping<'a> {
+    pub fn new(tenant_id: &str, token: Option<&str>, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            method: "POST",
+            path: format!("/webhooks/gumroad/{tenant_id}"),
+            query: token
+                .map(|t| vec![("token", t.to_owned())])
+                .unwrap_or_default(),
+            headers: vec![(
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            )],
+            body: body.into(),
+            base64: false,
+        }
+    }
+
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The API Gateway HTTP API (payload 2.0) event for this request.
+    pub fn event(&self) -> Value {
+        let raw_query: Vec<String> = self
+            .query
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect();
+        let query: serde_json::Map<String, Value> = self
+            .query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        let headers: serde_json::Map<String, Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        let (body, is_base64) = if self.base64 || std::str::from_utf8(&self.body).is_err() {
+            (
+                base64::engine::general_purpose::STANDARD.encode(&self.body),
+                true,
+            )
+        } else {
+            (String::from_utf8(self.body.clone()).unwrap(), false)
+        };
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": self.path,
+            "rawQueryString": raw_query.join("&"),
+            "headers": headers,
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "local", "domainName": "local.example",
+                "domainPrefix": "local",
+                "http": {"method": self.method, "path": self.path, "protocol": "HTTP/1.1",
+                         "sourceIp": "203.0.113.7", "userAgent": "Gumroad"},
+                "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
+                "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
+            },
+            "body": body,
+            "isBase64Encoded": is_base64,
+        });
+        if !query.is_empty() {
+            event["queryStringParameters"] = Value::Object(query);
+        }
+        event
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub async fn send(app: &App, ping: &Ping<'_>) -> Reply {
+    let request = lambda_http::request::from_str(&ping.event().to_string()).unwrap();
+    let response = app.handle(request).await;
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let status = response.status().as_u16();
+    let body = match response.into_body() {
+        lambda_http::Body::Empty => String::new(),
+        lambda_http::Body::Text(text) => text,
+        lambda_http::Body::Binary(bytes) => String::from_utf8(bytes).unwrap(),
+        _ => String::new(),
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn query_all(stack: &Stack, table: &str, tenant_id: &str) -> Vec<Item> {
+    stack
+        .ddb
+        .query()
+        .table_name(table)
+        .key_condition_expression("tenant_id = :t")
+        .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+pub async fn licenses(stack: &Stack, tenant_id: &str) -> Vec<Item> {
+    query_all(stack, &stack.tables.licenses, tenant_id).await
+}
+
+pub async fn payments(stack: &Stack, tenant_id: &str) -> Vec<Item> {
+    query_all(stack, &stack.tables.payments, tenant_id).await
+}
+
+pub async fn events(stack: &Stack, tenant_id: &str) -> Vec<Item> {
+    query_all(stack, &stack.tables.events, tenant_id).await
+}
+
+/// Every record a tenant's pings could have written.
+pub async fn writes(stack: &Stack, tenant_id: &str) -> usize {
+    licenses(stack, tenant_id).await.len()
+        + payments(stack, tenant_id).await.len()
+        + events(stack, tenant_id).await.len()
+}
+
+pub fn s<'a>(item: &'a Item, attr: &str) -> &'a str {
+    item.get(attr)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("{attr} missing or not a string in {item:?}"))
+}
+
+pub fn n(item: &Item, attr: &str) -> i64 {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{attr} missing or not a number in {item:?}"))
+}
+
+fn http_get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .with_config()
+        .limit(512 * 1024 * 1024)
+        .read_to_string()
+        .unwrap()
+}
+
+/// The messages moto's SES accepted for `to`: `source`, `subject`, `body` (the HTML part), `destinations`.
+pub fn emails_to(to: &str) -> Vec<Value> {
+    let data: Value = serde_json::from_str(&http_get(&format!(
+        "{}/moto-api/data.json",
+        env("AWS_ENDPOINT_URL_SES")
+    )))
+    .unwrap();
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|d| d == to))
+        })
+        .collect()
+}
+
+/// The plain-text bodies of every SendEmail request SES received for `to` (moto keeps only the HTML part in its
+/// model, so this reads the requests it recorded).
+pub fn recorded_text_bodies(to: &str) -> Vec<String> {
+    let path = format!("{}/ses-recording.jsonl", env("KEYMINT_LOCAL_STATE"));
+    let recording = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut bodies = Vec::new();
+    for line in recording.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let raw = entry["body"].as_str().unwrap_or_default();
+        let raw = if entry["body_encoded"].as_bool() == Some(true) {
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default()
+        } else {
+            raw.to_owned()
+        };
+        let form: HashMap<String, String> = serde_urlencoded::from_str(&raw).unwrap_or_default();
+        if form.get("Action").map(String::as_str) == Some("SendEmail")
+            && form
+                .get("Destination.ToAddresses.member.1")
+                .map(String::as_str)
+                == Some(to)
+        {
+            if let Some(text) = form.get("Message.Body.Text.Data") {
+                bodies.push(text.clone());
+            }
+        }
+    }
+    bodies
+}

@@ -25,8 +25,13 @@ pub fn timeouts() -> TimeoutConfig {
 
 /// The shared SDK configuration with keymint's timeouts and a short retry budget.
 pub async fn aws() -> SdkConfig {
+    aws_with(timeouts()).await
+}
+
+/// The same configuration with other timeouts (the tests use generous ones on a shared, noisy machine).
+pub async fn aws_with(timeouts: TimeoutConfig) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts())
+        .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await

@@ -221,7 +221,8 @@ pub async fn deliver(
             Ok(EmailStatus::Sent)
         }
         Err(err) => {
-            tracing::warn!(error = %err, metric = "EmailFailures", "key email failed");
+            tracing::warn!(error = %err, "key email failed");
+            crate::telemetry::count_email_failure();
             if let Err(record_err) = store
                 .record_email(&tenant.tenant_id, &license.key_hash, &EmailOutcome::Failed)
                 .await

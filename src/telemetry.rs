@@ -20,3 +20,23 @@ pub fn init() {
     };
     drop(result);
 }
+
+/// Counts a failed key email in CloudWatch through the embedded metric format: one JSON line on stdout, which
+/// Lambda ships to CloudWatch Logs and CloudWatch turns into the `keymint/EmailFailures` metric the alarm watches.
+pub fn count_email_failure() {
+    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    println!(
+        "{}",
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": i64::try_from(millis).unwrap_or_default(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "keymint",
+                    "Dimensions": [[]],
+                    "Metrics": [{"Name": "EmailFailures", "Unit": "Count"}]
+                }]
+            },
+            "EmailFailures": 1
+        })
+    );
+}

@@ -40,8 +40,19 @@ pub struct Stack {
 
 pub async fn stack() -> Stack {
     let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let sdk = keymint::config::aws().await;
-    stack_with(&sdk, tables)
+    stack_with(&sdk().await, tables)
+}
+
+/// keymint's SDK configuration, with timeouts loose enough for a loaded two-core test machine: the tests check
+/// behaviour, never speed.
+pub async fn sdk() -> aws_config::SdkConfig {
+    keymint::config::aws_with(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(std::time::Duration::from_secs(4))
+            .operation_timeout(std::time::Duration::from_secs(8))
+            .build(),
+    )
+    .await
 }
 
 pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {

@@ -21,9 +21,20 @@ pub fn init() {
     drop(result);
 }
 
+/// Whether metric lines go to stdout. The admin CLI turns them off: its stdout is the seller's answer.
+static METRICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Stops `count_email_failure` from writing to stdout, for processes (the CLI) whose stdout is not a log.
+pub fn disable_metrics() {
+    METRICS.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Counts a failed key email in CloudWatch through the embedded metric format: one JSON line on stdout, which
 /// Lambda ships to CloudWatch Logs and CloudWatch turns into the `keymint/EmailFailures` metric the alarm watches.
 pub fn count_email_failure() {
+    if !METRICS.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     println!(
         "{}",

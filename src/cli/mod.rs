@@ -2,6 +2,9 @@
 //! prints a short human answer, or exactly one JSON document with `--json`; failures are one line on stderr.
 
 mod dev;
+mod gumroad;
+mod gumroad_api;
+mod license;
 mod output;
 mod product;
 mod tenant;
@@ -10,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::mail::SesMailer;
 use crate::storage::{DynamoStore, StoreError, Tables};
 
 pub use output::Output;
@@ -36,45 +40,71 @@ pub enum Command {
     /// Create and delete products; map Gumroad permalinks to them.
     #[command(subcommand)]
     Product(product::ProductCommand),
+    /// List, show, resend, revoke, reinstate and manually issue licenses.
+    #[command(subcommand)]
+    License(license::LicenseCommand),
+    /// Subscribe the tenant's ping URL to Gumroad's resource events (Gumroad API v2).
+    #[command(subcommand)]
+    Gumroad(gumroad::GumroadCommand),
     /// Local development helpers used by infra/local/up and the tests.
     #[command(subcommand)]
     Dev(dev::DevCommand),
 }
 
-/// A failure, shown to the seller as one line.
+/// A failure, shown to the seller as one line. Each kind has its own exit code (documented in the README).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// A value on the command line is malformed (also clap's usage errors).
     #[error("{0}")]
     Invalid(String),
+    /// An unknown tenant, product, permalink mapping, license or Gumroad subscription.
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Missing or unusable configuration: table names, the Gumroad access token.
     #[error("{0}")]
     Config(String),
     #[error("AWS unreachable or failing: {0}")]
     Aws(String),
+    /// The records are in a state that forbids the command (a mapped product, a suspended tenant, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// Gumroad refused the request or could not be reached.
+    #[error("{0}")]
+    Gumroad(String),
+    /// The license is stored but its key email could not be sent. The answer is still printed.
+    #[error("{0}")]
+    EmailFailed(String),
     #[error("{0}")]
     Other(String),
 }
 
 impl CliError {
-    fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
+            Self::Other(_) => 1,
             Self::Invalid(_) => 2,
             Self::NotFound(_) => 3,
             Self::AlreadyExists(_) => 4,
             Self::Config(_) => 5,
             Self::Aws(_) => 6,
-            Self::Other(_) => 1,
+            Self::Conflict(_) => 7,
+            Self::Gumroad(_) => 8,
+            Self::EmailFailed(_) => 9,
         }
+    }
+
+    /// Failures after which the command's answer still describes what was done.
+    fn keeps_answer(&self) -> bool {
+        matches!(self, Self::EmailFailed(_))
     }
 }
 
 impl From<StoreError> for CliError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(detail) => Self::Aws(first_line(&detail)),
+            StoreError::Unavailable(detail) => Self::Aws(first_line(without_debug(&detail))),
             StoreError::Corrupt(detail) => {
                 Self::Other(format!("stored record is corrupt: {}", first_line(&detail)))
             }
@@ -90,7 +120,27 @@ impl From<crate::domain::InvalidValue> for CliError {
     }
 }
 
-fn first_line(text: &str) -> String {
+/// The SDK's error text up to where it starts repeating itself as a `Debug` dump (` (DispatchFailure(…`).
+pub(crate) fn without_debug(detail: &str) -> &str {
+    let mut rest = detail;
+    let mut offset = 0;
+    while let Some(i) = rest.find(" (") {
+        let after = &rest[i + 2..];
+        let ident_len = after
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(after.len());
+        let dump = after.starts_with(|c: char| c.is_ascii_uppercase())
+            && matches!(after[ident_len..].chars().next(), Some('(' | ' ' | '{'));
+        if dump {
+            return detail[..offset + i].trim_end();
+        }
+        offset += i + 2;
+        rest = after;
+    }
+    detail
+}
+
+pub(crate) fn first_line(text: &str) -> String {
     text.lines()
         .next()
         .unwrap_or_default()
@@ -101,17 +151,58 @@ fn first_line(text: &str) -> String {
 
 /// The store the CLI administers, configured exactly like the function.
 pub(crate) async fn store() -> Result<DynamoStore, CliError> {
+    Ok(clients().await?.0)
+}
+
+/// The store and the mailer, from one SDK configuration, for commands that send key emails.
+pub(crate) async fn clients() -> Result<(DynamoStore, SesMailer), CliError> {
     let tables = Tables::from_env().map_err(CliError::Config)?;
     let sdk = crate::config::aws().await;
-    Ok(crate::config::dynamo_store(&sdk, tables))
+    Ok((
+        crate::config::dynamo_store(&sdk, tables),
+        crate::config::ses_mailer(&sdk),
+    ))
+}
+
+/// clap's usage error as one line: the message and what it lists, without the usage block and tips.
+fn usage_error_line(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            if parts.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        parts.push(line.trim_start_matches("error:").trim());
+    }
+    format!("{} (see --help)", parts.join(" "))
 }
 
 pub fn main() -> ExitCode {
+    crate::telemetry::disable_metrics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
+        // `keymint` or `keymint tenant` alone: the list of commands is the useful answer.
+        Err(err)
+            if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(CliError::Invalid(String::new()).exit_code());
+        }
+        Err(err) if err.use_stderr() => {
+            eprintln!("keymint: {}", usage_error_line(&err));
+            return ExitCode::from(CliError::Invalid(String::new()).exit_code());
+        }
+        Err(err) => {
+            // --help and --version: clap prints them to stdout.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -132,7 +223,11 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("keymint: {err}");
+            if err.keeps_answer() {
+                out.flush();
+            }
+            let message = err.to_string();
+            eprintln!("keymint: {}", message.lines().next().unwrap_or_default());
             ExitCode::from(err.exit_code())
         }
     }
@@ -142,6 +237,23 @@ async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
     match command {
         Command::Tenant(cmd) => tenant::run(cmd, out).await,
         Command::Product(cmd) => product::run(cmd, out).await,
+        Command::License(cmd) => license::run(cmd, out).await,
+        Command::Gumroad(cmd) => gumroad::run(cmd, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_errors_lose_their_debug_dump() {
+        let detail = "dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111) (DispatchFailure(DispatchFailure { source: x }))";
+        assert_eq!(
+            without_debug(detail),
+            "dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+        assert_eq!(without_debug("plain"), "plain");
     }
 }

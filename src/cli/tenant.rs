@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::{CliError, Output, store};
 use crate::domain::{Email, RefundPolicy, Tenant, TenantId, TenantStatus, WebhookToken, rfc3339};
-use crate::storage::{Store, StoreError};
+use crate::storage::{DynamoStore, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -23,30 +23,79 @@ pub enum TenantCommand {
         #[arg(long, env = "KEYMINT_API_URL")]
         api_url: Option<String>,
     },
+    /// Replace the webhook token: the old one stops working at once; prints the new ping URL once.
+    RotateToken {
+        tenant_id: String,
+        /// The API's base URL, e.g. the stack's ApiUrl output.
+        #[arg(long, env = "KEYMINT_API_URL")]
+        api_url: Option<String>,
+    },
+    /// Refuse the tenant's pings (403) until it is resumed.
+    Suspend { tenant_id: String },
+    /// Accept the tenant's pings again.
+    Resume { tenant_id: String },
     /// Show a tenant: status, sender, seller id, products and permalink mappings.
     Show { tenant_id: String },
 }
 
+/// The API base URL without a trailing slash; only http(s) URLs make a ping URL Gumroad can call.
+fn api_base(api_url: Option<&str>) -> Result<Option<String>, CliError> {
+    let Some(raw) = api_url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = raw.parse::<ureq::http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|h| !h.is_empty())
+            && uri.query().is_none()
+    });
+    if !valid {
+        return Err(CliError::Invalid(format!(
+            "invalid API URL '{raw}': expected the stack's ApiUrl, e.g. https://abc123.execute-api.us-east-1.amazonaws.com"
+        )));
+    }
+    Ok(Some(raw.trim_end_matches('/').to_owned()))
+}
+
 pub(crate) fn ping_url(
-    api_url: Option<&str>,
+    api_base: Option<&str>,
     tenant_id: &TenantId,
     token: &WebhookToken,
 ) -> String {
-    let base = api_url.unwrap_or("<api-url>").trim_end_matches('/');
+    let base = api_base.unwrap_or("<api-url>");
     format!(
         "{base}/webhooks/gumroad/{tenant_id}?token={}",
         token.expose()
     )
 }
 
-pub(crate) async fn load(
-    store: &crate::storage::DynamoStore,
-    tenant_id: &TenantId,
-) -> Result<Tenant, CliError> {
+pub(crate) async fn load(store: &DynamoStore, tenant_id: &TenantId) -> Result<Tenant, CliError> {
     store
         .load_tenant(tenant_id)
         .await?
-        .ok_or_else(|| CliError::NotFound(format!("unknown tenant '{tenant_id}'")))
+        .ok_or_else(|| unknown(tenant_id))
+}
+
+pub(crate) fn unknown(tenant_id: &TenantId) -> CliError {
+    CliError::NotFound(format!("unknown tenant '{tenant_id}'"))
+}
+
+fn status_str(status: TenantStatus) -> &'static str {
+    match status {
+        TenantStatus::Active => "active",
+        TenantStatus::Suspended => "suspended",
+    }
+}
+
+/// The answer of `create` and `rotate-token`: the only time the token is ever shown.
+fn print_token(out: &mut Output, tenant_id: &TenantId, token: &WebhookToken, url: &str) {
+    out.fields(&[
+        ("Webhook token", format!("{} (shown once)", token.expose())),
+        ("Ping URL", url.to_owned()),
+    ]);
+    if url.starts_with("<api-url>") {
+        out.line("Replace <api-url> with the stack's ApiUrl output (or pass --api-url / set KEYMINT_API_URL).");
+    }
+    out.document(json!({"tenant_id": tenant_id, "token": token.expose(), "ping_url": url}));
 }
 
 pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliError> {
@@ -60,12 +109,15 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             let tenant_id = TenantId::parse(&tenant_id)?;
             let sender = Email::parse(&sender)
                 .map_err(|_| CliError::Invalid(format!("invalid sender address '{sender}'")))?;
+            let base = api_base(api_url.as_deref())?;
             let token = WebhookToken::generate();
             let tenant = Tenant {
                 tenant_id: tenant_id.clone(),
                 status: TenantStatus::Active,
                 token_hash: token.hash().to_hex(),
-                seller_id: seller_id.filter(|s| !s.is_empty()),
+                seller_id: seller_id
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty()),
                 sender,
                 permalinks: Default::default(),
                 gumroad_enabled: true,
@@ -75,16 +127,39 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             };
             let store = store().await?;
             store.create_tenant(&tenant).await.map_err(|e| match e {
-                StoreError::AlreadyExists => {
-                    CliError::AlreadyExists(format!("tenant '{tenant_id}' already exists"))
-                }
+                StoreError::AlreadyExists => CliError::AlreadyExists(format!(
+                    "tenant '{tenant_id}' already exists (use `keymint tenant rotate-token {tenant_id}` for a new ping URL)"
+                )),
                 other => other.into(),
             })?;
-            let url = ping_url(api_url.as_deref(), &tenant_id, &token);
+            let url = ping_url(base.as_deref(), &tenant_id, &token);
             out.line(format!("Created tenant {tenant_id}."));
-            out.line(format!("Webhook token (shown once): {}", token.expose()));
-            out.line(format!("Ping URL: {url}"));
-            out.document(json!({"tenant_id": tenant_id, "token": token.expose(), "ping_url": url}));
+            print_token(out, &tenant_id, &token, &url);
+        }
+        TenantCommand::RotateToken { tenant_id, api_url } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let base = api_base(api_url.as_deref())?;
+            let token = WebhookToken::generate();
+            store()
+                .await?
+                .set_token_hash(&tenant_id, token.hash())
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => unknown(&tenant_id),
+                    other => other.into(),
+                })?;
+            let url = ping_url(base.as_deref(), &tenant_id, &token);
+            out.line(format!(
+                "Rotated the webhook token of tenant {tenant_id}: the old ping URL no longer works."
+            ));
+            print_token(out, &tenant_id, &token, &url);
+            out.line("Update the ping URL in Gumroad (or run `keymint gumroad subscribe` again).");
+        }
+        TenantCommand::Suspend { tenant_id } => {
+            set_status(&tenant_id, TenantStatus::Suspended, out).await?;
+        }
+        TenantCommand::Resume { tenant_id } => {
+            set_status(&tenant_id, TenantStatus::Active, out).await?;
         }
         TenantCommand::Show { tenant_id } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
@@ -95,36 +170,101 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
     Ok(())
 }
 
-fn show(tenant: &Tenant, out: &mut Output) {
-    let status = match tenant.status {
-        TenantStatus::Active => "active",
-        TenantStatus::Suspended => "suspended",
-    };
-    out.line(format!("Tenant {}: {status}", tenant.tenant_id));
-    out.line(format!("Sender: {}", tenant.sender));
-    out.line(format!(
-        "Seller id: {}",
-        tenant.seller_id.as_deref().unwrap_or("(not pinned)")
-    ));
-    out.line("Products:");
-    for p in tenant.products.values() {
-        let duration = p
-            .duration_days
-            .map_or_else(|| "no expiry".to_owned(), |d| format!("{d} days"));
-        out.line(format!(
-            "  {}  {}  prefix {}  {} activations  {duration}",
-            p.product_id, p.name, p.key_prefix, p.activation_limit
-        ));
+async fn set_status(
+    tenant_id: &str,
+    status: TenantStatus,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let tenant_id = TenantId::parse(tenant_id)?;
+    let store = store().await?;
+    let tenant = load(&store, &tenant_id).await?;
+    let changed = tenant.status != status;
+    if changed {
+        store
+            .set_tenant_status(&tenant_id, status)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => unknown(&tenant_id),
+                other => other.into(),
+            })?;
     }
-    out.line("Permalinks:");
-    for (slug, product) in &tenant.permalinks {
-        out.line(format!("  {slug} -> {product}"));
+    out.line(match (status, changed) {
+        (TenantStatus::Suspended, true) => {
+            format!(
+                "Suspended tenant {tenant_id}: its pings are refused (403) until it is resumed."
+            )
+        }
+        (TenantStatus::Active, true) => {
+            format!("Resumed tenant {tenant_id}: its pings are accepted again.")
+        }
+        (_, false) => format!("Tenant {tenant_id} is already {}.", status_str(status)),
+    });
+    out.document(json!({
+        "tenant_id": tenant_id,
+        "status": status_str(status),
+        "changed": changed,
+    }));
+    Ok(())
+}
+
+fn show(tenant: &Tenant, out: &mut Output) {
+    let status = status_str(tenant.status);
+    out.fields(&[
+        ("Tenant", tenant.tenant_id.to_string()),
+        ("Status", status.to_owned()),
+        ("Sender", tenant.sender.to_string()),
+        (
+            "Seller id",
+            tenant
+                .seller_id
+                .clone()
+                .unwrap_or_else(|| "(not pinned)".to_owned()),
+        ),
+        ("Created", tenant.created_at.clone()),
+    ]);
+    if tenant.products.is_empty() {
+        out.line("Products:   (none)");
+    } else {
+        out.line("Products:");
+        let rows: Vec<Vec<String>> = tenant
+            .products
+            .values()
+            .map(|p| {
+                vec![
+                    format!("  {}", p.product_id),
+                    p.name.clone(),
+                    p.key_prefix.to_string(),
+                    p.activation_limit.to_string(),
+                    p.duration_days
+                        .map_or_else(|| "never".to_owned(), |d| format!("{d} days")),
+                ]
+            })
+            .collect();
+        out.table(
+            &[
+                "  PRODUCT",
+                "NAME",
+                "PREFIX",
+                "ACTIVATIONS",
+                "EXPIRES AFTER",
+            ],
+            &rows,
+        );
+    }
+    if tenant.permalinks.is_empty() {
+        out.line("Permalinks: (none)");
+    } else {
+        out.line("Permalinks:");
+        for (slug, product) in &tenant.permalinks {
+            out.line(format!("  {slug} -> {product}"));
+        }
     }
     out.document(json!({
         "tenant_id": tenant.tenant_id,
         "status": status,
         "sender": tenant.sender.as_str(),
         "seller_id": tenant.seller_id,
+        "created_at": tenant.created_at,
         "products": tenant.products.values().map(|p| json!({
             "product_id": p.product_id,
             "name": p.name,

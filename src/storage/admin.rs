@@ -1,13 +1,28 @@
-//! The seller's writes, used by the CLI: tenants, products and permalink mappings. The function never calls
-//! these, so its IAM policy does not need them.
+//! The seller's reads and writes, used by the CLI: tenants, products, permalink mappings and licenses. The
+//! function never calls these, so its IAM policy does not need them.
 
 use std::collections::HashMap;
 
-use super::StoreError;
+use aws_sdk_dynamodb::types::ReturnValue;
+
 use super::dynamo::{
-    DynamoStore, PRODUCT_SK_PREFIX, TENANT_SK, is_condition_failure, s, to_item, unavailable,
+    DynamoStore, Item, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, from_item,
+    is_condition_failure, license_sk, s, to_item, unavailable,
 };
-use crate::domain::{Permalink, Product, ProductId, Tenant, TenantId};
+use super::{Store, StoreError};
+use crate::domain::{
+    Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, SaleId, Tenant,
+    TenantId, TenantStatus, TokenHash,
+};
+
+/// Which of a tenant's licenses `list_licenses` returns; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseFilter {
+    pub product_id: Option<ProductId>,
+    pub email_status: Option<EmailStatus>,
+    /// Compared without regard to ASCII case: buyers type their address as they like.
+    pub buyer_email: Option<Email>,
+}
 
 impl DynamoStore {
     /// Creates a tenant; `AlreadyExists` when the id is taken.
@@ -121,6 +136,173 @@ impl DynamoStore {
             Ok(_) => Ok(()),
             Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
             Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// Suspends or resumes a tenant; `NotFound` when there is none.
+    pub async fn set_tenant_status(
+        &self,
+        tenant_id: &TenantId,
+        status: TenantStatus,
+    ) -> Result<(), StoreError> {
+        let value = match status {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        };
+        self.update_tenant(tenant_id, &[("status", s(value))]).await
+    }
+
+    /// Replaces the tenant's webhook token hash: the old token stops working with this write.
+    pub async fn set_token_hash(
+        &self,
+        tenant_id: &TenantId,
+        token_hash: TokenHash,
+    ) -> Result<(), StoreError> {
+        self.update_tenant(tenant_id, &[("token_hash", s(token_hash.to_hex()))])
+            .await
+    }
+
+    /// Removes a permalink mapping; `NotFound` when the tenant has no such mapping (or no tenant exists).
+    pub async fn unmap_permalink(
+        &self,
+        tenant_id: &TenantId,
+        permalink: &Permalink,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tenants)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(TENANT_SK))
+            .update_expression("REMOVE #m.#p")
+            .condition_expression("attribute_exists(#m.#p)")
+            .expression_attribute_names("#m", "permalinks")
+            .expression_attribute_names("#p", permalink.as_str())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// A tenant's licenses that match `filter`, newest first, at most `limit` of them.
+    pub async fn list_licenses(
+        &self,
+        tenant_id: &TenantId,
+        filter: &LicenseFilter,
+        limit: usize,
+    ) -> Result<Vec<License>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values = HashMap::from([
+            (":t".to_owned(), s(tenant_id.as_str())),
+            (":prefix".to_owned(), s(LICENSE_SK_PREFIX)),
+        ]);
+        if let Some(product_id) = &filter.product_id {
+            conditions.push("product_id = :product");
+            values.insert(":product".to_owned(), s(product_id.as_str()));
+        }
+        if let Some(status) = filter.email_status {
+            conditions.push("email_status = :email_status");
+            values.insert(":email_status".to_owned(), s(status.as_str()));
+        }
+        let filter_expression = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+
+        // Keys sort by their hash, which says nothing about age: read every match, then sort.
+        let mut licenses = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.licenses)
+                .key_condition_expression("tenant_id = :t AND begins_with(sk, :prefix)")
+                .set_filter_expression(filter_expression.clone())
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                let license: License = from_item(item.clone())?;
+                let email_matches = filter.buyer_email.as_ref().is_none_or(|wanted| {
+                    wanted
+                        .as_str()
+                        .eq_ignore_ascii_case(license.buyer_email.as_str())
+                });
+                if email_matches {
+                    licenses.push(license);
+                }
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                break;
+            }
+        }
+        // Parsed, not compared as text: RFC 3339 strings with different fraction lengths do not sort.
+        let created = |l: &License| {
+            time::OffsetDateTime::parse(
+                &l.created_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        };
+        licenses.sort_by_cached_key(|l| (std::cmp::Reverse(created(l)), l.license_id.clone()));
+        licenses.truncate(limit);
+        Ok(licenses)
+    }
+
+    /// Sets a license's status and returns the license as stored; `NotFound` when there is none.
+    pub async fn set_license_status(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        status: LicenseStatus,
+    ) -> Result<License, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(license_sk(key_hash)))
+            .update_expression("SET #s = :s")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => from_item(out.attributes.unwrap_or_default()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// The license a sale minted, found through its payment record.
+    pub async fn license_for_sale(
+        &self,
+        tenant_id: &TenantId,
+        sale_id: &SaleId,
+    ) -> Result<Option<License>, StoreError> {
+        let payment = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sale_id", s(sale_id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let key_hash = payment
+            .item()
+            .and_then(|item| item.get("key_hash"))
+            .and_then(|v| v.as_s().ok());
+        match key_hash {
+            Some(hash) => self.get_license(tenant_id, hash).await,
+            None => Ok(None),
         }
     }
 

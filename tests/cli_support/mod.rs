@@ -1,0 +1,397 @@
+//! Helpers for driving the real `keymint` binary: commands with a clean environment, answers read as a user
+//! reads them (one JSON document, or one `keymint: ` line on stderr), and a small Gumroad API server that speaks
+//! `/v2/resource_subscriptions` with Gumroad's status codes and `success: false` bodies.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+
+/// `keymint` with the test's environment (the local stack) minus anything a test sets on purpose.
+pub fn keymint() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymint"));
+    for var in ["KEYMINT_API_URL", "GUMROAD_ACCESS_TOKEN", "GUMROAD_API_URL"] {
+        cmd.env_remove(var);
+    }
+    // A panic would print a backtrace with this set: the tests check that none ever does.
+    cmd.env("RUST_BACKTRACE", "1");
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+pub fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+pub fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Runs a command that must succeed and returns its human answer.
+pub fn ok_cmd(cmd: &mut Command) -> String {
+    let output = cmd.output().expect("keymint runs");
+    let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
+    assert!(
+        output.status.success(),
+        "expected success, got {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status.code()
+    );
+    assert!(!stdout.trim().is_empty(), "a short human answer");
+    assert!(
+        !stdout.trim_start().starts_with('{'),
+        "human, not JSON: {stdout}"
+    );
+    stdout
+}
+
+/// Runs a command with `--json` that must succeed and returns its one JSON document.
+pub fn ok_json_cmd(cmd: &mut Command) -> Value {
+    let output = cmd.arg("--json").output().expect("keymint runs");
+    let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
+    assert!(
+        output.status.success(),
+        "expected success, got {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status.code()
+    );
+    // `from_str` refuses anything after the first document but whitespace: exactly one.
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout}"))
+}
+
+pub fn ok(args: &[&str]) -> String {
+    ok_cmd(keymint().args(args))
+}
+
+pub fn ok_json(args: &[&str]) -> Value {
+    ok_json_cmd(keymint().args(args))
+}
+
+/// Runs a command that must fail with `code`, printing nothing on stdout and one `keymint: ` line on stderr,
+/// with `--json` as without. Returns the message after the prefix.
+pub fn fails_cmd(make: impl Fn() -> Command, code: i32) -> String {
+    let mut messages = Vec::new();
+    for json in [false, true] {
+        let mut cmd = make();
+        if json {
+            cmd.arg("--json");
+        }
+        let output = cmd.output().expect("keymint runs");
+        let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "exit code (json: {json})\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        assert_eq!(stdout, "", "nothing on stdout on failure (json: {json})");
+        assert!(
+            stderr.ends_with('\n') && stderr.matches('\n').count() == 1,
+            "one line on stderr: {stderr:?}"
+        );
+        let message = stderr
+            .strip_prefix("keymint: ")
+            .unwrap_or_else(|| panic!("prefixed 'keymint: ': {stderr:?}"))
+            .trim_end()
+            .to_owned();
+        for noise in [
+            "panicked",
+            "backtrace",
+            "RUST_BACKTRACE",
+            "Error {",
+            "DispatchFailure(",
+        ] {
+            assert!(!stderr.contains(noise), "no {noise} in {stderr:?}");
+        }
+        messages.push(message);
+    }
+    assert_eq!(messages[0], messages[1], "the same message with --json");
+    messages.remove(0)
+}
+
+pub fn fails(args: &[&str], code: i32) -> String {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    fails_cmd(
+        || {
+            let mut cmd = keymint();
+            cmd.args(&args);
+            cmd
+        },
+        code,
+    )
+}
+
+/// Exit codes, as the README documents them.
+pub mod exit {
+    pub const INVALID: i32 = 2;
+    pub const NOT_FOUND: i32 = 3;
+    pub const ALREADY_EXISTS: i32 = 4;
+    pub const CONFIG: i32 = 5;
+    pub const AWS: i32 = 6;
+    pub const CONFLICT: i32 = 7;
+    pub const GUMROAD: i32 = 8;
+    pub const EMAIL_FAILED: i32 = 9;
+}
+
+pub fn sender() -> String {
+    std::env::var("KEYMINT_LOCAL_SENDER").expect("run the tests after eval \"$(infra/local/up)\"")
+}
+
+pub struct NewTenant {
+    pub tenant_id: String,
+    pub token: String,
+    pub ping_url: String,
+}
+
+/// A tenant made by `keymint tenant create --json`, on its own unique id.
+pub fn new_tenant(api_url: &str) -> NewTenant {
+    new_tenant_from(&crate::common::unique("cli"), &sender(), api_url)
+}
+
+pub fn new_tenant_from(tenant_id: &str, sender: &str, api_url: &str) -> NewTenant {
+    let doc = ok_json(&[
+        "tenant",
+        "create",
+        tenant_id,
+        "--sender",
+        sender,
+        "--api-url",
+        api_url,
+    ]);
+    NewTenant {
+        tenant_id: tenant_id.to_owned(),
+        token: doc["token"].as_str().expect("token").to_owned(),
+        ping_url: doc["ping_url"].as_str().expect("ping_url").to_owned(),
+    }
+}
+
+/// The token in a printed ping URL, as Gumroad would send it back.
+pub fn token_of(ping_url: &str) -> String {
+    ping_url
+        .split_once("?token=")
+        .map(|(_, t)| t.to_owned())
+        .unwrap_or_else(|| panic!("no token in {ping_url}"))
+}
+
+/// One request the fake Gumroad received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub form: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct GumroadState {
+    next_id: u32,
+    /// `(id, resource_name, post_url)`
+    subscriptions: Vec<(String, String, String)>,
+    received: Vec<Received>,
+}
+
+/// A Gumroad API v2 stand-in for `/v2/resource_subscriptions`. Access tokens: `tok-good` may do everything,
+/// `tok-no-scope` lacks `view_sales` (403), anything else is refused (401). Post URLs on hosts ending in
+/// `.invalid` are refused with 400, on `unprocessable.example` with 422, and on `legacy.example` with 200 and
+/// `success: false` (what Gumroad's production API actually answers); on `partial.example` only `dispute` is
+/// refused (422). Deleting an unknown id is a 404, and
+/// deleting `legacy-missing` a 200 with `success: false`.
+pub struct FakeGumroad {
+    pub url: String,
+    server: Arc<tiny_http::Server>,
+    state: Arc<Mutex<GumroadState>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub const GOOD_TOKEN: &str = "tok-good";
+pub const NO_SCOPE_TOKEN: &str = "tok-no-scope";
+pub const RESOURCES: [&str; 8] = [
+    "sale",
+    "refund",
+    "dispute",
+    "dispute_won",
+    "cancellation",
+    "subscription_ended",
+    "subscription_restarted",
+    "subscription_updated",
+];
+
+fn refused(status: u16, message: &str) -> (u16, Value) {
+    (status, json!({"success": false, "message": message}))
+}
+
+fn parse_pairs(raw: &str) -> HashMap<String, String> {
+    form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl FakeGumroad {
+    pub fn start() -> Self {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let addr = server.server_addr().to_ip().expect("an IP address");
+        let state = Arc::new(Mutex::new(GumroadState::default()));
+        let thread = {
+            let (server, state) = (Arc::clone(&server), Arc::clone(&state));
+            std::thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let mut body = String::new();
+                    let _ = request.as_reader().read_to_string(&mut body);
+                    let (path, query) = match request.url().split_once('?') {
+                        Some((p, q)) => (p.to_owned(), parse_pairs(q)),
+                        None => (request.url().to_owned(), HashMap::new()),
+                    };
+                    let received = Received {
+                        method: request.method().as_str().to_owned(),
+                        path,
+                        query,
+                        form: parse_pairs(&body),
+                    };
+                    let (status, reply) = answer(&mut state.lock().expect("state"), &received);
+                    state.lock().expect("state").received.push(received);
+                    let response = tiny_http::Response::from_string(reply.to_string())
+                        .with_status_code(status)
+                        .with_header(
+                            tiny_http::Header::from_bytes("Content-Type", "application/json")
+                                .expect("header"),
+                        );
+                    let _ = request.respond(response);
+                }
+            })
+        };
+        Self {
+            url: format!("http://{addr}"),
+            server,
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    /// `keymint` pointed at this server with an access token.
+    pub fn keymint(&self, access_token: &str) -> Command {
+        let mut cmd = keymint();
+        cmd.env("GUMROAD_API_URL", &self.url)
+            .env("GUMROAD_ACCESS_TOKEN", access_token);
+        cmd
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("state").received.clone()
+    }
+
+    /// `(id, resource_name, post_url)` of every live subscription.
+    pub fn subscriptions(&self) -> Vec<(String, String, String)> {
+        self.state.lock().expect("state").subscriptions.clone()
+    }
+}
+
+impl Drop for FakeGumroad {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn answer(state: &mut GumroadState, req: &Received) -> (u16, Value) {
+    let token = match req.method.as_str() {
+        "PUT" => req.form.get("access_token"),
+        _ => req
+            .query
+            .get("access_token")
+            .or(req.form.get("access_token")),
+    };
+    match token.map(String::as_str) {
+        Some(GOOD_TOKEN) => {}
+        Some(NO_SCOPE_TOKEN) => {
+            return refused(403, "The access token does not have the view_sales scope.");
+        }
+        _ => return refused(401, "The access token is invalid."),
+    }
+    let base = "/v2/resource_subscriptions";
+    match (req.method.as_str(), req.path.as_str()) {
+        ("PUT", path) if path == base => {
+            let resource = req.form.get("resource_name").cloned().unwrap_or_default();
+            let post_url = req.form.get("post_url").cloned().unwrap_or_default();
+            let host = post_url
+                .split_once("://")
+                .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or_default())
+                .map(|authority| authority.rsplit('@').next().unwrap_or_default())
+                .map(|host| host.split(':').next().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let scheme_ok = post_url.starts_with("http://") || post_url.starts_with("https://");
+            if !scheme_ok
+                || ["localhost", "127.0.0.1", "0.0.0.0"].contains(&host.as_str())
+                || host.ends_with(".invalid")
+            {
+                return refused(400, &format!("Invalid post URL '{post_url}'"));
+            }
+            if host == "legacy.example" {
+                return (
+                    200,
+                    json!({"success": false, "message": format!("Invalid post URL '{post_url}'")}),
+                );
+            }
+            if host == "partial.example" && resource == "dispute" {
+                return refused(422, "The resource_subscription was unable to be created.");
+            }
+            if host == "unprocessable.example" {
+                return refused(422, "The resource_subscription was unable to be created.");
+            }
+            if !RESOURCES.contains(&resource.as_str()) {
+                return refused(400, "Valid resource_name parameter required");
+            }
+            state.next_id += 1;
+            let id = format!("sub{:04}==", state.next_id);
+            state
+                .subscriptions
+                .push((id.clone(), resource.clone(), post_url.clone()));
+            (
+                200,
+                json!({"success": true, "resource_subscription":
+                    {"id": id, "resource_name": resource, "post_url": post_url}}),
+            )
+        }
+        ("GET", path) if path == base => {
+            let resource = req.query.get("resource_name").cloned().unwrap_or_default();
+            if !RESOURCES.contains(&resource.as_str()) {
+                return refused(400, "Valid resource_name parameter required");
+            }
+            let subs: Vec<Value> = state
+                .subscriptions
+                .iter()
+                .filter(|(_, r, _)| *r == resource)
+                .map(|(id, r, url)| json!({"id": id, "resource_name": r, "post_url": url}))
+                .collect();
+            (
+                200,
+                json!({"success": true, "resource_subscriptions": subs}),
+            )
+        }
+        ("DELETE", path) if path.starts_with(&format!("{base}/")) => {
+            let raw_id = &path[base.len() + 1..];
+            let id = percent_encoding::percent_decode_str(raw_id)
+                .decode_utf8_lossy()
+                .into_owned();
+            if id == "legacy-missing" {
+                return (
+                    200,
+                    json!({"success": false, "message": "The resource_subscription was not found."}),
+                );
+            }
+            let before = state.subscriptions.len();
+            state.subscriptions.retain(|(sid, _, _)| *sid != id);
+            if state.subscriptions.len() == before {
+                return refused(404, "The resource_subscription was not found.");
+            }
+            (
+                200,
+                json!({"success": true, "message": "The resource_subscription was deleted successfully."}),
+            )
+        }
+        _ => refused(404, "Not found"),
+    }
+}

@@ -1,0 +1,989 @@
+//! `template.yaml` stays locked down and in step with the code (issue 4):
+//!
+//! * the function's IAM statements grant exactly the actions the request-path code calls (no missing permission,
+//!   no extra one), found by scanning `src/` for AWS SDK fluent calls;
+//! * no statement has a `*` resource, a resource containing `*`, `NotAction`/`NotResource`, or a managed policy;
+//!   DynamoDB resources are the template's own tables by ARN, SES resources are identity ARNs;
+//! * every DynamoDB table is on-demand, encrypted, has TTL on `ttl` and point-in-time recovery, and is kept
+//!   (`DeletionPolicy` and `UpdateReplacePolicy` `Retain`) when the stack or the resource goes away;
+//! * the function's environment names every table with a plain `!Ref`.
+//!
+//! The checks are plain functions over the template text, so the tests at the bottom feed them broken templates
+//! and make sure each mistake is caught.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Files under `src/` that only the admin CLI runs: it uses the seller's own credentials, not the function's role.
+const CLI_ONLY: &[&str] = &[
+    "src/cli/",
+    "src/storage/admin.rs",
+    "src/storage/schema.rs",
+    "src/bin/keymint.rs",
+];
+
+/// SDK fluent operations (`client.<op>()`) and the IAM action each needs.
+const OPERATIONS: &[(&str, &str)] = &[
+    ("query", "dynamodb:Query"),
+    ("get_item", "dynamodb:GetItem"),
+    ("put_item", "dynamodb:PutItem"),
+    ("update_item", "dynamodb:UpdateItem"),
+    ("delete_item", "dynamodb:DeleteItem"),
+    ("scan", "dynamodb:Scan"),
+    ("batch_get_item", "dynamodb:BatchGetItem"),
+    ("batch_write_item", "dynamodb:BatchWriteItem"),
+    // TransactGetItems is authorized as GetItem on each item.
+    ("transact_get_items", "dynamodb:GetItem"),
+    ("send_email", "ses:SendEmail"),
+    ("send_raw_email", "ses:SendRawEmail"),
+    ("send_templated_email", "ses:SendTemplatedEmail"),
+    ("send_bulk_templated_email", "ses:SendBulkTemplatedEmail"),
+];
+
+/// Operations this test cannot map to IAM actions yet; using one fails the test until a mapping is added.
+const UNMAPPED_OPERATIONS: &[&str] = &[
+    "execute_statement",
+    "batch_execute_statement",
+    "execute_transaction",
+];
+
+/// TransactWriteItems is authorized per item: `TransactWriteItem::builder().<kind>(…)` needs the action.
+const TRANSACT_ITEM_KINDS: &[(&str, &str)] = &[
+    ("put", "dynamodb:PutItem"),
+    ("update", "dynamodb:UpdateItem"),
+    ("delete", "dynamodb:DeleteItem"),
+    ("condition_check", "dynamodb:ConditionCheckItem"),
+];
+
+/// Receivers whose `.query()` is not DynamoDB (`http::Uri::query`).
+const NOT_SDK_RECEIVERS: &[&str] = &["uri()", "uri", "url()", "url"];
+
+/// Actions the Lambda service performs with the function's role on its behalf (writing its logs); allowed only
+/// on the function's own log group.
+const PLATFORM_LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Which actions the code calls.
+
+/// Rust source with comments removed and the contents of string and char literals blanked, so that a call
+/// mentioned in a doc comment or a message does not count.
+fn code_only(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push(' ');
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && !chars
+                .get(i.wrapping_sub(1))
+                .is_some_and(|p| p.is_alphanumeric() || *p == '_')
+        {
+            // A raw string r"…" or r#"…"#.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while chars.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if chars.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            loop {
+                if j >= chars.len() {
+                    break;
+                }
+                if chars[j] == '"' && (0..hashes).all(|k| chars.get(j + 1 + k) == Some(&'#')) {
+                    j += 1 + hashes;
+                    break;
+                }
+                j += 1;
+            }
+            out.push_str("\"\"");
+            i = j;
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' {
+            // A char literal ('x', '\n', '\''), or a lifetime ('a), which is kept.
+            if next == Some('\\') {
+                let mut j = i + 2;
+                while j < chars.len() && chars[j] != '\'' {
+                    j += 1;
+                }
+                i = j + 1;
+                out.push_str("' '");
+            } else if chars.get(i + 2) == Some(&'\'') {
+                i += 3;
+                out.push_str("' '");
+            } else {
+                out.push(c);
+                i += 1;
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Positions of `.<name>(` in code, allowing whitespace around the dot (method chains span lines).
+fn method_calls(code: &str, name: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    let bytes = code.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = code[from..].find(name) {
+        let start = from + pos;
+        let end = start + name.len();
+        from = end;
+        let before_ok = code[..start].trim_end().ends_with('.');
+        let ident_before =
+            start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let after = code[end..].trim_start();
+        if before_ok && !ident_before && after.starts_with('(') {
+            found.push(start);
+        }
+    }
+    found
+}
+
+/// The receiver expression's tail before the `.` of a call at `pos`, e.g. `uri()` in `req.uri().query()`.
+fn receiver_tail(code: &str, pos: usize) -> String {
+    let before = code[..pos].trim_end();
+    let before = before.strip_suffix('.').unwrap_or(before).trim_end();
+    let tail: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '(' || *c == ')')
+        .collect();
+    tail.chars().rev().collect()
+}
+
+/// IAM actions called by one file's code. `transact` collects the TransactWriteItem kinds separately, since
+/// they count only when some request-path file actually sends a TransactWriteItems.
+fn actions_in(
+    code: &str,
+    called: &mut BTreeSet<String>,
+    transact: &mut BTreeSet<String>,
+) -> Result<bool, String> {
+    for &(op, action) in OPERATIONS {
+        for pos in method_calls(code, op) {
+            let call = &code[pos + op.len()..];
+            if !call.trim_start().starts_with("()") {
+                continue; // SDK fluent operations take no arguments; `iter.scan(0, f)` is not one.
+            }
+            let receiver = receiver_tail(code, pos);
+            if op == "query" && NOT_SDK_RECEIVERS.contains(&receiver.as_str()) {
+                continue;
+            }
+            called.insert(action.to_owned());
+        }
+    }
+    for &op in UNMAPPED_OPERATIONS {
+        if !method_calls(code, op).is_empty() {
+            return Err(format!(
+                "the code calls `.{op}()`: add its IAM actions to tests/template.rs"
+            ));
+        }
+    }
+    let mut sends_transaction = false;
+    for pos in method_calls(code, "transact_write_items") {
+        if code[pos + "transact_write_items".len()..]
+            .trim_start()
+            .starts_with("()")
+        {
+            sends_transaction = true;
+        }
+    }
+    let mut from = 0;
+    while let Some(pos) = code[from..].find("TransactWriteItem::builder()") {
+        let start = from + pos;
+        let segment_end = code[start..].find(';').map_or(code.len(), |e| start + e);
+        let segment = &code[start..segment_end];
+        let mut kinds = 0;
+        for &(kind, action) in TRANSACT_ITEM_KINDS {
+            if !method_calls(segment, kind).is_empty() {
+                transact.insert(action.to_owned());
+                kinds += 1;
+            }
+        }
+        if kinds == 0 {
+            return Err(format!(
+                "cannot tell which kind of TransactWriteItem is built here: {}",
+                segment.lines().next().unwrap_or_default()
+            ));
+        }
+        from = segment_end;
+    }
+    Ok(sends_transaction)
+}
+
+fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+/// The IAM actions the function's code calls: every `.rs` file under `src/` except the CLI-only ones.
+fn called_actions() -> BTreeSet<String> {
+    let root = Path::new(ROOT);
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut called = BTreeSet::new();
+    let mut transact = BTreeSet::new();
+    let mut sends_transaction = false;
+    let mut scanned = 0;
+    for file in &files {
+        let relative = file
+            .strip_prefix(root)
+            .expect("a file under the repository")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if CLI_ONLY.iter().any(|skip| relative.starts_with(skip)) {
+            continue;
+        }
+        scanned += 1;
+        let source = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{relative}: {e}"));
+        let code = code_only(&source);
+        sends_transaction |= actions_in(&code, &mut called, &mut transact)
+            .unwrap_or_else(|e| panic!("{relative}: {e}"));
+    }
+    assert!(
+        scanned > 5,
+        "found only {scanned} request-path source files under {ROOT}/src"
+    );
+    if sends_transaction {
+        assert!(
+            !transact.is_empty(),
+            "the code sends TransactWriteItems but no TransactWriteItem::builder() was found"
+        );
+        called.extend(transact);
+    }
+    called
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading CloudFormation: short (`!Ref X`) and long (`{Ref: X}`) intrinsic forms alike.
+
+fn intrinsic<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == format!("!{name}").as_str() => Some(&tagged.value),
+        Value::Mapping(map) if map.len() == 1 => {
+            let long = if name == "Ref" {
+                "Ref".to_owned()
+            } else {
+                format!("Fn::{name}")
+            };
+            map.get(long.as_str())
+        }
+        _ => None,
+    }
+}
+
+fn ref_target(value: &Value) -> Option<&str> {
+    intrinsic(value, "Ref").and_then(Value::as_str)
+}
+
+/// `(logical id, attribute)` of a `!GetAtt X.Arn` or `{Fn::GetAtt: [X, Arn]}`.
+fn get_att(value: &Value) -> Option<(String, String)> {
+    let inner = intrinsic(value, "GetAtt")?;
+    if let Some(s) = inner.as_str() {
+        let (id, attr) = s.split_once('.')?;
+        return Some((id.to_owned(), attr.to_owned()));
+    }
+    let list = inner.as_sequence()?;
+    match list.as_slice() {
+        [id, attr] => Some((id.as_str()?.to_owned(), attr.as_str()?.to_owned())),
+        _ => None,
+    }
+}
+
+/// Every string inside a value, intrinsics included (the text of a `!Sub`, the parts of a `!Join`).
+fn strings_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(items) => items.iter().for_each(|v| strings_in(v, out)),
+        Value::Mapping(map) => map.iter().for_each(|(k, v)| {
+            strings_in(k, out);
+            strings_in(v, out);
+        }),
+        Value::Tagged(tagged) => strings_in(&tagged.value, out),
+        _ => {}
+    }
+}
+
+fn one_or_many(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Sequence(items) => items.iter().collect(),
+        other => vec![other],
+    }
+}
+
+fn resource_type(resource: &Value) -> &str {
+    resource
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The checks.
+
+struct Statement {
+    origin: String,
+    actions: Vec<String>,
+    resources: Vec<Value>,
+}
+
+/// Every problem with `template` given the actions the code calls; empty when it is right.
+fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let doc: Value = match serde_yaml::from_str(template) {
+        Ok(doc) => doc,
+        Err(e) => return vec![format!("template.yaml does not parse: {e}")],
+    };
+    let Some(resources) = doc.get("Resources").and_then(Value::as_mapping) else {
+        return vec!["template.yaml has no Resources".to_owned()];
+    };
+    let resources: BTreeMap<String, &Value> = resources
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v)))
+        .collect();
+
+    // Tables: kept, on-demand, encrypted, TTL on `ttl`, point-in-time recovery.
+    let tables: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::DynamoDB::Table")
+        .map(|(id, _)| id.clone())
+        .collect();
+    if tables.is_empty() {
+        problems.push("no AWS::DynamoDB::Table in the template".to_owned());
+    }
+    for id in &tables {
+        let table = resources[id];
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            if table.get(policy).and_then(Value::as_str) != Some("Retain") {
+                problems.push(format!("{id}: {policy} is not Retain"));
+            }
+        }
+        let props = table.get("Properties").cloned().unwrap_or(Value::Null);
+        let ttl = props.get("TimeToLiveSpecification");
+        if ttl.and_then(|t| t.get("Enabled")).and_then(Value::as_bool) != Some(true) {
+            problems.push(format!("{id}: TTL is not enabled"));
+        }
+        if ttl
+            .and_then(|t| t.get("AttributeName"))
+            .and_then(Value::as_str)
+            != Some("ttl")
+        {
+            problems.push(format!(
+                "{id}: TTL is not on the attribute `ttl` the code writes"
+            ));
+        }
+        let pitr = props
+            .get("PointInTimeRecoverySpecification")
+            .and_then(|p| p.get("PointInTimeRecoveryEnabled"))
+            .and_then(Value::as_bool);
+        if pitr != Some(true) {
+            problems.push(format!("{id}: point-in-time recovery is not enabled"));
+        }
+        if props.get("BillingMode").and_then(Value::as_str) != Some("PAY_PER_REQUEST") {
+            problems.push(format!(
+                "{id}: BillingMode is not PAY_PER_REQUEST (on-demand)"
+            ));
+        }
+        let sse = props
+            .get("SSESpecification")
+            .and_then(|s| s.get("SSEEnabled"))
+            .and_then(Value::as_bool);
+        if sse != Some(true) {
+            problems.push(format!("{id}: SSESpecification.SSEEnabled is not true"));
+        }
+    }
+
+    // The function: its environment names every table; its permissions come from one role of its own.
+    let functions: Vec<(&String, &&Value)> = resources
+        .iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::Serverless::Function")
+        .collect();
+    if functions.len() != 1 {
+        problems.push(format!(
+            "expected one AWS::Serverless::Function, found {}",
+            functions.len()
+        ));
+        return problems;
+    }
+    let (function_id, function) = functions[0];
+    let props = function.get("Properties").cloned().unwrap_or(Value::Null);
+
+    let env: BTreeMap<String, String> = props
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), ref_target(v)?.to_owned())))
+        .collect();
+    for table in &tables {
+        if !env.values().any(|target| target == table) {
+            problems.push(format!(
+                "{function_id}: no environment variable is a plain `!Ref {table}`"
+            ));
+        }
+    }
+    for name in [
+        "KEYMINT_TENANTS_TABLE",
+        "KEYMINT_LICENSES_TABLE",
+        "KEYMINT_PAYMENTS_TABLE",
+        "KEYMINT_EVENTS_TABLE",
+    ] {
+        match env.get(name) {
+            Some(target) if tables.contains(target) => {}
+            _ => problems.push(format!("{function_id}: {name} is not a `!Ref` to a table")),
+        }
+    }
+
+    let log_group = props
+        .get("LoggingConfig")
+        .and_then(|l| l.get("LogGroup"))
+        .and_then(ref_target)
+        .map(str::to_owned);
+    if log_group
+        .as_ref()
+        .is_none_or(|g| resources.get(g).map(|r| resource_type(r)) != Some("AWS::Logs::LogGroup"))
+    {
+        problems.push(format!(
+            "{function_id}: LoggingConfig.LogGroup is not a `!Ref` to an AWS::Logs::LogGroup"
+        ));
+    }
+
+    let mut statements = Vec::new();
+    if let Some(policies) = props.get("Policies") {
+        // SAM's own policies: only inline statements are allowed (no managed policies, no policy templates).
+        for policy in one_or_many(policies) {
+            match policy.get("Statement") {
+                Some(list) => {
+                    for s in one_or_many(list) {
+                        statements.push((format!("{function_id} Policies"), s.clone()));
+                    }
+                }
+                None => problems.push(format!(
+                    "{function_id}: Policies entry {policy:?} is a managed policy or a policy template"
+                )),
+            }
+        }
+    }
+    match props.get("Role") {
+        None if props.get("Policies").is_none() => problems.push(format!(
+            "{function_id}: no Role, so SAM would attach AWSLambdaBasicExecutionRole (Resource \"*\")"
+        )),
+        None => problems.push(format!(
+            "{function_id}: Policies without Role makes SAM attach AWSLambdaBasicExecutionRole (Resource \"*\")"
+        )),
+        Some(role) => match get_att(role) {
+            Some((role_id, attr)) if attr == "Arn" && resources.get(&role_id).map(|r| resource_type(r)) == Some("AWS::IAM::Role") => {
+                let role_props = resources[&role_id].get("Properties").cloned().unwrap_or(Value::Null);
+                if role_props.get("ManagedPolicyArns").is_some() {
+                    problems.push(format!("{role_id}: has ManagedPolicyArns; only inline statements are allowed"));
+                }
+                for policy in role_props.get("Policies").map(one_or_many).unwrap_or_default() {
+                    let doc = policy.get("PolicyDocument").cloned().unwrap_or(Value::Null);
+                    for s in doc.get("Statement").map(one_or_many).unwrap_or_default() {
+                        statements.push((format!("{role_id} Policies"), s.clone()));
+                    }
+                }
+                // Policies attached to the role from elsewhere in the template.
+                for (id, resource) in &resources {
+                    let kind = resource_type(resource);
+                    if !matches!(kind, "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" | "AWS::IAM::RolePolicy") {
+                        continue;
+                    }
+                    let p = resource.get("Properties").cloned().unwrap_or(Value::Null);
+                    let mut refs = Vec::new();
+                    strings_in(p.get("Roles").unwrap_or(&Value::Null), &mut refs);
+                    strings_in(p.get("RoleName").unwrap_or(&Value::Null), &mut refs);
+                    if refs.iter().any(|r| r == &role_id) {
+                        let doc = p.get("PolicyDocument").cloned().unwrap_or(Value::Null);
+                        for s in doc.get("Statement").map(one_or_many).unwrap_or_default() {
+                            statements.push((format!("{id} ({kind})"), s.clone()));
+                        }
+                    }
+                }
+            }
+            _ => problems.push(format!("{function_id}: Role is not `!GetAtt <an AWS::IAM::Role in this template>.Arn`")),
+        },
+    }
+
+    let mut parsed = Vec::new();
+    for (origin, s) in statements {
+        let sid = s.get("Sid").and_then(Value::as_str).unwrap_or("(no Sid)");
+        let origin = format!("{origin} {sid}");
+        if s.get("Effect").and_then(Value::as_str) == Some("Deny") {
+            continue;
+        }
+        for broad in ["NotAction", "NotResource", "NotPrincipal"] {
+            if s.get(broad).is_some() {
+                problems.push(format!("{origin}: uses {broad}"));
+            }
+        }
+        let actions: Vec<String> = s
+            .get("Action")
+            .map(one_or_many)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| {
+                a.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{a:?}"))
+            })
+            .collect();
+        let resources: Vec<Value> = s
+            .get("Resource")
+            .map(one_or_many)
+            .unwrap_or_default()
+            .into_iter()
+            .cloned()
+            .collect();
+        if actions.is_empty() || resources.is_empty() {
+            problems.push(format!("{origin}: no Action or no Resource"));
+        }
+        parsed.push(Statement {
+            origin,
+            actions,
+            resources,
+        });
+    }
+
+    let mut granted = BTreeSet::new();
+    for st in &parsed {
+        for action in &st.actions {
+            if action.contains('*') {
+                problems.push(format!("{}: action {action} is a wildcard", st.origin));
+            }
+        }
+        for resource in &st.resources {
+            let mut texts = Vec::new();
+            strings_in(resource, &mut texts);
+            if texts.iter().any(|t| t.contains('*')) {
+                problems.push(format!(
+                    "{}: resource {resource:?} is or contains *",
+                    st.origin
+                ));
+            }
+        }
+        let is_logs = st
+            .actions
+            .iter()
+            .all(|a| PLATFORM_LOG_ACTIONS.contains(&a.as_str()));
+        if is_logs {
+            for resource in &st.resources {
+                let own = get_att(resource)
+                    .is_some_and(|(id, attr)| Some(&id) == log_group.as_ref() && attr == "Arn");
+                if !own {
+                    problems.push(format!(
+                        "{}: log actions on {resource:?}, not `!GetAtt <the function's log group>.Arn`",
+                        st.origin
+                    ));
+                }
+            }
+            continue;
+        }
+        for action in &st.actions {
+            granted.insert(action.clone());
+            let allowed = |resource: &Value| -> bool {
+                if action.starts_with("dynamodb:") {
+                    // A table of this template by ARN, or one of its indexes.
+                    if let Some((id, attr)) = get_att(resource) {
+                        return attr == "Arn" && tables.contains(&id);
+                    }
+                    if let Some(sub) = intrinsic(resource, "Sub").and_then(Value::as_str) {
+                        return tables.iter().any(|t| {
+                            sub.strip_prefix(&format!("${{{t}.Arn}}/index/"))
+                                .is_some_and(|index| !index.is_empty())
+                        });
+                    }
+                    false
+                } else if action.starts_with("ses:") {
+                    let mut texts = Vec::new();
+                    strings_in(resource, &mut texts);
+                    texts.first().is_some_and(|t| {
+                        t.starts_with(
+                            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/",
+                        )
+                    })
+                } else {
+                    false
+                }
+            };
+            for resource in &st.resources {
+                if !allowed(resource) {
+                    problems.push(format!(
+                        "{}: {action} on {resource:?}, not one of this stack's own resources",
+                        st.origin
+                    ));
+                }
+            }
+        }
+    }
+
+    for action in granted.difference(called) {
+        problems.push(format!(
+            "IAM grants {action}, which the request-path code never calls"
+        ));
+    }
+    for action in called.difference(&granted) {
+        problems.push(format!(
+            "the code calls {action}, which the function's role does not grant"
+        ));
+    }
+    problems
+}
+
+fn read_template() -> String {
+    let path = Path::new(ROOT).join("template.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The template as it is.
+
+#[test]
+fn template_grants_exactly_what_the_code_calls_and_keeps_its_data() {
+    let called = called_actions();
+    let problems = template_problems(&read_template(), &called);
+    assert!(
+        problems.is_empty(),
+        "template.yaml (code calls {called:?}):\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_request_path_calls_at_least_the_sale_operations() {
+    // Guards the scanner itself: a sale reads the tenant, writes a transaction, sends and records an email.
+    let called = called_actions();
+    for action in [
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "ses:SendEmail",
+    ] {
+        assert!(
+            called.contains(action),
+            "scanner missed {action}: {called:?}"
+        );
+    }
+}
+
+#[test]
+fn local_tables_come_from_the_same_template() {
+    // The local stack and the integration tests create their tables with this reader.
+    let specs = keymint::storage::table_specs(&read_template()).unwrap();
+    let mut vars: Vec<&str> = specs.iter().map(|s| s.env_var.as_str()).collect();
+    vars.sort_unstable();
+    assert_eq!(
+        vars,
+        [
+            "KEYMINT_EVENTS_TABLE",
+            "KEYMINT_LICENSES_TABLE",
+            "KEYMINT_PAYMENTS_TABLE",
+            "KEYMINT_TENANTS_TABLE"
+        ]
+    );
+    assert!(
+        specs
+            .iter()
+            .all(|s| s.ttl_attribute.as_deref() == Some("ttl"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The checks catch what they are meant to catch.
+
+const GOOD: &str = r#"
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Role: !GetAtt FnRole.Arn
+      LoggingConfig: { LogFormat: JSON, LogGroup: !Ref Logs }
+      Environment:
+        Variables:
+          KEYMINT_TENANTS_TABLE: !Ref TenantsTable
+          KEYMINT_LICENSES_TABLE: !Ref LicensesTable
+          KEYMINT_PAYMENTS_TABLE: !Ref LicensesTable
+          KEYMINT_EVENTS_TABLE: !Ref LicensesTable
+  Logs:
+    Type: AWS::Logs::LogGroup
+  FnRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: fn
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [logs:CreateLogStream, logs:PutLogEvents]
+                Resource: !GetAtt Logs.Arn
+              - Effect: Allow
+                Action: [dynamodb:Query, dynamodb:PutItem]
+                Resource: [!GetAtt TenantsTable.Arn, !GetAtt LicensesTable.Arn]
+              - Effect: Allow
+                Action: ses:SendEmail
+                Resource: !Sub arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}
+  TenantsTable:
+    Type: AWS::DynamoDB::Table
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true }
+      SSESpecification: { SSEEnabled: true }
+  LicensesTable:
+    Type: AWS::DynamoDB::Table
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true }
+      SSESpecification: { SSEEnabled: true }
+"#;
+
+fn good_calls() -> BTreeSet<String> {
+    ["dynamodb:Query", "dynamodb:PutItem", "ses:SendEmail"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The problems of GOOD with `from` replaced by `to` (which must occur exactly once).
+fn problems_after(from: &str, to: &str) -> Vec<String> {
+    assert_eq!(
+        GOOD.matches(from).count(),
+        1,
+        "{from:?} must occur once in GOOD"
+    );
+    template_problems(&GOOD.replacen(from, to, 1), &good_calls())
+}
+
+fn assert_caught(from: &str, to: &str, expected: &str) {
+    let problems = problems_after(from, to);
+    assert!(
+        problems.iter().any(|p| p.contains(expected)),
+        "replacing {from:?} with {to:?} should report {expected:?}, got {problems:?}"
+    );
+}
+
+#[test]
+fn the_reference_template_passes() {
+    assert_eq!(template_problems(GOOD, &good_calls()), Vec::<String>::new());
+}
+
+#[test]
+fn a_star_resource_is_rejected() {
+    assert_caught(
+        "Resource: [!GetAtt TenantsTable.Arn, !GetAtt LicensesTable.Arn]",
+        "Resource: \"*\"",
+        "is or contains *",
+    );
+    assert_caught(
+        "identity/${SenderIdentity}",
+        "identity/*",
+        "is or contains *",
+    );
+    assert_caught(
+        "Resource: [!GetAtt TenantsTable.Arn, !GetAtt LicensesTable.Arn]",
+        "Resource: !Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*\"",
+        "is or contains *",
+    );
+    assert_caught(
+        "Resource: !GetAtt Logs.Arn",
+        "Resource: \"*\"",
+        "is or contains *",
+    );
+}
+
+#[test]
+fn an_action_the_code_does_not_call_is_rejected() {
+    assert_caught(
+        "Action: [dynamodb:Query, dynamodb:PutItem]",
+        "Action: [dynamodb:Query, dynamodb:PutItem, dynamodb:Scan]",
+        "IAM grants dynamodb:Scan, which the request-path code never calls",
+    );
+    assert_caught(
+        "Action: [dynamodb:Query, dynamodb:PutItem]",
+        "Action: [\"dynamodb:*\"]",
+        "is a wildcard",
+    );
+}
+
+#[test]
+fn an_action_the_code_calls_but_the_role_lacks_is_rejected() {
+    assert_caught(
+        "Action: [dynamodb:Query, dynamodb:PutItem]",
+        "Action: [dynamodb:Query]",
+        "the code calls dynamodb:PutItem, which the function's role does not grant",
+    );
+}
+
+#[test]
+fn resources_outside_the_stack_and_managed_policies_are_rejected() {
+    assert_caught(
+        "Resource: [!GetAtt TenantsTable.Arn, !GetAtt LicensesTable.Arn]",
+        "Resource: [arn:aws:dynamodb:us-east-1:123456789012:table/other]",
+        "not one of this stack's own resources",
+    );
+    assert_caught(
+        "      Policies:\n        - PolicyName: fn",
+        "      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n      Policies:\n        - PolicyName: fn",
+        "has ManagedPolicyArns",
+    );
+    assert_caught(
+        "      Role: !GetAtt FnRole.Arn\n",
+        "",
+        "AWSLambdaBasicExecutionRole",
+    );
+    assert_caught(
+        "Resource: !GetAtt Logs.Arn",
+        "Resource: !Sub arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:other",
+        "log actions on",
+    );
+}
+
+#[test]
+fn a_table_without_retain_ttl_or_pitr_is_rejected() {
+    let licenses = "  LicensesTable:\n    Type: AWS::DynamoDB::Table\n    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n";
+    assert_caught(
+        licenses,
+        "  LicensesTable:\n    Type: AWS::DynamoDB::Table\n    UpdateReplacePolicy: Retain\n",
+        "LicensesTable: DeletionPolicy is not Retain",
+    );
+    assert_caught(
+        licenses,
+        "  LicensesTable:\n    Type: AWS::DynamoDB::Table\n    DeletionPolicy: Retain\n    UpdateReplacePolicy: Delete\n",
+        "LicensesTable: UpdateReplacePolicy is not Retain",
+    );
+    let tail = "      TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }\n      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true }\n      SSESpecification: { SSEEnabled: true }\n";
+    let last = GOOD.rfind(tail).unwrap();
+    let without = |replacement: &str| format!("{}{replacement}", &GOOD[..last]);
+    let check = |replacement: &str, expected: &str| {
+        let problems = template_problems(&without(replacement), &good_calls());
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "expected {expected:?}, got {problems:?}"
+        );
+    };
+    check(
+        "      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true }\n      SSESpecification: { SSEEnabled: true }\n",
+        "LicensesTable: TTL is not enabled",
+    );
+    check(
+        "      TimeToLiveSpecification: { AttributeName: expires, Enabled: true }\n      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true }\n      SSESpecification: { SSEEnabled: true }\n",
+        "TTL is not on the attribute `ttl`",
+    );
+    check(
+        "      TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }\n      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: false }\n      SSESpecification: { SSEEnabled: true }\n",
+        "LicensesTable: point-in-time recovery is not enabled",
+    );
+    check(
+        "      TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }\n      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true }\n",
+        "LicensesTable: SSESpecification.SSEEnabled is not true",
+    );
+}
+
+#[test]
+fn a_table_missing_from_the_environment_is_rejected() {
+    assert_caught(
+        "KEYMINT_TENANTS_TABLE: !Ref TenantsTable",
+        "KEYMINT_TENANTS_TABLE: tenants",
+        "no environment variable is a plain `!Ref TenantsTable`",
+    );
+}
+
+#[test]
+fn the_scanner_maps_sdk_calls_to_actions() {
+    let source = r#"
+        //! Mentions `.scan()` and `.delete_item()` in a comment, which do not count.
+        async fn f(&self) {
+            let _ = "a string .batch_get_item() does not count either";
+            let q = request.uri().query();
+            let n = (1..3).scan(0, |s, x| Some(*s + x));
+            self.client
+                .query()
+                .table_name(&self.tables.tenants)
+                .send()
+                .await;
+            let item = TransactWriteItem::builder().condition_check(check).build();
+            let other = TransactWriteItem::builder()
+                .delete(delete)
+                .build();
+            self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+            mailer.client.send_email().source(from).send().await;
+            let c = '"'; let l: &'static str = "x";
+        }
+    "#;
+    let mut called = BTreeSet::new();
+    let mut transact = BTreeSet::new();
+    let sends = actions_in(&code_only(source), &mut called, &mut transact).unwrap();
+    assert!(sends);
+    assert_eq!(
+        called.into_iter().collect::<Vec<_>>(),
+        ["dynamodb:Query", "ses:SendEmail"]
+    );
+    assert_eq!(
+        transact.into_iter().collect::<Vec<_>>(),
+        ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem"]
+    );
+    let err = actions_in(
+        &code_only("client.execute_statement().send()"),
+        &mut BTreeSet::new(),
+        &mut BTreeSet::new(),
+    );
+    assert!(err.is_err());
+}

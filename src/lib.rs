@@ -8,8 +8,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[doc(hidden)]
 pub mod gumroad;
 pub mod http;
+pub mod licensing;
+pub mod lifecycle;
 pub mod mail;
 pub mod sale;
 pub mod storage;

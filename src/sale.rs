@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::gumroad::SalePing;
 use crate::mail::{Mailer, compose_key_email};
-use crate::storage::{EmailOutcome, NewSale, SaleWrite, Store, StoreError};
+use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
 
 /// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -47,6 +47,8 @@ pub struct SaleOrder<'a> {
     pub quantity: u32,
     pub sale_timestamp: Option<String>,
     pub subscription_id: Option<String>,
+    /// `is_recurring_charge=true`: a renewal when keymint knows the subscription.
+    pub is_recurring_charge: bool,
     /// `gumroad` or `manual`.
     pub source: &'static str,
     pub send_email: bool,
@@ -57,6 +59,10 @@ pub enum SaleResult {
     Created {
         license: Box<License>,
         email: EmailStatus,
+    },
+    /// A subscription's renewal: the existing license, its expiry extended; no new key, no email.
+    Renewed {
+        license: Box<License>,
     },
     Duplicate,
 }
@@ -90,6 +96,7 @@ impl<'a> SaleOrder<'a> {
             quantity: ping.quantity,
             sale_timestamp: ping.sale_timestamp,
             subscription_id: ping.subscription_id,
+            is_recurring_charge: ping.is_recurring_charge,
             source: "gumroad",
             send_email: true,
         }
@@ -154,8 +161,12 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> NewSale 
         license,
         payment,
         idempotency_ttl: unix(now + IDEMPOTENCY_TTL),
+        marker: None,
     }
 }
+
+/// How many times a sale is re-minted because an event's marker changed while it was being written.
+const MARKER_RETRIES: usize = 5;
 
 /// Issues exactly one license for (tenant, sale id), however often and however concurrently it is called.
 #[tracing::instrument(skip_all, fields(tenant = %tenant.tenant_id, sale_id = %order.sale_id))]
@@ -166,22 +177,45 @@ pub async fn issue(
     order: SaleOrder<'_>,
 ) -> Result<SaleResult, SaleError> {
     let now = OffsetDateTime::now_utc();
-    let new_sale = mint(tenant, &order, now);
-    match store.write_sale(&new_sale).await? {
+    if order.is_recurring_charge
+        && let Some(subscription_id) = &order.subscription_id
+        && let Some(license) = store
+            .license_for_subscription(&tenant.tenant_id, subscription_id)
+            .await?
+    {
+        return renew(store, tenant, &order, license, now).await;
+    }
+    let mut new_sale = mint(tenant, &order, now);
+    let mut written = store.write_sale(&new_sale).await?;
+    for _ in 0..MARKER_RETRIES {
+        let SaleWrite::Marked(status) = written else {
+            break;
+        };
+        // An event (a refund, a dispute) arrived before this sale: mint the license in the state it left.
+        new_sale.marker = Some(status);
+        new_sale.license.status = status;
+        if status != LicenseStatus::Active {
+            new_sale.license.email_claim_until = None;
+        }
+        written = store.write_sale(&new_sale).await?;
+    }
+    match written {
         SaleWrite::Created => {
             let mut license = new_sale.license;
-            license.email_status = if order.send_email {
-                deliver(store, mailer, tenant, &license).await?
-            } else {
-                EmailStatus::Pending
-            };
+            if order.send_email && license.status == LicenseStatus::Active {
+                license.email_status = deliver(store, mailer, tenant, &license).await?;
+            }
             let email = license.email_status;
             Ok(SaleResult::Created {
                 license: Box::new(license),
                 email,
             })
         }
-        SaleWrite::Duplicate(Some(license)) if license.email_status != EmailStatus::Sent => {
+        SaleWrite::Duplicate(Some(license))
+            if license.email_status != EmailStatus::Sent
+                && license.status == LicenseStatus::Active
+                && license.source == "gumroad" =>
+        {
             // An earlier attempt committed the license but its email is owed: send it once, if nobody else is.
             let claimed = store
                 .claim_email(
@@ -197,7 +231,72 @@ pub async fn issue(
             Ok(SaleResult::Duplicate)
         }
         SaleWrite::Duplicate(_) => Ok(SaleResult::Duplicate),
+        SaleWrite::Marked(_) => Err(SaleError::Storage(StoreError::Unavailable(
+            "the sale's event marker kept changing".to_owned(),
+        ))),
     }
+}
+
+/// A renewal payment on a subscription keymint knows: extend the license by the key type's duration (from its
+/// current expiry, or from now when that has passed), record the payment, send nothing.
+async fn renew(
+    store: &dyn Store,
+    tenant: &Tenant,
+    order: &SaleOrder<'_>,
+    mut license: License,
+    now: OffsetDateTime,
+) -> Result<SaleResult, SaleError> {
+    for _ in 0..MARKER_RETRIES {
+        let current_expiry = license.expires_at.as_deref().and_then(|at| {
+            OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+        });
+        let to_expires = match order.product.duration_days {
+            Some(days) => {
+                let base = current_expiry.filter(|at| *at > now).unwrap_or(now);
+                Some(base + Duration::from_secs(u64::from(days) * 24 * 3600))
+            }
+            None => current_expiry,
+        };
+        let to_status = if license.status == LicenseStatus::Expired {
+            LicenseStatus::Active
+        } else {
+            license.status
+        };
+        let mut minted = mint(tenant, order, now);
+        minted.payment.license_id = license.license_id.clone();
+        minted.payment.key_hash = license.key_hash.clone();
+        let renewal = Renewal {
+            payment: minted.payment,
+            idempotency_ttl: minted.idempotency_ttl,
+            from_expires_at: license.expires_at.clone(),
+            to_expires_at: to_expires.map(rfc3339),
+            to_ttl: to_expires.map(|at| unix(at + EXPIRED_LICENSE_RETENTION)),
+            from_status: license.status,
+            to_status,
+        };
+        match store.write_renewal(&license, &renewal).await? {
+            Written::Applied => {
+                license.expires_at = renewal.to_expires_at;
+                license.status = to_status;
+                return Ok(SaleResult::Renewed {
+                    license: Box::new(license),
+                });
+            }
+            Written::Duplicate => return Ok(SaleResult::Duplicate),
+            Written::Stale => {
+                match store
+                    .get_license(&tenant.tenant_id, &license.key_hash)
+                    .await?
+                {
+                    Some(fresh) => license = fresh,
+                    None => return Err(SaleError::Storage(StoreError::NotFound)),
+                }
+            }
+        }
+    }
+    Err(SaleError::Storage(StoreError::Unavailable(
+        "the renewed license kept changing".to_owned(),
+    )))
 }
 
 /// Sends the key email (the caller holds the claim) and records the outcome.

@@ -8,6 +8,6 @@ mod records;
 pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
 pub use key::{LicenseKey, TokenHash, WebhookToken, random_id, sha256_hex};
 pub use records::{
-    EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, Tenant, TenantStatus,
-    rfc3339,
+    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, Tenant,
+    TenantStatus, rfc3339,
 };

@@ -85,6 +85,16 @@ impl LicenseStatus {
             Self::Expired => "expired",
         }
     }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "revoked" => Some(Self::Revoked),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
 }
 
 /// Where the license's key email stands. `pending` until SES accepts it; `failed` is retried by the next ping.
@@ -166,6 +176,15 @@ pub struct Payment {
     pub sale_timestamp: Option<String>,
     pub source: String,
     pub created_at: String,
+}
+
+/// A machine holding one of a license's seats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub machine_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub activated_at: String,
 }
 
 /// RFC 3339 in UTC, the one timestamp format in keymint's records.

@@ -1,7 +1,9 @@
 //! The Gumroad ping format: the body parser (form or JSON, Gumroad's own encoding) and the typed pings read from it.
 
+mod event;
 mod form;
 mod ping;
 
+pub use event::{EventKind, EventSubject, GumroadEvent};
 pub use form::{BodyError, Form, MAX_BODY_BYTES};
 pub use ping::{Ping, PingError, SalePing, one_line};

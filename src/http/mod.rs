@@ -1,6 +1,7 @@
 //! The HTTP adapter: API Gateway (HTTP API) requests in, JSON responses out. Routing and the mapping of every
 //! error to a status and body live here, and only here.
 
+mod license_api;
 mod response;
 mod webhook;
 
@@ -9,19 +10,19 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 
 use crate::mail::Mailer;
-use crate::storage::Store;
+use crate::storage::Backend;
 
 pub use response::json;
 
 /// The function's state, built once per process and shared by every request.
 #[derive(Clone)]
 pub struct App {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Backend>,
     pub mailer: Arc<dyn Mailer>,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, mailer: Arc<dyn Mailer>) -> Self {
+    pub fn new(store: Arc<dyn Backend>, mailer: Arc<dyn Mailer>) -> Self {
         Self { store, mailer }
     }
 
@@ -33,6 +34,18 @@ impl App {
             ["webhooks", "gumroad", tenant_id] => {
                 if request.method() == lambda_http::http::Method::POST {
                     webhook::handle(self, tenant_id, &request).await
+                } else {
+                    response::method_not_allowed("POST")
+                }
+            }
+            [
+                "v1",
+                tenant_id,
+                "licenses",
+                action @ ("validate" | "activate" | "deactivate"),
+            ] => {
+                if request.method() == lambda_http::http::Method::POST {
+                    license_api::handle(self, tenant_id, action, &request).await
                 } else {
                     response::method_not_allowed("POST")
                 }

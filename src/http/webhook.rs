@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::{App, response};
 use crate::auth::{AuthError, authenticate};
-use crate::gumroad::{BodyError, Form, Ping, PingError, SalePing};
+use crate::domain::License;
+use crate::gumroad::{BodyError, EventSubject, Form, GumroadEvent, Ping, PingError, SalePing};
+use crate::lifecycle::{self, EventResult};
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 
 /// Gumroad gives up after 5 s; whatever is still running by then is answered with a retryable 503.
@@ -18,6 +20,18 @@ const DEADLINE: Duration = Duration::from_millis(4_500);
 enum Reply {
     Ignored(&'static str),
     Sale(SaleResult),
+    Event(&'static str, EventResult),
+}
+
+fn license_json(license: &License) -> serde_json::Value {
+    json!({
+        "id": license.license_id,
+        "key": license.key.expose(),
+        "product_id": license.product_id,
+        "status": license.status.as_str(),
+        "activation_limit": license.activation_limit,
+        "expires_at": license.expires_at,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +123,17 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
             let outcome = match &reply {
                 Reply::Ignored(why) => why,
                 Reply::Sale(SaleResult::Created { .. }) => "created",
-                Reply::Sale(SaleResult::Duplicate) => "duplicate",
+                Reply::Sale(SaleResult::Renewed { .. }) => "renewed",
+                Reply::Sale(SaleResult::Duplicate) | Reply::Event(_, EventResult::Duplicate) => {
+                    "duplicate"
+                }
+                Reply::Event(_, EventResult::Applied { .. }) => "event_applied",
+                Reply::Event(_, EventResult::Unknown) => "event_for_unknown_sale",
             };
             tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping");
             match reply {
-                Reply::Ignored(_) => response::no_content(),
-                Reply::Sale(SaleResult::Duplicate) => {
+                Reply::Ignored(_) | Reply::Event(_, EventResult::Unknown) => response::no_content(),
+                Reply::Sale(SaleResult::Duplicate) | Reply::Event(_, EventResult::Duplicate) => {
                     response::json(200, &json!({"received": true, "duplicate": true}))
                 }
                 Reply::Sale(SaleResult::Created { license, email }) => response::json(
@@ -122,15 +141,26 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
                     &json!({
                         "received": true,
                         "duplicate": false,
-                        "license": {
-                            "id": license.license_id,
-                            "key": license.key.expose(),
-                            "product_id": license.product_id,
-                            "status": license.status.as_str(),
-                            "activation_limit": license.activation_limit,
-                            "expires_at": license.expires_at,
-                        },
+                        "license": license_json(&license),
                         "email": email.as_str(),
+                    }),
+                ),
+                Reply::Sale(SaleResult::Renewed { license }) => response::json(
+                    200,
+                    &json!({
+                        "received": true,
+                        "duplicate": false,
+                        "renewed": true,
+                        "license": license_json(&license),
+                    }),
+                ),
+                Reply::Event(event, EventResult::Applied { status }) => response::json(
+                    200,
+                    &json!({
+                        "received": true,
+                        "duplicate": false,
+                        "event": event,
+                        "license_status": status.as_str(),
                     }),
                 ),
             }
@@ -169,7 +199,18 @@ async fn process(
 
     match Ping::classify(&form) {
         Ping::Test => Ok(Reply::Ignored("test")),
-        Ping::Event(_) => Ok(Reply::Ignored("event_ignored")),
+        Ping::Event(resource_name) => {
+            let Some(event) = GumroadEvent::from_form(&resource_name, &form)? else {
+                return Ok(Reply::Ignored("unknown_resource"));
+            };
+            if let EventSubject::Sale(id) = &event.subject {
+                *sale_id = Some(id.to_string());
+            }
+            let result = lifecycle::apply(app.store.as_ref(), &tenant, &event)
+                .await
+                .map_err(SaleError::Storage)?;
+            Ok(Reply::Event(event.kind.name(), result))
+        }
         Ping::Sale => {
             let ping = SalePing::from_form(&form)?;
             *sale_id = Some(ping.sale_id.to_string());

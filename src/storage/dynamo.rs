@@ -8,14 +8,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{EmailOutcome, NewSale, SaleWrite, Store, StoreError};
-use crate::domain::{License, Product, Tenant, TenantId};
+use super::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
+use crate::domain::{License, LicenseStatus, Product, SaleId, Tenant, TenantId};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -77,9 +79,17 @@ fn sale_event_sk(sale_id: &str) -> String {
     format!("SALE#{sale_id}")
 }
 
+pub(crate) fn marker_sk(sale_id: &str) -> String {
+    format!("MARKER#{sale_id}")
+}
+
+pub(crate) fn subscription_sk(subscription_id: &str) -> String {
+    format!("SUBSCRIPTION#{subscription_id}")
+}
+
 /// Concurrent transactions on the same items are cancelled with `TransactionConflict`; they are retried
 /// this many times before the caller is told to come back later.
-const CONFLICT_RETRIES: u32 = 6;
+const CONFLICT_RETRIES: u32 = 12;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -140,7 +150,7 @@ where
 }
 
 impl DynamoStore {
-    fn put_if_new(
+    pub(crate) fn put_if_new(
         &self,
         table: &str,
         item: Item,
@@ -154,6 +164,94 @@ impl DynamoStore {
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The idempotency record of a sale: which license it minted, kept for 30 days.
+    fn sale_record(&self, tenant: &str, sale_id: &SaleId, license: &License, ttl: i64) -> Item {
+        let mut event = Item::new();
+        event.insert("tenant_id".into(), s(tenant));
+        event.insert("sk".into(), s(sale_event_sk(sale_id.as_str())));
+        event.insert("key_hash".into(), s(&license.key_hash));
+        event.insert("license_id".into(), s(&license.license_id));
+        event.insert("created_at".into(), s(&license.created_at));
+        event.insert("ttl".into(), n(ttl));
+        event
+    }
+
+    /// Holds the transaction to the marker state the caller saw: absent, or with this status.
+    pub(crate) fn marker_check(
+        &self,
+        tenant: &str,
+        sale_id: &str,
+        expected: Option<LicenseStatus>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.tables.events)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(marker_sk(sale_id)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let check = match expected {
+            None => check.condition_expression("attribute_not_exists(sk)"),
+            Some(status) => check
+                .condition_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str())),
+        };
+        let check = check
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Runs a transaction, retrying it while it only conflicts with concurrent ones. `None` when it committed;
+    /// the cancellation reasons when a condition failed.
+    pub(crate) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Reasons>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(None),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                err.as_service_error()
+            else {
+                return Err(unavailable(err));
+            };
+            let reasons = Reasons(
+                cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| (r.code().unwrap_or("None").to_owned(), r.item().cloned()))
+                    .collect(),
+            );
+            let conflict_only = !reasons
+                .0
+                .iter()
+                .any(|(code, _)| code == "ConditionalCheckFailed")
+                && reasons
+                    .0
+                    .iter()
+                    .any(|(code, _)| code == "TransactionConflict");
+            if conflict_only && attempt < CONFLICT_RETRIES {
+                let jitter = u64::from(crate::domain::random_id("j").as_bytes()[2] % 16);
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter)).await;
+                continue;
+            }
+            if conflict_only {
+                return Err(unavailable(err));
+            }
+            return Ok(Some(reasons));
+        }
     }
 
     /// The key hash of the license an earlier write of this sale minted, from its idempotency record or
@@ -187,7 +285,34 @@ impl DynamoStore {
     }
 }
 
-fn key_hash_of(item: &Item) -> Option<String> {
+/// Why a transaction was cancelled: one `(code, old item)` per item, in order.
+pub(crate) struct Reasons(Vec<(String, Option<Item>)>);
+
+impl Reasons {
+    pub(crate) fn failed(&self, index: usize) -> bool {
+        self.0
+            .get(index)
+            .is_some_and(|(code, _)| code == "ConditionalCheckFailed")
+    }
+
+    /// The old item of the first of these items whose condition failed.
+    pub(crate) fn old(&self, indexes: &[usize]) -> Option<&Item> {
+        indexes
+            .iter()
+            .filter(|&&i| self.failed(i))
+            .find_map(|&i| self.0.get(i).and_then(|(_, item)| item.as_ref()))
+    }
+
+    pub(crate) fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|(code, _)| code.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+pub(crate) fn key_hash_of(item: &Item) -> Option<String> {
     item.get("key_hash").and_then(|v| v.as_s().ok()).cloned()
 }
 
@@ -240,15 +365,13 @@ impl Store for DynamoStore {
     #[tracing::instrument(skip_all, fields(tenant = %sale.license.tenant_id, sale_id = %sale.payment.sale_id))]
     async fn write_sale(&self, sale: &NewSale) -> Result<SaleWrite, StoreError> {
         let license = &sale.license;
-        let mut event = Item::new();
-        event.insert("tenant_id".into(), s(license.tenant_id.as_str()));
-        event.insert("sk".into(), s(sale_event_sk(sale.payment.sale_id.as_str())));
-        event.insert("key_hash".into(), s(&license.key_hash));
-        event.insert("license_id".into(), s(&license.license_id));
-        event.insert("created_at".into(), s(&license.created_at));
-        event.insert("ttl".into(), n(sale.idempotency_ttl));
-        let items = vec![
-            self.put_if_new(&self.tables.events, event, "sk")?,
+        let tenant = license.tenant_id.as_str();
+        let mut items = vec![
+            self.put_if_new(
+                &self.tables.events,
+                self.sale_record(tenant, &sale.payment.sale_id, license, sale.idempotency_ttl),
+                "sk",
+            )?,
             self.put_if_new(
                 &self.tables.licenses,
                 to_item(license, Some(license_sk(&license.key_hash)))?,
@@ -259,55 +382,135 @@ impl Store for DynamoStore {
                 to_item(&sale.payment, None)?,
                 "sale_id",
             )?,
+            self.marker_check(tenant, sale.payment.sale_id.as_str(), sale.marker)?,
         ];
+        if let Some(subscription_id) = &license.subscription_id {
+            let mut pointer = Item::new();
+            pointer.insert("tenant_id".into(), s(tenant));
+            pointer.insert("sk".into(), s(subscription_sk(subscription_id)));
+            pointer.insert("key_hash".into(), s(&license.key_hash));
+            let put = Put::builder()
+                .table_name(&self.tables.licenses)
+                .set_item(Some(pointer))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
 
-        let mut attempt = 0;
-        let known_hash = loop {
-            attempt += 1;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(SaleWrite::Created),
-                Err(err) => err,
-            };
-            let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                err.as_service_error()
-            else {
-                return Err(unavailable(err));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-            if code(0) == "ConditionalCheckFailed" || code(2) == "ConditionalCheckFailed" {
-                let old = [0, 2]
-                    .into_iter()
-                    .filter_map(|i| reasons.get(i).and_then(|r| r.item()))
-                    .find_map(key_hash_of);
-                break old;
-            }
-            if reasons
-                .iter()
-                .any(|r| r.code() == Some("TransactionConflict"))
-                && attempt < CONFLICT_RETRIES
-            {
-                tokio::time::sleep(Duration::from_millis(15 * u64::from(attempt))).await;
-                continue;
-            }
-            return Err(unavailable(err));
+        let reasons = match self.transact(items).await? {
+            None => return Ok(SaleWrite::Created),
+            Some(reasons) => reasons,
         };
+        if reasons.failed(0) || reasons.failed(2) {
+            let key_hash = match reasons.old(&[0, 2]).and_then(key_hash_of) {
+                Some(hash) => Some(hash),
+                None => self.minted_key_hash(sale).await?,
+            };
+            let license = match key_hash {
+                Some(hash) => self.get_license(&license.tenant_id, &hash).await?,
+                None => None,
+            };
+            return Ok(SaleWrite::Duplicate(license.map(Box::new)));
+        }
+        if reasons.failed(3) {
+            let status = reasons
+                .old(&[3])
+                .and_then(|item| item.get("status"))
+                .and_then(|v| v.as_s().ok())
+                .and_then(|status| LicenseStatus::parse(status))
+                .unwrap_or(LicenseStatus::Active);
+            return Ok(SaleWrite::Marked(status));
+        }
+        Err(StoreError::Unavailable(format!(
+            "transaction cancelled: {}",
+            reasons.summary()
+        )))
+    }
 
-        let key_hash = match known_hash {
-            Some(hash) => Some(hash),
-            None => self.minted_key_hash(sale).await?,
-        };
-        let license = match key_hash {
-            Some(hash) => self.get_license(&license.tenant_id, &hash).await?,
-            None => None,
-        };
-        Ok(SaleWrite::Duplicate(license))
+    async fn license_for_subscription(
+        &self,
+        tenant_id: &TenantId,
+        subscription_id: &str,
+    ) -> Result<Option<License>, StoreError> {
+        let pointer = self
+            .client
+            .get_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(subscription_sk(subscription_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match pointer.item().and_then(key_hash_of) {
+            Some(hash) => self.get_license(tenant_id, &hash).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn write_renewal(
+        &self,
+        license: &License,
+        renewal: &Renewal,
+    ) -> Result<Written, StoreError> {
+        let tenant = license.tenant_id.as_str();
+        let mut update = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(license_sk(&license.key_hash)))
+            .expression_attribute_values(":from_status", s(renewal.from_status.as_str()))
+            .expression_attribute_values(":to_status", s(renewal.to_status.as_str()));
+        let mut set = vec!["#status = :to_status"];
+        let mut condition = vec!["#status = :from_status".to_owned()];
+        match &renewal.from_expires_at {
+            Some(from) => {
+                update = update.expression_attribute_values(":from_expires", s(from));
+                condition.push("expires_at = :from_expires".to_owned());
+            }
+            None => condition.push("attribute_not_exists(expires_at)".to_owned()),
+        }
+        if let Some(to) = &renewal.to_expires_at {
+            update = update.expression_attribute_values(":to_expires", s(to));
+            set.push("expires_at = :to_expires");
+        }
+        if let Some(ttl) = renewal.to_ttl {
+            update = update.expression_attribute_values(":ttl", n(ttl));
+            set.push("#ttl = :ttl");
+        }
+        let update = update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(condition.join(" AND "))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let items = vec![
+            self.put_if_new(
+                &self.tables.events,
+                self.sale_record(
+                    tenant,
+                    &renewal.payment.sale_id,
+                    license,
+                    renewal.idempotency_ttl,
+                ),
+                "sk",
+            )?,
+            self.put_if_new(
+                &self.tables.payments,
+                to_item(&renewal.payment, None)?,
+                "sale_id",
+            )?,
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        match self.transact(items).await? {
+            None => Ok(Written::Applied),
+            Some(reasons) if reasons.failed(0) || reasons.failed(1) => Ok(Written::Duplicate),
+            Some(reasons) if reasons.failed(2) => Ok(Written::Stale),
+            Some(reasons) => Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {}",
+                reasons.summary()
+            ))),
+        }
     }
 
     async fn get_license(

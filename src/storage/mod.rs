@@ -1,15 +1,20 @@
 //! Storage: the port the request path writes through (`Store`), its DynamoDB adapter, and the table schema read
 //! from `template.yaml` so that the local stack and production share one definition.
 
+mod activations;
 mod admin;
 mod dynamo;
+mod events;
 mod schema;
 
 use async_trait::async_trait;
 
-use crate::domain::{License, Payment, Tenant, TenantId};
+use crate::domain::{License, LicenseStatus, Payment, Tenant, TenantId};
 
+pub use activations::{ActivateResult, ActivationStore};
+pub use admin::LicenseFilter;
 pub use dynamo::{DynamoStore, Tables};
+pub use events::{EventChange, EventStore, EventWrite, Written};
 pub use schema::{TableSpec, create_tables, table_specs};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,10 @@ pub enum StoreError {
     NotFound,
 }
 
+/// Every port the function uses, implemented together by `DynamoStore`.
+pub trait Backend: Store + EventStore + ActivationStore {}
+impl<T: Store + EventStore + ActivationStore> Backend for T {}
+
 /// Everything one sale writes, committed together or not at all.
 #[derive(Debug, Clone)]
 pub struct NewSale {
@@ -33,13 +42,29 @@ pub struct NewSale {
     pub payment: Payment,
     /// Unix seconds after which the idempotency record for (tenant, sale id) may expire.
     pub idempotency_ttl: i64,
+    /// The marker an earlier event left for this sale, as last seen: the write only succeeds while it is so.
+    pub marker: Option<LicenseStatus>,
+}
+
+/// A renewal: a new payment on an existing subscription's license, whose expiry moves from `from` to `to`.
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    pub payment: Payment,
+    pub idempotency_ttl: i64,
+    pub from_expires_at: Option<String>,
+    pub to_expires_at: Option<String>,
+    pub to_ttl: Option<i64>,
+    pub from_status: LicenseStatus,
+    pub to_status: LicenseStatus,
 }
 
 #[derive(Debug)]
 pub enum SaleWrite {
     Created,
     /// The sale was seen before; the license it minted, when it still exists.
-    Duplicate(Option<License>),
+    Duplicate(Option<Box<License>>),
+    /// An event for this sale arrived first and left this status (or the marker changed since it was read).
+    Marked(LicenseStatus),
 }
 
 /// How the key email ended.
@@ -73,6 +98,20 @@ pub trait Store: Send + Sync {
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError>;
+
+    /// The license a subscription's first sale minted.
+    async fn license_for_subscription(
+        &self,
+        tenant_id: &TenantId,
+        subscription_id: &str,
+    ) -> Result<Option<License>, StoreError>;
+
+    /// Writes a renewal's idempotency record and payment and moves the license's expiry, all or nothing.
+    async fn write_renewal(
+        &self,
+        license: &License,
+        renewal: &Renewal,
+    ) -> Result<Written, StoreError>;
 
     /// Records how the email ended and releases the claim.
     async fn record_email(

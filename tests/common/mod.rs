@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: the local stack from the environment `infra/local/up` exports,
 //! tenants seeded straight into DynamoDB Local, API Gateway v2 events for the real handler, and the mail that
 //! moto's SES server received.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,222 @@
+//! The activation port: machines holding a license's seats. The seat count is enforced by a DynamoDB condition
+//! inside the same transaction that records the machine, never by reading first.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
+
+use super::dynamo::{DynamoStore, from_item, license_sk, n, s, to_item, unavailable};
+use super::{Store, StoreError};
+use crate::domain::{Activation, LicenseStatus, TenantId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivateResult {
+    /// The machine took a seat; `activations` is the new count.
+    Activated {
+        activations: u32,
+    },
+    /// The machine already held a seat: nothing changed.
+    AlreadyActive,
+    LimitReached,
+    /// The license is not active (or has expired): its status.
+    NotActive(LicenseStatus),
+    NotFound,
+}
+
+fn activation_sk(key_hash: &str, machine_id: &str) -> String {
+    format!("ACTIVATION#{key_hash}#{machine_id}")
+}
+
+#[async_trait]
+pub trait ActivationStore: Store {
+    async fn activation(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        machine_id: &str,
+    ) -> Result<Option<Activation>, StoreError>;
+
+    async fn activations(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+    ) -> Result<Vec<Activation>, StoreError>;
+
+    /// Takes a seat for the machine while seats remain and the license is active and unexpired at `now`.
+    async fn activate(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        activation: &Activation,
+        now: &str,
+    ) -> Result<ActivateResult, StoreError>;
+
+    /// Frees the machine's seat; `false` when it held none.
+    async fn deactivate(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        machine_id: &str,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+impl ActivationStore for DynamoStore {
+    async fn activation(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        machine_id: &str,
+    ) -> Result<Option<Activation>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(activation_sk(key_hash, machine_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn activations(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+    ) -> Result<Vec<Activation>, StoreError> {
+        let mut found = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.licenses)
+                .key_condition_expression("tenant_id = :t AND begins_with(sk, :p)")
+                .expression_attribute_values(":t", s(tenant_id.as_str()))
+                .expression_attribute_values(":p", s(format!("ACTIVATION#{key_hash}#")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                found.push(from_item(item.clone())?);
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    async fn activate(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        activation: &Activation,
+        now: &str,
+    ) -> Result<ActivateResult, StoreError> {
+        let tenant = tenant_id.as_str();
+        let record = to_item(
+            activation,
+            Some(activation_sk(key_hash, &activation.machine_id)),
+        )?;
+        let mut record = record;
+        record.insert("tenant_id".into(), s(tenant));
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let seat = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(license_sk(key_hash)))
+            .update_expression("SET activations = activations + :one")
+            .condition_expression(
+                "attribute_exists(sk) AND #status = :active AND activations < activation_limit \
+                 AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":now", s(now))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .build()
+            .map_err(corrupt)?;
+        let items = vec![
+            self.put_if_new(&self.tables.licenses, record, "sk")?,
+            TransactWriteItem::builder().update(seat).build(),
+        ];
+        let Some(reasons) = self.transact(items).await? else {
+            let license = self.get_license(tenant_id, key_hash).await?;
+            return Ok(ActivateResult::Activated {
+                activations: license.map_or(0, |l| l.activations),
+            });
+        };
+        if reasons.failed(0) {
+            return Ok(ActivateResult::AlreadyActive);
+        }
+        if !reasons.failed(1) {
+            return Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {}",
+                reasons.summary()
+            )));
+        }
+        let Some(old) = reasons.old(&[1]) else {
+            return Ok(ActivateResult::NotFound);
+        };
+        let status = old
+            .get("status")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|status| LicenseStatus::parse(status))
+            .unwrap_or(LicenseStatus::Revoked);
+        let expired = old
+            .get("expires_at")
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|at| at.as_str() <= now);
+        Ok(match status {
+            LicenseStatus::Active if expired => ActivateResult::NotActive(LicenseStatus::Expired),
+            LicenseStatus::Active => ActivateResult::LimitReached,
+            other => ActivateResult::NotActive(other),
+        })
+    }
+
+    async fn deactivate(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        machine_id: &str,
+    ) -> Result<bool, StoreError> {
+        let tenant = tenant_id.as_str();
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let delete = Delete::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(activation_sk(key_hash, machine_id)))
+            .condition_expression("attribute_exists(sk)")
+            .build()
+            .map_err(corrupt)?;
+        let free = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(license_sk(key_hash)))
+            .update_expression("SET activations = activations - :one")
+            .condition_expression("activations > :zero")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(corrupt)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().update(free).build(),
+        ];
+        match self.transact(items).await? {
+            None => Ok(true),
+            Some(reasons) if reasons.failed(0) => Ok(false),
+            Some(reasons) => Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {}",
+                reasons.summary()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The event port: applying a Gumroad event to a license (or to the marker a not-yet-seen sale will be minted
+//! from) together with the event's idempotency record, in one transaction.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+
+use super::dynamo::{DynamoStore, Item, key_hash_of, license_sk, marker_sk, n, s, unavailable};
+use super::{Store, StoreError};
+use crate::domain::{License, LicenseStatus, SaleId, TenantId};
+
+/// What an event changes besides recording itself.
+#[derive(Debug, Clone)]
+pub enum EventChange {
+    None,
+    /// The license's status moves `from` → `to` (only if it is still `from`).
+    License {
+        key_hash: String,
+        from: LicenseStatus,
+        to: LicenseStatus,
+    },
+    /// The marker for a sale not minted yet moves `from` (absent: `None`) → `to`, only while no payment exists.
+    Marker {
+        sale_id: SaleId,
+        from: Option<LicenseStatus>,
+        to: LicenseStatus,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EventWrite {
+    pub tenant_id: TenantId,
+    pub event_key: String,
+    /// Unix seconds after which the event record and any marker may expire.
+    pub ttl: i64,
+    pub change: EventChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Applied,
+    /// This event (or sale) was recorded before: nothing was changed.
+    Duplicate,
+    /// What the write was computed from changed underneath it; read again and recompute.
+    Stale,
+}
+
+#[async_trait]
+pub trait EventStore: Store {
+    /// The license minted for a sale, found through its payment record.
+    async fn license_for_sale(
+        &self,
+        tenant_id: &TenantId,
+        sale_id: &SaleId,
+    ) -> Result<Option<License>, StoreError>;
+
+    /// The status an earlier event left for a sale that has no license yet.
+    async fn marker(
+        &self,
+        tenant_id: &TenantId,
+        sale_id: &SaleId,
+    ) -> Result<Option<LicenseStatus>, StoreError>;
+
+    async fn write_event(&self, write: &EventWrite) -> Result<Written, StoreError>;
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn license_for_sale(
+        &self,
+        tenant_id: &TenantId,
+        sale_id: &SaleId,
+    ) -> Result<Option<License>, StoreError> {
+        let payment = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sale_id", s(sale_id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match payment.item().and_then(key_hash_of) {
+            Some(hash) => self.get_license(tenant_id, &hash).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn marker(
+        &self,
+        tenant_id: &TenantId,
+        sale_id: &SaleId,
+    ) -> Result<Option<LicenseStatus>, StoreError> {
+        let marker = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(marker_sk(sale_id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(marker
+            .item()
+            .and_then(|item| item.get("status"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|status| LicenseStatus::parse(status)))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %write.tenant_id))]
+    async fn write_event(&self, write: &EventWrite) -> Result<Written, StoreError> {
+        let tenant = write.tenant_id.as_str();
+        let mut record = Item::new();
+        record.insert("tenant_id".into(), s(tenant));
+        record.insert("sk".into(), s(format!("EVENT#{}", write.event_key)));
+        record.insert("ttl".into(), n(write.ttl));
+        let mut items = vec![self.put_if_new(&self.tables.events, record, "sk")?];
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        match &write.change {
+            EventChange::None => {}
+            EventChange::License { key_hash, from, to } => {
+                let update = Update::builder()
+                    .table_name(&self.tables.licenses)
+                    .key("tenant_id", s(tenant))
+                    .key("sk", s(license_sk(key_hash)))
+                    .update_expression("SET #status = :to")
+                    .condition_expression("#status = :from")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":from", s(from.as_str()))
+                    .expression_attribute_values(":to", s(to.as_str()))
+                    .build()
+                    .map_err(corrupt)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            EventChange::Marker { sale_id, from, to } => {
+                let mut marker = Item::new();
+                marker.insert("tenant_id".into(), s(tenant));
+                marker.insert("sk".into(), s(marker_sk(sale_id.as_str())));
+                marker.insert("status".into(), s(to.as_str()));
+                marker.insert("ttl".into(), n(write.ttl));
+                let put = Put::builder()
+                    .table_name(&self.tables.events)
+                    .set_item(Some(marker));
+                let put = match from {
+                    None => put.condition_expression("attribute_not_exists(sk)"),
+                    Some(status) => put
+                        .condition_expression("#status = :from")
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":from", s(status.as_str())),
+                };
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(put.build().map_err(corrupt)?)
+                        .build(),
+                );
+                // The sale may land between reading and writing: then the event must go to its license instead.
+                let no_sale = ConditionCheck::builder()
+                    .table_name(&self.tables.payments)
+                    .key("tenant_id", s(tenant))
+                    .key("sale_id", s(sale_id.as_str()))
+                    .condition_expression("attribute_not_exists(sale_id)")
+                    .build()
+                    .map_err(corrupt)?;
+                items.push(
+                    TransactWriteItem::builder()
+                        .condition_check(no_sale)
+                        .build(),
+                );
+            }
+        }
+        match self.transact(items).await? {
+            None => Ok(Written::Applied),
+            Some(reasons) if reasons.failed(0) => Ok(Written::Duplicate),
+            Some(reasons) if reasons.failed(1) || reasons.failed(2) => Ok(Written::Stale),
+            Some(reasons) => Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {}",
+                reasons.summary()
+            ))),
+        }
+    }
+}

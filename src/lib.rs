@@ -8,7 +8,6 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
-#[doc(hidden)]
 pub mod gumroad;
 pub mod http;
 pub mod licensing;

@@ -1177,3 +1177,67 @@ fn gumroad_errors_say_what_to_do() {
     let msg = run(Some(GOOD_TOKEN), unsub(""), exit::INVALID);
     assert!(msg.contains("invalid subscription id"), "{msg}");
 }
+
+#[tokio::test]
+async fn tenant_settings_and_machine_seats() {
+    let stack = common::stack().await;
+    let tenant = new_tenant(API);
+    let t = tenant.tenant_id.as_str();
+    product(t, "myapp", "MYAPP");
+    ok(&["product", "map", t, "myapp-pro", "myapp"]);
+
+    // The refund policy is the tenant's: with `keep`, a full refund leaves the license active.
+    let shown = ok_json(&["tenant", "show", t]);
+    assert_eq!(shown["refund_policy"], "revoke");
+    assert_eq!(shown["gumroad_enabled"], true);
+    let set = ok_json(&["tenant", "set", t, "--refund-policy", "keep"]);
+    assert_eq!(set["refund_policy"], "keep");
+    let token = token_of(&tenant.ping_url);
+    let (sale, buyer) = (sale_id(), buyer());
+    let sold = send(
+        &stack.app,
+        &Ping::new(t, Some(&token), sale_body(&sale, &buyer)),
+    )
+    .await;
+    let key = sold.json()["license"]["key"].as_str().unwrap().to_owned();
+    let refund = sale_body(&sale, &buyer)
+        .replace("refunded=false", "refunded=true")
+        .replace("resource_name=sale", "resource_name=refund");
+    let refunded = send(&stack.app, &Ping::new(t, Some(&token), refund)).await;
+    assert_eq!(refunded.json()["license_status"], "active");
+
+    // Machines activated through the license API show up, and the CLI frees a seat.
+    let activate = json!({"key": key, "machine_id": "studio-mac", "label": "Studio"}).to_string();
+    let mut ping = Ping::new(t, None, activate).header("content-type", "application/json");
+    ping.path = format!("/v1/{t}/licenses/activate");
+    assert_eq!(send(&stack.app, &ping).await.status, 200);
+    let shown = ok_json(&["license", "show", t, &key]);
+    assert_eq!(shown["activations"], 1);
+    assert_eq!(shown["activation_records"][0]["machine_id"], "studio-mac");
+    assert_eq!(shown["activation_records"][0]["label"], "Studio");
+    assert!(ok(&["license", "show", t, &key]).contains("studio-mac"));
+    let freed = ok_json(&["license", "deactivate", t, &key, "studio-mac"]);
+    assert_eq!(freed["activations"], 0);
+    let message = fails(&["license", "deactivate", t, &key, "studio-mac"], 3);
+    assert!(message.contains("holds no seat"), "{message}");
+    assert_eq!(ok_json(&["license", "show", t, &key])["activations"], 0);
+
+    // Disabling Gumroad makes the tenant's pings look like a wrong token.
+    ok(&["tenant", "set", t, "--gumroad", "disabled"]);
+    let refused = send(
+        &stack.app,
+        &Ping::new(t, Some(&token), sale_body(&sale_id(), &buyer)),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (400, r#"{"error":"Invalid request"}"#)
+    );
+    let message = fails(&["tenant", "set", t], 2);
+    assert!(message.contains("nothing to change"), "{message}");
+    fails(&["tenant", "set", t, "--refund-policy", "sometimes"], 2);
+    fails(
+        &["tenant", "set", "no-such-tenant", "--gumroad", "enabled"],
+        3,
+    );
+}

@@ -9,11 +9,11 @@ use time::format_description::well_known::Rfc3339;
 use super::tenant::load;
 use super::{CliError, Output, clients, store};
 use crate::domain::{
-    Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant, TenantId,
-    TenantStatus, UsdCents, random_id, rfc3339,
+    Activation, Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant,
+    TenantId, TenantStatus, UsdCents, random_id, rfc3339,
 };
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
-use crate::storage::{DynamoStore, LicenseFilter, Store, StoreError};
+use crate::storage::{ActivationStore, DynamoStore, LicenseFilter, Store, StoreError};
 
 const DEFAULT_LIST_LIMIT: u32 = 50;
 
@@ -39,6 +39,12 @@ pub enum LicenseCommand {
     Show { tenant_id: String, key: String },
     /// Send the key email again (even if it was sent before) and record its new message id.
     Resend { tenant_id: String, key: String },
+    /// Free the seat a machine holds (as the license API's deactivate does).
+    Deactivate {
+        tenant_id: String,
+        key: String,
+        machine_id: String,
+    },
     /// Revoke a license: the license API refuses it from now on.
     Revoke { tenant_id: String, key: String },
     /// Make a revoked or suspended license active again.
@@ -94,7 +100,39 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
             let store = store().await?;
             load(&store, &tenant_id).await?;
             let license = find(&store, &tenant_id, &key).await?;
-            show(&license, out);
+            let activations = store.activations(&tenant_id, &license.key_hash).await?;
+            show(&license, &activations, out);
+        }
+        LicenseCommand::Deactivate {
+            tenant_id,
+            key,
+            machine_id,
+        } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let key = parse_key(&key)?;
+            let store = store().await?;
+            load(&store, &tenant_id).await?;
+            let license = find(&store, &tenant_id, &key).await?;
+            if !store
+                .deactivate(&tenant_id, &license.key_hash, &machine_id)
+                .await?
+            {
+                return Err(CliError::NotFound(format!(
+                    "machine '{machine_id}' holds no seat of this license"
+                )));
+            }
+            let activations = license.activations.saturating_sub(1);
+            out.line(format!(
+                "Freed the seat of machine {machine_id}: {activations} of {} in use.",
+                license.activation_limit
+            ));
+            out.document(json!({
+                "tenant_id": tenant_id,
+                "license_id": license.license_id,
+                "machine_id": machine_id,
+                "deactivated": true,
+                "activations": activations,
+            }));
         }
         LicenseCommand::Resend { tenant_id, key } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
@@ -378,10 +416,11 @@ fn list(tenant_id: &TenantId, licenses: &[License], out: &mut Output) {
     }));
 }
 
-fn show(license: &License, out: &mut Output) {
-    // The license API stores one `ACTIVATION#…` record per activated device; until it exists, the count on the
-    // license is all there is, and the list of devices is empty.
-    let devices: Vec<Value> = Vec::new();
+fn show(license: &License, activations: &[Activation], out: &mut Output) {
+    let devices: Vec<Value> = activations
+        .iter()
+        .map(|a| json!({"machine_id": a.machine_id, "label": a.label, "activated_at": a.activated_at}))
+        .collect();
     let buyer = match &license.buyer_name {
         Some(name) => format!("{name} <{}>", license.buyer_email),
         None => license.buyer_email.to_string(),
@@ -413,6 +452,14 @@ fn show(license: &License, out: &mut Output) {
         ),
         ("Email", email),
     ]);
+    for a in activations {
+        out.line(format!(
+            "  {}  {}  since {}",
+            a.machine_id,
+            a.label.as_deref().unwrap_or("-"),
+            a.activated_at
+        ));
+    }
     let mut doc = license_json(license);
     doc["activation_records"] = Value::Array(devices);
     out.document(doc);

@@ -36,6 +36,22 @@ pub enum TenantCommand {
     Resume { tenant_id: String },
     /// Show a tenant: status, sender, seller id, products and permalink mappings.
     Show { tenant_id: String },
+    /// Change a tenant's settings.
+    Set {
+        tenant_id: String,
+        /// What a full refund does to the sale's license: revoke it (the default) or keep it.
+        #[arg(long, value_parser = ["revoke", "keep"])]
+        refund_policy: Option<String>,
+        /// Accept Gumroad pings for this tenant (enabled) or refuse them like a wrong token (disabled).
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        gumroad: Option<String>,
+        /// The SES-verified address license emails are sent from.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Pin the Gumroad seller_id: pings carrying another seller_id are refused.
+        #[arg(long)]
+        seller_id: Option<String>,
+    },
 }
 
 /// The API base URL without a trailing slash; only http(s) URLs make a ping URL Gumroad can call.
@@ -166,6 +182,53 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             let tenant = load(&store().await?, &tenant_id).await?;
             show(&tenant, out);
         }
+        TenantCommand::Set {
+            tenant_id,
+            refund_policy,
+            gumroad,
+            sender,
+            seller_id,
+        } => {
+            use aws_sdk_dynamodb::types::AttributeValue;
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let mut changes: Vec<(&str, AttributeValue)> = Vec::new();
+            if let Some(policy) = refund_policy {
+                changes.push(("refund_policy", AttributeValue::S(policy)));
+            }
+            if let Some(state) = gumroad {
+                changes.push(("gumroad_enabled", AttributeValue::Bool(state == "enabled")));
+            }
+            if let Some(sender) = sender {
+                let sender = Email::parse(&sender)
+                    .map_err(|_| CliError::Invalid(format!("invalid sender address '{sender}'")))?;
+                changes.push(("sender", AttributeValue::S(sender.to_string())));
+            }
+            if let Some(seller) = seller_id.map(|s| s.trim().to_owned()) {
+                if seller.is_empty() {
+                    return Err(CliError::Invalid("seller id must not be empty".to_owned()));
+                }
+                changes.push(("seller_id", AttributeValue::S(seller)));
+            }
+            if changes.is_empty() {
+                return Err(CliError::Invalid(
+                    "nothing to change: give --refund-policy, --gumroad, --sender or --seller-id"
+                        .to_owned(),
+                ));
+            }
+            let store = store().await?;
+            store
+                .update_tenant(&tenant_id, &changes)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => {
+                        CliError::NotFound(format!("unknown tenant '{tenant_id}'"))
+                    }
+                    other => other.into(),
+                })?;
+            let tenant = load(&store, &tenant_id).await?;
+            out.line(format!("Updated tenant {tenant_id}."));
+            show(&tenant, out);
+        }
     }
     Ok(())
 }
@@ -220,6 +283,22 @@ fn show(tenant: &Tenant, out: &mut Output) {
                 .clone()
                 .unwrap_or_else(|| "(not pinned)".to_owned()),
         ),
+        (
+            "Refunds",
+            match tenant.refund_policy {
+                RefundPolicy::Revoke => "revoke the license".to_owned(),
+                RefundPolicy::Keep => "keep the license".to_owned(),
+            },
+        ),
+        (
+            "Gumroad",
+            if tenant.gumroad_enabled {
+                "enabled"
+            } else {
+                "disabled"
+            }
+            .to_owned(),
+        ),
         ("Created", tenant.created_at.clone()),
     ]);
     if tenant.products.is_empty() {
@@ -264,6 +343,8 @@ fn show(tenant: &Tenant, out: &mut Output) {
         "status": status,
         "sender": tenant.sender.as_str(),
         "seller_id": tenant.seller_id,
+        "refund_policy": tenant.refund_policy,
+        "gumroad_enabled": tenant.gumroad_enabled,
         "created_at": tenant.created_at,
         "products": tenant.products.values().map(|p| json!({
             "product_id": p.product_id,

@@ -13,7 +13,7 @@ use crate::domain::{
     TenantId, TenantStatus, UsdCents, random_id, rfc3339,
 };
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
-use crate::storage::{ActivationStore, DynamoStore, LicenseFilter, Store, StoreError};
+use crate::storage::{ActivationStore, DynamoStore, EventStore, LicenseFilter, Store, StoreError};
 
 const DEFAULT_LIST_LIMIT: u32 = 50;
 

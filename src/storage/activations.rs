@@ -85,29 +85,12 @@ impl ActivationStore for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &str,
     ) -> Result<Vec<Activation>, StoreError> {
-        let mut found = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.licenses)
-                .key_condition_expression("tenant_id = :t AND begins_with(sk, :p)")
-                .expression_attribute_values(":t", s(tenant_id.as_str()))
-                .expression_attribute_values(":p", s(format!("ACTIVATION#{key_hash}#")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                found.push(from_item(item.clone())?);
-            }
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                return Ok(found);
-            }
-        }
+        let prefix = format!("ACTIVATION#{key_hash}#");
+        self.query_partition(&self.tables.licenses, tenant_id, &prefix)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 
     async fn activate(

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::ReturnValue;
 
+use super::StoreError;
 use super::dynamo::{
-    DynamoStore, Item, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, from_item,
-    is_condition_failure, license_sk, s, to_item, unavailable,
+    DynamoStore, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, from_item, is_condition_failure,
+    license_sk, s, to_item, unavailable,
 };
-use super::{Store, StoreError};
 use crate::domain::{
-    Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, SaleId, Tenant,
-    TenantId, TenantStatus, TokenHash,
+    Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, Tenant, TenantId,
+    TenantStatus, TokenHash,
 };
 
 /// Which of a tenant's licenses `list_licenses` returns; `None` matches everything.
@@ -27,19 +27,8 @@ pub struct LicenseFilter {
 impl DynamoStore {
     /// Creates a tenant; `AlreadyExists` when the id is taken.
     pub async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.tenants)
-            .set_item(Some(to_item(tenant, Some(TENANT_SK.to_owned()))?))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::AlreadyExists),
-            Err(err) => Err(unavailable(err)),
-        }
+        let item = to_item(tenant, Some(TENANT_SK.to_owned()))?;
+        self.put_new(&self.tables.tenants, item).await
     }
 
     /// Sets attributes of an existing tenant record; `NotFound` when there is none.
@@ -102,19 +91,7 @@ impl DynamoStore {
             Some(format!("{PRODUCT_SK_PREFIX}{}", product.product_id)),
         )?;
         item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.tenants)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::AlreadyExists),
-            Err(err) => Err(unavailable(err)),
-        }
+        self.put_new(&self.tables.tenants, item).await
     }
 
     /// Deletes a product; `NotFound` when there is none.
@@ -194,50 +171,27 @@ impl DynamoStore {
         filter: &LicenseFilter,
         limit: usize,
     ) -> Result<Vec<License>, StoreError> {
-        let mut conditions = Vec::new();
-        let mut values = HashMap::from([
-            (":t".to_owned(), s(tenant_id.as_str())),
-            (":prefix".to_owned(), s(LICENSE_SK_PREFIX)),
-        ]);
-        if let Some(product_id) = &filter.product_id {
-            conditions.push("product_id = :product");
-            values.insert(":product".to_owned(), s(product_id.as_str()));
-        }
-        if let Some(status) = filter.email_status {
-            conditions.push("email_status = :email_status");
-            values.insert(":email_status".to_owned(), s(status.as_str()));
-        }
-        let filter_expression = (!conditions.is_empty()).then(|| conditions.join(" AND "));
-
-        // Keys sort by their hash, which says nothing about age: read every match, then sort.
+        // Keys sort by their hash, which says nothing about age: read every license, then filter and sort.
         let mut licenses = Vec::new();
-        let mut start_key: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.licenses)
-                .key_condition_expression("tenant_id = :t AND begins_with(sk, :prefix)")
-                .set_filter_expression(filter_expression.clone())
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                let license: License = from_item(item.clone())?;
-                let email_matches = filter.buyer_email.as_ref().is_none_or(|wanted| {
+        for item in self
+            .query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)
+            .await?
+        {
+            let license: License = from_item(item)?;
+            let wanted = filter
+                .product_id
+                .as_ref()
+                .is_none_or(|p| *p == license.product_id)
+                && filter
+                    .email_status
+                    .is_none_or(|status| status == license.email_status)
+                && filter.buyer_email.as_ref().is_none_or(|wanted| {
                     wanted
                         .as_str()
                         .eq_ignore_ascii_case(license.buyer_email.as_str())
                 });
-                if email_matches {
-                    licenses.push(license);
-                }
-            }
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                break;
+            if wanted {
+                licenses.push(license);
             }
         }
         // Parsed, not compared as text: RFC 3339 strings with different fraction lengths do not sort.
@@ -277,32 +231,6 @@ impl DynamoStore {
             Ok(out) => from_item(out.attributes.unwrap_or_default()),
             Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
             Err(err) => Err(unavailable(err)),
-        }
-    }
-
-    /// The license a sale minted, found through its payment record.
-    pub async fn license_for_sale(
-        &self,
-        tenant_id: &TenantId,
-        sale_id: &SaleId,
-    ) -> Result<Option<License>, StoreError> {
-        let payment = self
-            .client
-            .get_item()
-            .table_name(&self.tables.payments)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sale_id", s(sale_id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let key_hash = payment
-            .item()
-            .and_then(|item| item.get("key_hash"))
-            .and_then(|v| v.as_s().ok());
-        match key_hash {
-            Some(hash) => self.get_license(tenant_id, hash).await,
-            None => Ok(None),
         }
     }
 

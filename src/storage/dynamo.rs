@@ -166,6 +166,57 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// Every item of a tenant's partition in `table` whose sort key starts with `sk_prefix` (all of them for
+    /// `""`), read consistently, page after page.
+    pub(crate) async fn query_partition(
+        &self,
+        table: &str,
+        tenant_id: &TenantId,
+        sk_prefix: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start_key = None;
+        loop {
+            let query = self
+                .client
+                .query()
+                .table_name(table)
+                .expression_attribute_values(":t", s(tenant_id.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key);
+            let query = if sk_prefix.is_empty() {
+                query.key_condition_expression("tenant_id = :t")
+            } else {
+                query
+                    .key_condition_expression("tenant_id = :t AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(sk_prefix))
+            };
+            let page = query.send().await.map_err(unavailable)?;
+            items.extend(page.items().iter().cloned());
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Puts an item that must not exist yet; `AlreadyExists` when it does.
+    pub(crate) async fn put_new(&self, table: &str, item: Item) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::AlreadyExists),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
     /// The idempotency record of a sale: which license it minted, kept for 30 days.
     fn sale_record(&self, tenant: &str, sale_id: &SaleId, license: &License, ttl: i64) -> Item {
         let mut event = Item::new();
@@ -322,35 +373,20 @@ impl Store for DynamoStore {
     async fn load_tenant(&self, tenant_id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let mut tenant: Option<Tenant> = None;
         let mut products = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.tenants)
-                .key_condition_expression("tenant_id = :t")
-                .expression_attribute_values(":t", s(tenant_id.as_str()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                match item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                {
-                    Some(TENANT_SK) => tenant = Some(from_item(item.clone())?),
-                    Some(sk) if sk.starts_with(PRODUCT_SK_PREFIX) => {
-                        products.push(from_item::<Product>(item.clone())?)
-                    }
-                    _ => {}
+        for item in self
+            .query_partition(&self.tables.tenants, tenant_id, "")
+            .await?
+        {
+            match item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some(TENANT_SK) => tenant = Some(from_item(item)?),
+                Some(sk) if sk.starts_with(PRODUCT_SK_PREFIX) => {
+                    products.push(from_item::<Product>(item)?)
                 }
-            }
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                break;
+                _ => {}
             }
         }
         Ok(tenant.map(|mut t| {

@@ -1,6 +1,7 @@
 //! The admin CLI `keymint`, driven as a seller drives it: the real binary against the local stack, every command's
 //! human answer and its one JSON document, every failure's exit code and one-line message, and the Gumroad
 //! commands against a small stand-in for Gumroad's API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod cli_support;
 mod common;

@@ -1,5 +1,6 @@
 //! License lifecycle against the local stack: Gumroad's refund, dispute and subscription events replayed in their
 //! own encoding, in order and out of order, and the license state and records they leave.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! DynamoDB going away mid-test: a private DynamoDB Local (so other tests keep theirs) is stopped, a sale gets a
 //! retryable 503 and leaves nothing behind, and Gumroad's retry after the restart issues exactly one license.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The Gumroad ping endpoint against the local stack: every line of the HTTP contract, the records it leaves in
 //! DynamoDB Local and the mail moto's SES received.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -10,6 +10,7 @@
 //!
 //! The checks are plain functions over the template text, so the tests at the bottom feed them broken templates
 //! and make sure each mistake is caught.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

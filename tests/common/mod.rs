@@ -429,10 +429,9 @@ pub fn recorded_text_bodies(to: &str) -> Vec<String> {
                 .get("Destination.ToAddresses.member.1")
                 .map(String::as_str)
                 == Some(to)
+            && let Some(text) = form.get("Message.Body.Text.Data")
         {
-            if let Some(text) = form.get("Message.Body.Text.Data") {
-                bodies.push(text.clone());
-            }
+            bodies.push(text.clone());
         }
     }
     bodies

@@ -17,9 +17,18 @@ pub struct LicenseRequest {
     pub label: Option<String>,
 }
 
-/// Reads a license API body. The message names what is wrong, fit to show the client.
+/// Reads a license API body: one JSON object. The message names what is wrong, fit to show the client.
 pub fn parse_request(body: &[u8]) -> Result<LicenseRequest, String> {
-    serde_json::from_slice(body).map_err(|e| format!("Malformed JSON body: {e}"))
+    let malformed = |e: serde_json::Error| format!("Malformed JSON body: {e}");
+    // The whole body is read as JSON first: the typed read skips fields it does not know without checking them
+    // (fuzzing found invalid UTF-8, lone surrogates and out-of-range numbers accepted there), and would also take
+    // an array of the fields in order (`["key", null, "machine", null]`).
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(malformed)?;
+    if !value.is_object() {
+        return Err("Malformed JSON body: expected a JSON object".to_owned());
+    }
+    // Typed from the bytes rather than from `value`, so that a repeated field is refused instead of the last winning.
+    serde_json::from_slice(body).map_err(malformed)
 }
 
 #[derive(Debug, thiserror::Error)]

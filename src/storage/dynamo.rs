@@ -294,7 +294,13 @@ impl DynamoStore {
                     .iter()
                     .any(|(code, _)| code == "TransactionConflict");
             if conflict_only && attempt < CONFLICT_RETRIES {
-                let jitter = u64::from(crate::domain::random_id("j").as_bytes()[2] % 16);
+                // Jitter from the clock: enough to pull concurrent retries apart, no randomness needed.
+                let jitter = u64::from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos())
+                        % 16,
+                );
                 tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter)).await;
                 continue;
             }

@@ -1,0 +1,1063 @@
+//! keymint's benchmark against the local stack (run by `scripts/bench`, which starts the stack, builds in release
+//! and writes BENCHMARKS.md): ping latency in-process and over HTTP, the floor of bare AWS calls a new sale cannot
+//! avoid, requests per ping counted by an SDK interceptor, concurrency, cold start and memory under the Lambda
+//! Runtime API. It prints Markdown; it never asserts on time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use keymint::domain::{
+    Email, KeyPrefix, License, Permalink, Product, ProductId, RefundPolicy, Tenant, TenantId,
+    TenantStatus, WebhookToken,
+};
+use keymint::http::App;
+use keymint::mail::SesMailer;
+use keymint::storage::{DynamoStore, Tables};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Context, LambdaEvent, Request, Service, service_fn};
+use serde_json::{Value, json};
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests per ping, counted by the SDK itself.
+
+/// Counts every request the SDK transmits (each attempt), by operation.
+#[derive(Debug, Default)]
+struct Counter {
+    total: AtomicU64,
+    by_operation: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counter {
+    fn take(&self) -> (u64, BTreeMap<String, u64>) {
+        let total = self.total.swap(0, Ordering::SeqCst);
+        let ops = std::mem::take(&mut *self.by_operation.lock().unwrap());
+        (total, ops)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Counting(Arc<Counter>);
+
+impl Intercept for Counting {
+    fn name(&self) -> &'static str {
+        "keymint-bench-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.total.fetch_add(1, Ordering::SeqCst);
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_owned())
+            .unwrap_or_else(|| "?".to_owned());
+        *self.0.by_operation.lock().unwrap().entry(op).or_default() += 1;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pings: Gumroad-shaped bodies in API Gateway v2 events (after tests/common).
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    NewSale,
+    Duplicate,
+    TestPing,
+    AuthFailure,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::NewSale,
+        Kind::Duplicate,
+        Kind::TestPing,
+        Kind::AuthFailure,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::NewSale => "new sale (license + payment + email)",
+            Kind::Duplicate => "duplicate",
+            Kind::TestPing => "test ping",
+            Kind::AuthFailure => "auth failure (wrong token)",
+        }
+    }
+
+    /// Whether an answer is the one this kind of ping must get.
+    fn answered_right(self, status: u16, body: &str) -> bool {
+        match self {
+            Kind::NewSale => {
+                status == 200 && body.contains("\"duplicate\":false") && body.contains("\"sent\"")
+            }
+            Kind::Duplicate => status == 200 && body.contains("\"duplicate\":true"),
+            Kind::TestPing => status == 204,
+            Kind::AuthFailure => status == 400,
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let id = keymint::domain::random_id("x");
+    format!("{prefix}-{}", &id[2..14])
+}
+
+fn enc(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn sale_body(sale_id: &str, email: &str, test: bool) -> String {
+    let mut fields = vec![
+        "seller_id=kL0psVL2admJSYRNs-OCMg%3D%3D".to_owned(),
+        "product_id=32-nPAicqbLj8B_WswVlMw%3D%3D".to_owned(),
+        "product_name=MyApp%20Pro".to_owned(),
+        "permalink=myapp-pro".to_owned(),
+        "product_permalink=https%3A%2F%2Facme.gumroad.com%2Fl%2Fmyapp-pro".to_owned(),
+        "short_product_id=qwxyz".to_owned(),
+        format!("email={}", enc(email)),
+        "price=2900".to_owned(),
+        "gumroad_fee=370".to_owned(),
+        "currency=usd".to_owned(),
+        "quantity=1".to_owned(),
+        "card%5Bvisual%5D=%2A%2A%2A%2A%204242".to_owned(),
+        "card%5Btype%5D=visa".to_owned(),
+        "order_number=524459935".to_owned(),
+        format!("sale_id={}", enc(sale_id)),
+        "sale_timestamp=2026-05-04T19%3A38%3A56Z".to_owned(),
+        "full_name=Jane%20Doe".to_owned(),
+        "variants%5BTier%5D=Pro".to_owned(),
+        "ip_country=United%20States".to_owned(),
+        "refunded=false".to_owned(),
+        "resource_name=sale".to_owned(),
+        "disputed=false".to_owned(),
+        "dispute_won=false".to_owned(),
+    ];
+    if test {
+        fields.push("test=true".to_owned());
+    }
+    fields.join("&")
+}
+
+/// The API Gateway HTTP API (payload 2.0) event of a ping.
+fn event(tenant: &str, token: &str, body: &str) -> String {
+    let path = format!("/webhooks/gumroad/{tenant}");
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": format!("token={}", enc(token)),
+        "queryStringParameters": {"token": token},
+        "headers": {"content-type": "application/x-www-form-urlencoded", "user-agent": "Gumroad"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "local.example",
+            "domainPrefix": "local",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.7", "userAgent": "Gumroad"},
+            "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
+            "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
+        },
+        "body": body,
+        "isBase64Encoded": false,
+    })
+    .to_string()
+}
+
+struct Seeded {
+    tenant_id: String,
+    token: String,
+}
+
+/// Hands out pings; a duplicate repeats a sale this source sold earlier (a different one each time).
+struct Pings {
+    seeded: Seeded,
+    sold: Mutex<Vec<String>>,
+    next_dup: AtomicUsize,
+}
+
+impl Pings {
+    /// (form body, token) for a ping of this kind.
+    fn form(&self, kind: Kind) -> (String, String) {
+        let token = self.seeded.token.clone();
+        match kind {
+            Kind::NewSale => {
+                let sale_id = format!("{}==", unique("S"));
+                let body = sale_body(&sale_id, &format!("{}@example.com", unique("buyer")), false);
+                self.sold.lock().unwrap().push(sale_id);
+                (body, token)
+            }
+            Kind::Duplicate => {
+                let sold = self.sold.lock().unwrap();
+                let i = self.next_dup.fetch_add(1, Ordering::SeqCst) % sold.len();
+                (sale_body(&sold[i], "jane@example.com", false), token)
+            }
+            Kind::TestPing => (
+                sale_body(&format!("{}==", unique("T")), "jane@example.com", true),
+                token,
+            ),
+            Kind::AuthFailure => (
+                sale_body(&format!("{}==", unique("A")), "jane@example.com", false),
+                WebhookToken::generate().expose().to_owned(),
+            ),
+        }
+    }
+
+    fn event(&self, kind: Kind) -> String {
+        let (body, token) = self.form(kind);
+        event(&self.seeded.tenant_id, &token, &body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Statistics and output.
+
+#[derive(Clone, Copy)]
+struct Stats {
+    n: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn stats(samples: &mut [f64]) -> Stats {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i]
+    };
+    Stats {
+        n: samples.len(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *samples.last().unwrap(),
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the bench with scripts/bench"))
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The Markdown tables, printed and appended to `BENCH_OUT` line by line (so a failed phase keeps the others).
+struct Report(Option<std::path::PathBuf>);
+
+impl Report {
+    fn line(&mut self, text: impl AsRef<str>) {
+        println!("{}", text.as_ref());
+        if let Some(path) = &self.0 {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            writeln!(file, "{}", text.as_ref()).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The handler in-process, through lambda_http's own adapter (event JSON in, response JSON out).
+
+/// One ping through the handler behind `lambda_http`'s own adapter (the service `lambda_http::run` drives).
+async fn invoke(app: &App, event: &str) -> (u16, String) {
+    let mut service = lambda_http::Adapter::from(service_fn(|request: Request| async move {
+        Ok::<_, lambda_http::Error>(app.handle(request).await)
+    }));
+    let payload: LambdaRequest = serde_json::from_str(event).unwrap();
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    let response = service
+        .call(LambdaEvent::new(payload, Context::default()))
+        .await
+        .unwrap();
+    let out: Value = serde_json::to_value(&response).unwrap();
+    let status = out["statusCode"].as_u64().unwrap_or(0) as u16;
+    let body = out["body"].as_str().unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// Sends `n` pings of a kind one after another; latencies in ms and the number answered wrongly.
+async fn sequential(app: &App, pings: &Pings, kind: Kind, n: usize) -> (Vec<f64>, usize) {
+    let mut samples = Vec::with_capacity(n);
+    let mut wrong = 0;
+    for _ in 0..n {
+        let event = pings.event(kind);
+        let started = Instant::now();
+        let (status, body) = invoke(app, &event).await;
+        samples.push(ms(started.elapsed()));
+        if !kind.answered_right(status, &body) {
+            wrong += 1;
+            if wrong <= 3 {
+                eprintln!("bench: {kind:?} answered {status} {body}");
+            }
+        }
+    }
+    (samples, wrong)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The floor: the four calls a new sale cannot avoid, straight from the SDK.
+
+struct Templates {
+    license: Item,
+    payment: Item,
+    event: Item,
+    email: keymint::mail::KeyEmail,
+}
+
+async fn first_item(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    tenant: &str,
+    sk_prefix: Option<&str>,
+) -> Item {
+    let out = ddb
+        .query()
+        .table_name(table)
+        .key_condition_expression("tenant_id = :t")
+        .expression_attribute_values(":t", AttributeValue::S(tenant.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .find(|item| match sk_prefix {
+            None => true,
+            Some(prefix) => item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(prefix)),
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no item in {table} for {tenant}"))
+}
+
+/// Real items keymint wrote for the bench tenant, reused as the shape of the floor's writes.
+async fn templates(
+    ddb: &aws_sdk_dynamodb::Client,
+    tables: &Tables,
+    tenant: &str,
+    sender: &Email,
+) -> Templates {
+    let license = first_item(ddb, &tables.licenses, tenant, Some("LICENSE#")).await;
+    let payment = first_item(ddb, &tables.payments, tenant, None).await;
+    let event = first_item(ddb, &tables.events, tenant, Some("SALE#")).await;
+    let parsed: License = serde_dynamo::from_item(license.clone()).unwrap();
+    let email = keymint::mail::compose_key_email(sender, &parsed);
+    Templates {
+        license,
+        payment,
+        event,
+        email,
+    }
+}
+
+fn with(mut item: Item, attr: &str, value: String) -> Item {
+    item.insert(attr.to_owned(), AttributeValue::S(value));
+    item
+}
+
+fn put_if_new(table: &str, item: Item, key_attr: &str) -> TransactWriteItem {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(format!("attribute_not_exists({key_attr})"))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .unwrap();
+    TransactWriteItem::builder().put(put).build()
+}
+
+/// One new sale's unavoidable calls, back to back; the round's latency in ms.
+async fn floor_round(
+    ddb: &aws_sdk_dynamodb::Client,
+    ses: &aws_sdk_ses::Client,
+    tables: &Tables,
+    tenant: &str,
+    t: &Templates,
+) -> f64 {
+    use aws_sdk_ses::types::{Body, Content, Destination, Message};
+    let sale_id = format!("{}==", unique("F"));
+    let key_hash = keymint::domain::sha256_hex(&unique("key"));
+    let license_sk = format!("LICENSE#{key_hash}");
+    let license = with(
+        with(t.license.clone(), "sk", license_sk.clone()),
+        "key_hash",
+        key_hash.clone(),
+    );
+    let payment = with(t.payment.clone(), "sale_id", sale_id.clone());
+    let event = with(t.event.clone(), "sk", format!("SALE#{sale_id}"));
+    let to = format!("{}@example.com", unique("floor"));
+    let content = |data: &str| {
+        Content::builder()
+            .data(data)
+            .charset("UTF-8")
+            .build()
+            .unwrap()
+    };
+
+    let started = Instant::now();
+    ddb.query()
+        .table_name(&tables.tenants)
+        .key_condition_expression("tenant_id = :t")
+        .expression_attribute_values(":t", AttributeValue::S(tenant.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let check = ConditionCheck::builder()
+        .table_name(&tables.events)
+        .key("tenant_id", AttributeValue::S(tenant.to_owned()))
+        .key("sk", AttributeValue::S(format!("MARKER#{sale_id}")))
+        .condition_expression("attribute_not_exists(sk)")
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .unwrap();
+    ddb.transact_write_items()
+        .transact_items(put_if_new(&tables.events, event, "sk"))
+        .transact_items(put_if_new(&tables.licenses, license, "sk"))
+        .transact_items(put_if_new(&tables.payments, payment, "sale_id"))
+        .transact_items(TransactWriteItem::builder().condition_check(check).build())
+        .send()
+        .await
+        .unwrap();
+    let sent = ses
+        .send_email()
+        .source(t.email.from.as_str())
+        .destination(Destination::builder().to_addresses(&to).build())
+        .message(
+            Message::builder()
+                .subject(content(&t.email.subject))
+                .body(
+                    Body::builder()
+                        .text(content(&t.email.text))
+                        .html(content(&t.email.html))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ddb.update_item()
+        .table_name(&tables.licenses)
+        .key("tenant_id", AttributeValue::S(tenant.to_owned()))
+        .key("sk", AttributeValue::S(license_sk))
+        .condition_expression("attribute_exists(sk)")
+        .update_expression(
+            "SET email_status = :status, email_message_id = :id REMOVE email_claim_until",
+        )
+        .expression_attribute_values(":status", AttributeValue::S("sent".to_owned()))
+        .expression_attribute_values(":id", AttributeValue::S(sent.message_id().to_owned()))
+        .send()
+        .await
+        .unwrap();
+    ms(started.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A minimal Lambda Runtime API, for cold start and memory.
+
+struct RuntimeApi {
+    server: tiny_http::Server,
+    port: u16,
+}
+
+enum Polled {
+    Next(tiny_http::Request),
+    Response(String),
+    Error(String),
+}
+
+impl RuntimeApi {
+    fn new() -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        Self { server, port }
+    }
+
+    /// The function's next call to the Runtime API (answering init errors and responses itself).
+    fn poll(&self, timeout: Duration) -> Option<Polled> {
+        let mut request = self.server.recv_timeout(timeout).ok()??;
+        let url = request.url().to_owned();
+        if url.ends_with("/runtime/invocation/next") {
+            return Some(Polled::Next(request));
+        }
+        let mut body = String::new();
+        let _ = request.as_reader().read_to_string(&mut body);
+        let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(202));
+        if url.ends_with("/response") {
+            Some(Polled::Response(body))
+        } else {
+            Some(Polled::Error(format!("{url}: {body}")))
+        }
+    }
+
+    fn deliver(next: tiny_http::Request, event: &str) {
+        let deadline = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 30_000;
+        let header = |name: &str, value: &str| tiny_http::Header::from_bytes(name, value).unwrap();
+        let response = tiny_http::Response::from_string(event)
+            .with_header(header("Content-Type", "application/json"))
+            .with_header(header("Lambda-Runtime-Aws-Request-Id", &unique("inv")))
+            .with_header(header("Lambda-Runtime-Deadline-Ms", &deadline.to_string()))
+            .with_header(header(
+                "Lambda-Runtime-Invoked-Function-Arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:keymint-api",
+            ))
+            .with_header(header(
+                "Lambda-Runtime-Trace-Id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+            ));
+        let _ = next.respond(response);
+    }
+
+    /// Starts a function binary as Lambda does, pointed at this Runtime API.
+    fn spawn(&self, binary: &str) -> Child {
+        Command::new(binary)
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", self.port))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "keymint-api")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/05/04/[$LATEST]bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/keymint-api")
+            .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+            .env("_HANDLER", "bootstrap")
+            .env("LAMBDA_TASK_ROOT", "/var/task")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
+    }
+
+    /// Waits for the function to take its next event.
+    fn next(&self) -> tiny_http::Request {
+        loop {
+            match self.poll(Duration::from_secs(60)) {
+                Some(Polled::Next(next)) => return next,
+                Some(Polled::Error(e)) => panic!("the function reported an error: {e}"),
+                Some(Polled::Response(_)) => continue,
+                None => panic!("the function did not poll the Runtime API within 60 s"),
+            }
+        }
+    }
+
+    /// Hands over an event and waits for its answer.
+    fn invoke(&self, next: tiny_http::Request, event: &str) -> (Value, Duration) {
+        let started = Instant::now();
+        Self::deliver(next, event);
+        match self.poll(Duration::from_secs(60)) {
+            Some(Polled::Response(body)) => (
+                serde_json::from_str(&body).unwrap_or(Value::Null),
+                started.elapsed(),
+            ),
+            Some(Polled::Error(e)) => panic!("the invocation failed: {e}"),
+            Some(Polled::Next(_)) => panic!("polled again without answering"),
+            None => panic!("no answer within 60 s"),
+        }
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Spawn → first poll, then the first request's latency, for one start of a binary.
+fn cold_start(api: &RuntimeApi, binary: &str, event: &str) -> (f64, f64, u16) {
+    let started = Instant::now();
+    let child = api.spawn(binary);
+    let next = api.next();
+    let to_poll = ms(started.elapsed());
+    let (answer, latency) = api.invoke(next, event);
+    // Take the function's next poll so it is idle when stopped.
+    let _next = api.next();
+    stop(child);
+    let status = answer["statusCode"].as_u64().unwrap_or(0) as u16;
+    (to_poll, ms(latency), status)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Over HTTP through `cargo lambda watch`.
+
+fn over_http(url: &str, pings: &Pings, kind: Kind, n: usize) -> (Vec<f64>, usize) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut samples = Vec::with_capacity(n);
+    let mut wrong = 0;
+    for _ in 0..n {
+        let (body, token) = pings.form(kind);
+        let target = format!(
+            "{url}/webhooks/gumroad/{}?token={}",
+            pings.seeded.tenant_id,
+            enc(&token)
+        );
+        let started = Instant::now();
+        let result = agent
+            .post(&target)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(&body);
+        let (status, text) = match result {
+            Ok(mut response) => (
+                response.status().as_u16(),
+                response.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => (0, e.to_string()),
+        };
+        samples.push(ms(started.elapsed()));
+        if !kind.answered_right(status, &text) {
+            wrong += 1;
+            if wrong <= 3 {
+                eprintln!("bench: over HTTP {kind:?} answered {status} {text}");
+            }
+        }
+    }
+    (samples, wrong)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
+    let tenant_id = TenantId::parse(&unique("bench")).unwrap();
+    let token = WebhookToken::generate();
+    let product = Product {
+        product_id: ProductId::parse("myapp").unwrap(),
+        name: "MyApp".to_owned(),
+        key_prefix: KeyPrefix::parse("ACME").unwrap(),
+        activation_limit: 3,
+        duration_days: None,
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+    };
+    let mut permalinks = BTreeMap::new();
+    permalinks.insert(
+        Permalink::parse("myapp-pro").unwrap(),
+        product.product_id.clone(),
+    );
+    let tenant = Tenant {
+        tenant_id: tenant_id.clone(),
+        status: TenantStatus::Active,
+        token_hash: token.hash().to_hex(),
+        seller_id: Some("kL0psVL2admJSYRNs-OCMg==".to_owned()),
+        sender: sender.clone(),
+        permalinks,
+        gumroad_enabled: true,
+        refund_policy: RefundPolicy::Revoke,
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        products: Default::default(),
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    store.create_product(&tenant_id, &product).await.unwrap();
+    Seeded {
+        tenant_id: tenant_id.to_string(),
+        token: token.expose().to_owned(),
+    }
+}
+
+fn latency_row(report: &mut Report, label: &str, samples: &mut [f64], wrong: usize) -> Stats {
+    let s = stats(samples);
+    report.line(format!(
+        "| {label} | {} | {:.2} | {:.2} | {:.2} | {wrong} |",
+        s.n, s.p50, s.p99, s.max
+    ));
+    s
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("BENCH_N", 2_000);
+    let conc_n = env_usize("BENCH_CONCURRENCY_N", 1_000);
+    let cold_runs = env_usize("BENCH_COLD_RUNS", 20);
+    let memory_n = env_usize("BENCH_MEMORY_N", 10_000);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let out = std::env::var("BENCH_OUT")
+        .ok()
+        .map(std::path::PathBuf::from);
+    if let Some(path) = &out {
+        let _ = std::fs::remove_file(path);
+    }
+    let mut report = Report(out);
+    let sender = Email::parse(&env("KEYMINT_LOCAL_SENDER")).unwrap();
+    let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
+
+    // keymint's own SDK configuration and timeouts, with a counting interceptor on each client.
+    let sdk = keymint::config::aws().await;
+    let ddb_count = Arc::new(Counter::default());
+    let ses_count = Arc::new(Counter::default());
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(Counting(ddb_count.clone()))
+            .build(),
+    );
+    let ses = aws_sdk_ses::Client::from_conf(
+        aws_sdk_ses::config::Builder::from(&sdk)
+            .interceptor(Counting(ses_count.clone()))
+            .build(),
+    );
+    let store = DynamoStore::new(ddb.clone(), tables.clone());
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(SesMailer::new(ses.clone())),
+    );
+    let pings = Arc::new(Pings {
+        seeded: seed(&store, &sender).await,
+        sold: Mutex::new(Vec::new()),
+        next_dup: AtomicUsize::new(0),
+    });
+
+    report.line(format!(
+        "Machine: {cores} cores ({}), load average at start {}.",
+        std::env::consts::ARCH,
+        load()
+    ));
+    report.line("");
+
+    // Warm-up: connections, the allocator, DynamoDB Local's JIT.
+    for kind in Kind::ALL {
+        sequential(&app, &pings, kind, 100).await;
+    }
+
+    // Requests per ping, from the interceptor.
+    report.line("### AWS requests per ping (counted by an SDK interceptor)");
+    report.line("");
+    report.line("| ping | DynamoDB requests | SES requests | DynamoDB operations |");
+    report.line("|---|---:|---:|---|");
+    let per = 20;
+    for kind in Kind::ALL {
+        ddb_count.take();
+        ses_count.take();
+        sequential(&app, &pings, kind, per).await;
+        let (d, ops) = ddb_count.take();
+        let (s, _) = ses_count.take();
+        let ops: Vec<String> = ops
+            .iter()
+            .map(|(op, c)| format!("{op} × {}", *c as f64 / per as f64))
+            .collect();
+        report.line(format!(
+            "| {} | {} | {} | {} |",
+            kind.label(),
+            d as f64 / per as f64,
+            s as f64 / per as f64,
+            if ops.is_empty() {
+                "none".to_owned()
+            } else {
+                ops.join(", ")
+            }
+        ));
+    }
+    report.line("");
+    report.line(format!(
+        "(mean over {per} pings of each kind; each attempt counts, so a retry would show.)"
+    ));
+    report.line("");
+
+    // Latency in-process.
+    report.line(format!(
+        "### Ping latency in-process (lambda_http adapter, API Gateway v2 event JSON in, response JSON out), {n} sequential pings each"
+    ));
+    report.line("");
+    report.line("| ping | n | p50 ms | p99 ms | max ms | wrong answers |");
+    report.line("|---|---:|---:|---:|---:|---:|");
+    let mut new_sale_p50 = 0.0;
+    for kind in Kind::ALL {
+        let (mut samples, wrong) = sequential(&app, &pings, kind, n).await;
+        let s = latency_row(&mut report, kind.label(), &mut samples, wrong);
+        if kind == Kind::NewSale {
+            new_sale_p50 = s.p50;
+        }
+    }
+    report.line(format!("\nLoad average after: {}.", load()));
+    report.line("");
+
+    // The floor.
+    let templates = templates(&ddb, &tables, &pings.seeded.tenant_id, &sender).await;
+    for _ in 0..50 {
+        floor_round(&ddb, &ses, &tables, &pings.seeded.tenant_id, &templates).await;
+    }
+    ddb_count.take();
+    ses_count.take();
+    let mut floor = Vec::with_capacity(n);
+    for _ in 0..n {
+        floor.push(floor_round(&ddb, &ses, &tables, &pings.seeded.tenant_id, &templates).await);
+    }
+    let (fd, _) = ddb_count.take();
+    let (fs, _) = ses_count.take();
+    report.line("### The physical floor: a new sale's unavoidable calls, straight from the SDK, back to back");
+    report.line("");
+    report.line(
+        "Query (consistent, the tenant partition: tenant + products) → TransactWriteItems (3 conditional puts + 1 condition check, \
+         items copied from ones keymint wrote) → SES SendEmail (keymint's composed email) → UpdateItem (email sent), same clients and endpoints.",
+    );
+    report.line("");
+    report.line("| | n | p50 ms | p99 ms | max ms | requests per round |");
+    report.line("|---|---:|---:|---:|---:|---|");
+    let f = stats(&mut floor);
+    report.line(format!(
+        "| floor (4 calls) | {} | {:.2} | {:.2} | {:.2} | {} DynamoDB + {} SES |",
+        f.n,
+        f.p50,
+        f.p99,
+        f.max,
+        fd as f64 / n as f64,
+        fs as f64 / n as f64
+    ));
+    report.line("");
+    report.line(format!(
+        "**keymint new sale p50 / floor p50 = {:.2} / {:.2} = {:.2}×**",
+        new_sale_p50,
+        f.p50,
+        new_sale_p50 / f.p50
+    ));
+    report.line("");
+
+    // Concurrency.
+    report.line(format!(
+        "### Concurrency: new sales from concurrent senders, in-process ({conc_n} pings per level, {cores} cores)"
+    ));
+    report.line("");
+    report.line("| senders | pings | pings/s | p50 ms | p99 ms | max ms | wrong answers |");
+    report.line("|---:|---:|---:|---:|---:|---:|---:|");
+    for senders in [1usize, 8, 32] {
+        let issued = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..senders {
+            let app = app.clone();
+            let pings = pings.clone();
+            let issued = issued.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut wrong = 0usize;
+                while issued.fetch_add(1, Ordering::SeqCst) < conc_n {
+                    let event = pings.event(Kind::NewSale);
+                    let t = Instant::now();
+                    let (status, body) = invoke(&app, &event).await;
+                    samples.push(ms(t.elapsed()));
+                    if !Kind::NewSale.answered_right(status, &body) {
+                        wrong += 1;
+                        if wrong <= 2 {
+                            eprintln!("bench: concurrent new sale answered {status} {body}");
+                        }
+                    }
+                }
+                (samples, wrong)
+            }));
+        }
+        let mut samples = Vec::new();
+        let mut wrong = 0;
+        for task in tasks {
+            let (s, w) = task.await.unwrap();
+            samples.extend(s);
+            wrong += w;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let s = stats(&mut samples);
+        report.line(format!(
+            "| {senders} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {wrong} |",
+            s.n,
+            s.n as f64 / elapsed,
+            s.p50,
+            s.p99,
+            s.max
+        ));
+    }
+    report.line(format!("\nLoad average after: {}.", load()));
+    report.line("");
+
+    // Whole path over HTTP through cargo lambda watch, when scripts/bench started it.
+    if let Ok(url) = std::env::var("BENCH_WATCH_URL") {
+        let http_n = env_usize("BENCH_HTTP_N", n);
+        report.line(format!(
+            "### Whole path over HTTP: `cargo lambda watch --release` on {url}, {http_n} sequential pings each"
+        ));
+        report.line("");
+        report.line("| ping | n | p50 ms | p99 ms | max ms | wrong answers |");
+        report.line("|---|---:|---:|---:|---:|---:|");
+        let pings = pings.clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            // Warm-up: the first request makes cargo lambda start the function.
+            for kind in Kind::ALL {
+                over_http(&url, &pings, kind, 20);
+            }
+            Kind::ALL
+                .iter()
+                .map(|&kind| (kind, over_http(&url, &pings, kind, http_n)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        for (kind, (mut samples, wrong)) in rows {
+            latency_row(&mut report, kind.label(), &mut samples, wrong);
+        }
+        report.line(format!("\nLoad average after: {}.", load()));
+        report.line("");
+    }
+
+    // Cold start and memory under a local Runtime API.
+    if let (Ok(api_bin), Ok(hello_bin)) = (
+        std::env::var("BENCH_API_BIN"),
+        std::env::var("BENCH_HELLO_BIN"),
+    ) {
+        let runtime = RuntimeApi::new();
+        let pings2 = pings.clone();
+        let (api_runs, hello_runs) = tokio::task::spawn_blocking({
+            let api_bin = api_bin.clone();
+            move || {
+                let mut api_runs = Vec::new();
+                let mut hello_runs = Vec::new();
+                for _ in 0..cold_runs {
+                    api_runs.push(cold_start(&runtime, &api_bin, &pings2.event(Kind::NewSale)));
+                    hello_runs.push(cold_start(
+                        &runtime,
+                        &hello_bin,
+                        &pings2.event(Kind::TestPing),
+                    ));
+                }
+                (api_runs, hello_runs)
+            }
+        })
+        .await
+        .unwrap();
+        let api_poll = median(api_runs.iter().map(|r| r.0).collect());
+        let hello_poll = median(hello_runs.iter().map(|r| r.0).collect());
+        let api_first = median(api_runs.iter().map(|r| r.1).collect());
+        let hello_first = median(hello_runs.iter().map(|r| r.1).collect());
+        let api_ok = api_runs.iter().filter(|r| r.2 == 200).count();
+        report.line(format!(
+            "### Cold start: spawn → first poll of a local Lambda Runtime API (median of {cold_runs} starts each, release builds)"
+        ));
+        report.line("");
+        report.line("| binary | spawn → first poll, median ms | min ms | max ms | first request, median ms |");
+        report.line("|---|---:|---:|---:|---:|");
+        let range = |runs: &[(f64, f64, u16)]| {
+            let v: Vec<f64> = runs.iter().map(|r| r.0).collect();
+            (
+                v.iter().cloned().fold(f64::INFINITY, f64::min),
+                v.iter().cloned().fold(0.0, f64::max),
+            )
+        };
+        let (amin, amax) = range(&api_runs);
+        let (hmin, hmax) = range(&hello_runs);
+        report.line(format!(
+            "| `keymint-api` | {api_poll:.2} | {amin:.2} | {amax:.2} | {api_first:.2} (a new sale; {api_ok}/{cold_runs} answered 200) |"
+        ));
+        report.line(format!(
+            "| `hello_lambda` (lambda_http hello-world) | {hello_poll:.2} | {hmin:.2} | {hmax:.2} | {hello_first:.2} (no AWS calls) |"
+        ));
+        report.line("");
+        report.line(format!(
+            "**keymint-api / hello-world, spawn → first poll: {:.2}×**",
+            api_poll / hello_poll
+        ));
+        report.line("");
+
+        // Memory: one process, many pings through the Runtime API.
+        let pings3 = pings.clone();
+        let (hwm_start, hwm_end, rss_end, served, wrong, elapsed) =
+            tokio::task::spawn_blocking(move || {
+                let runtime = RuntimeApi::new();
+                let child = runtime.spawn(&api_bin);
+                let pid = child.id();
+                let mut next = runtime.next();
+                let hwm_start = rss_kib(pid, "VmHWM:");
+                let mut wrong = 0;
+                let started = Instant::now();
+                for i in 0..memory_n {
+                    let kind = match i % 10 {
+                        0..=3 => Kind::NewSale,
+                        4..=7 => Kind::Duplicate,
+                        8 => Kind::TestPing,
+                        _ => Kind::AuthFailure,
+                    };
+                    let (answer, _) = runtime.invoke(next, &pings3.event(kind));
+                    let status = answer["statusCode"].as_u64().unwrap_or(0) as u16;
+                    if !kind.answered_right(status, answer["body"].as_str().unwrap_or_default()) {
+                        wrong += 1;
+                    }
+                    next = runtime.next();
+                }
+                let elapsed = started.elapsed().as_secs_f64();
+                let hwm_end = rss_kib(pid, "VmHWM:");
+                let rss_end = rss_kib(pid, "VmRSS:");
+                drop(next);
+                stop(child);
+                (hwm_start, hwm_end, rss_end, memory_n, wrong, elapsed)
+            })
+            .await
+            .unwrap();
+        report.line(format!(
+            "### Memory: release `keymint-api` under the local Runtime API, {served} pings (40% new sales, 40% duplicates, 10% test, 10% auth failures)"
+        ));
+        report.line("");
+        report.line("| peak RSS (VmHWM) after init | peak RSS after all pings | RSS at the end | pings/s (sequential) | wrong answers |");
+        report.line("|---:|---:|---:|---:|---:|");
+        report.line(format!(
+            "| {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.0} | {wrong} |",
+            hwm_start as f64 / 1024.0,
+            hwm_end as f64 / 1024.0,
+            rss_end as f64 / 1024.0,
+            served as f64 / elapsed
+        ));
+        report.line("");
+    }
+    report.line(format!("Load average at the end: {}.", load()));
+}

@@ -114,7 +114,7 @@ impl Kind {
 }
 
 fn unique(prefix: &str) -> String {
-    let id = keymint::domain::random_id("x");
+    let id = keymint::domain::random_id("x").unwrap();
     format!("{prefix}-{}", &id[2..14])
 }
 
@@ -212,7 +212,7 @@ impl Pings {
             ),
             Kind::AuthFailure => (
                 sale_body(&format!("{}==", unique("A")), "jane@example.com", false),
-                WebhookToken::generate().expose().to_owned(),
+                WebhookToken::generate().unwrap().expose().to_owned(),
             ),
         }
     }
@@ -679,7 +679,7 @@ fn over_http(url: &str, pings: &Pings, kind: Kind, n: usize) -> (Vec<f64>, usize
 
 async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
     let tenant_id = TenantId::parse(&unique("bench")).unwrap();
-    let token = WebhookToken::generate();
+    let token = WebhookToken::generate().unwrap();
     let product = Product {
         product_id: ProductId::parse("myapp").unwrap(),
         name: "MyApp".to_owned(),

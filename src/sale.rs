@@ -32,6 +32,8 @@ pub enum SaleError {
     /// The license is committed but its email is still owed; the retry will send it.
     #[error("email failed: {0}")]
     EmailFailed(String),
+    #[error(transparent)]
+    Randomness(#[from] crate::domain::RandomnessError),
 }
 
 /// A sale from any source, with the product resolved.
@@ -107,16 +109,16 @@ fn unix(at: OffsetDateTime) -> i64 {
     at.unix_timestamp()
 }
 
-fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> NewSale {
+fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<NewSale, SaleError> {
     let product = order.product;
-    let key = LicenseKey::generate(&product.key_prefix);
+    let key = LicenseKey::generate(&product.key_prefix)?;
     let key_hash = key.hash();
     let expires = product
         .duration_days
         .map(|days| now + Duration::from_secs(u64::from(days) * 24 * 3600));
     let created_at = rfc3339(now);
     let license = License {
-        license_id: random_id("lic"),
+        license_id: random_id("lic")?,
         tenant_id: tenant.tenant_id.clone(),
         product_id: product.product_id.clone(),
         product_name: product.name.clone(),
@@ -157,12 +159,12 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> NewSale 
         source: order.source.to_owned(),
         created_at,
     };
-    NewSale {
+    Ok(NewSale {
         license,
         payment,
         idempotency_ttl: unix(now + IDEMPOTENCY_TTL),
         marker: None,
-    }
+    })
 }
 
 /// How many times a sale is re-minted because an event's marker changed while it was being written.
@@ -185,7 +187,7 @@ pub async fn issue(
     {
         return renew(store, tenant, &order, license, now).await;
     }
-    let mut new_sale = mint(tenant, &order, now);
+    let mut new_sale = mint(tenant, &order, now)?;
     let mut written = store.write_sale(&new_sale).await?;
     for _ in 0..MARKER_RETRIES {
         let SaleWrite::Marked(status) = written else {
@@ -262,7 +264,7 @@ async fn renew(
         } else {
             license.status
         };
-        let mut minted = mint(tenant, order, now);
+        let mut minted = mint(tenant, order, now)?;
         minted.payment.license_id = license.license_id.clone();
         minted.payment.key_hash = license.key_hash.clone();
         let renewal = Renewal {

@@ -316,7 +316,7 @@ async fn a_suspended_tenant_gets_403_and_nothing_is_written() {
 async fn a_rotated_token_is_dead_at_once() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;
-    let new_token = keymint::domain::WebhookToken::generate();
+    let new_token = keymint::domain::WebhookToken::generate().unwrap();
     let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
     stack
         .store

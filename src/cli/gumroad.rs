@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn webhook_urls_must_be_public_and_carry_the_current_token() {
-        let token = WebhookToken::generate();
+        let token = WebhookToken::generate().unwrap();
         let hash = token.hash().to_hex();
         let t = token.expose();
         let ok = [

@@ -198,7 +198,7 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
                     "product '{product_id}' does not exist for tenant '{tenant_id}'"
                 )));
             };
-            let sale_id = SaleId::parse(&random_id("manual"))?;
+            let sale_id = SaleId::parse(&random_id("manual")?)?;
             let order = SaleOrder {
                 sale_id: sale_id.clone(),
                 product,

@@ -114,6 +114,12 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::domain::RandomnessError> for CliError {
+    fn from(err: crate::domain::RandomnessError) -> Self {
+        Self::Other(err.to_string())
+    }
+}
+
 impl From<crate::domain::InvalidValue> for CliError {
     fn from(err: crate::domain::InvalidValue) -> Self {
         Self::Invalid(err.0)

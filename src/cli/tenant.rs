@@ -126,7 +126,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             let sender = Email::parse(&sender)
                 .map_err(|_| CliError::Invalid(format!("invalid sender address '{sender}'")))?;
             let base = api_base(api_url.as_deref())?;
-            let token = WebhookToken::generate();
+            let token = WebhookToken::generate()?;
             let tenant = Tenant {
                 tenant_id: tenant_id.clone(),
                 status: TenantStatus::Active,
@@ -155,7 +155,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
         TenantCommand::RotateToken { tenant_id, api_url } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let base = api_base(api_url.as_deref())?;
-            let token = WebhookToken::generate();
+            let token = WebhookToken::generate()?;
             store()
                 .await?
                 .set_token_hash(&tenant_id, token.hash())

@@ -14,27 +14,30 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const KEY_GROUPS: usize = 6;
 const GROUP_LEN: usize = 5;
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+/// The OS CSPRNG failed: there is no key without it, so the request fails (retryably) instead of panicking.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomnessError(String);
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], RandomnessError> {
     let mut bytes = [0u8; N];
-    // The OS CSPRNG failing leaves nothing sensible to do: there is no key without it.
-    #[allow(clippy::expect_used)]
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
-    bytes
+    getrandom::fill(&mut bytes).map_err(|e| RandomnessError(e.to_string()))?;
+    Ok(bytes)
 }
 
 /// Random Crockford base32 characters; each byte's low five bits pick one (256 is a multiple of 32: no bias).
-fn random_base32<const N: usize>() -> [u8; N] {
-    random_bytes::<N>().map(|b| CROCKFORD[usize::from(b & 31)])
+fn random_base32<const N: usize>() -> Result<[u8; N], RandomnessError> {
+    Ok(random_bytes::<N>()?.map(|b| CROCKFORD[usize::from(b & 31)]))
 }
 
 /// A random opaque identifier such as `lic_7q4zk0m3trxw9bdh6y2p`, with 100 bits of entropy.
-pub fn random_id(prefix: &str) -> String {
-    let chars = random_base32::<20>();
+pub fn random_id(prefix: &str) -> Result<String, RandomnessError> {
+    let chars = random_base32::<20>()?;
     let body: String = chars
         .iter()
         .map(|&c| char::from(c.to_ascii_lowercase()))
         .collect();
-    format!("{prefix}_{body}")
+    Ok(format!("{prefix}_{body}"))
 }
 
 /// Lower-case hex SHA-256 of a secret, the only form in which tokens are stored and keys are looked up.
@@ -47,15 +50,15 @@ pub fn sha256_hex(secret: &str) -> String {
 pub struct LicenseKey(String);
 
 impl LicenseKey {
-    pub fn generate(prefix: &KeyPrefix) -> Self {
-        let chars = random_base32::<{ KEY_GROUPS * GROUP_LEN }>();
+    pub fn generate(prefix: &KeyPrefix) -> Result<Self, RandomnessError> {
+        let chars = random_base32::<{ KEY_GROUPS * GROUP_LEN }>()?;
         let mut key = String::with_capacity(prefix.as_str().len() + KEY_GROUPS * (GROUP_LEN + 1));
         key.push_str(prefix.as_str());
         for group in chars.chunks(GROUP_LEN) {
             key.push('-');
             key.extend(group.iter().map(|&c| char::from(c)));
         }
-        Self(key)
+        Ok(Self(key))
     }
 
     /// Wraps a key received from a client or read from storage; only its hash is used to find it.
@@ -96,14 +99,14 @@ pub struct WebhookToken(String);
 
 impl WebhookToken {
     /// 160 random bits in lower-case base32 (32 characters), URL-safe as a query value or a password.
-    pub fn generate() -> Self {
-        let chars = random_base32::<32>();
-        Self(
+    pub fn generate() -> Result<Self, RandomnessError> {
+        let chars = random_base32::<32>()?;
+        Ok(Self(
             chars
                 .iter()
                 .map(|&c| char::from(c.to_ascii_lowercase()))
                 .collect(),
-        )
+        ))
     }
 
     pub fn from_string(token: String) -> Self {
@@ -164,7 +167,7 @@ mod tests {
 
     #[test]
     fn keys_have_the_documented_shape() {
-        let key = LicenseKey::generate(&prefix("ACME"));
+        let key = LicenseKey::generate(&prefix("ACME")).unwrap();
         let text = key.expose();
         assert_eq!(text.len(), 4 + 6 * 6);
         assert!(text.starts_with("ACME-"));
@@ -176,7 +179,7 @@ mod tests {
     fn keys_do_not_repeat() {
         let p = prefix("K");
         let keys: HashSet<String> = (0..10_000)
-            .map(|_| LicenseKey::generate(&p).expose().to_owned())
+            .map(|_| LicenseKey::generate(&p).unwrap().expose().to_owned())
             .collect();
         assert_eq!(keys.len(), 10_000);
     }
@@ -196,20 +199,20 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let token = WebhookToken::generate();
+        let token = WebhookToken::generate().unwrap();
         assert!(!format!("{token:?}").contains(token.expose()));
-        let key = LicenseKey::generate(&prefix("ACME"));
+        let key = LicenseKey::generate(&prefix("ACME")).unwrap();
         assert!(!format!("{key:?}").contains(key.expose()));
     }
 
     #[test]
     fn token_hashes_round_trip_and_compare() {
-        let token = WebhookToken::generate();
+        let token = WebhookToken::generate().unwrap();
         let hash = token.hash();
         assert_eq!(TokenHash::from_hex(&hash.to_hex()), Some(hash));
         assert!(bool::from(hash.ct_matches(&token.hash())));
         assert!(!bool::from(
-            hash.ct_matches(&WebhookToken::generate().hash())
+            hash.ct_matches(&WebhookToken::generate().unwrap().hash())
         ));
         assert_eq!(TokenHash::from_hex("zz"), None);
     }

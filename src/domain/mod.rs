@@ -6,7 +6,7 @@ mod key;
 mod records;
 
 pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
-pub use key::{LicenseKey, TokenHash, WebhookToken, random_id, sha256_hex};
+pub use key::{LicenseKey, RandomnessError, TokenHash, WebhookToken, random_id, sha256_hex};
 pub use records::{
     Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, Tenant,
     TenantStatus, rfc3339,

@@ -57,7 +57,7 @@ impl Failure {
             Self::Sale(SaleError::NoMapping(_) | SaleError::ProductNotFound(_)) => "unmapped",
             Self::Sale(SaleError::EmailFailed(_)) => "email_failed",
             Self::Auth(AuthError::Unavailable(_))
-            | Self::Sale(SaleError::Storage(_))
+            | Self::Sale(SaleError::Storage(_) | SaleError::Randomness(_))
             | Self::Deadline => "unavailable",
         }
     }
@@ -77,7 +77,9 @@ impl Failure {
                 response::error(400, &e.to_string())
             }
             Self::Auth(AuthError::Unavailable(_))
-            | Self::Sale(SaleError::Storage(_) | SaleError::EmailFailed(_))
+            | Self::Sale(
+                SaleError::Storage(_) | SaleError::EmailFailed(_) | SaleError::Randomness(_),
+            )
             | Self::Deadline => response::unavailable(),
         }
     }

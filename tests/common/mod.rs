@@ -26,7 +26,7 @@ pub fn env(name: &str) -> String {
 
 /// A random lower-case suffix so every test works on its own tenant, buyers and sales.
 pub fn unique(prefix: &str) -> String {
-    let id = keymint::domain::random_id("x");
+    let id = keymint::domain::random_id("x").unwrap();
     format!("{prefix}-{}", &id[2..14])
 }
 
@@ -103,7 +103,7 @@ pub struct Seeded {
 /// A tenant with product `myapp` (prefix ACME, name "MyApp") mapped from permalink `myapp-pro`.
 pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
     let tenant_id = TenantId::parse(&unique("t")).unwrap();
-    let token = WebhookToken::generate();
+    let token = WebhookToken::generate().unwrap();
     let product = Product {
         product_id: ProductId::parse("myapp").unwrap(),
         name: "MyApp".to_owned(),

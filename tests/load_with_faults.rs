@@ -36,32 +36,50 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A DynamoDB Local process that is killed when dropped, so a failing assertion leaves no server behind.
+struct Server(Child);
+
+impl Server {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// DynamoDB Local on `port`, keeping its data in `data` so that a restart finds it again (as tests/outage.rs).
-fn start_dynamodb(port: u16, data: &std::path::Path) -> Child {
+fn start_dynamodb(port: u16, data: &std::path::Path) -> Server {
     let jar_dir = env("KEYMINT_DYNAMODB_LOCAL_DIR");
     let launcher = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/infra/local/LoopbackDynamoDBLocal.java"
     );
-    let child = Command::new("java")
-        .arg(format!("-Djava.library.path={jar_dir}/DynamoDBLocal_lib"))
-        .arg("-cp")
-        .arg(format!(
-            "{jar_dir}/DynamoDBLocal.jar:{jar_dir}/DynamoDBLocal_lib/*"
-        ))
-        .arg(launcher)
-        .args([
-            "-port",
-            &port.to_string(),
-            "-sharedDb",
-            "-disableTelemetry",
-            "-dbPath",
-        ])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Server(
+        Command::new("java")
+            .arg(format!("-Djava.library.path={jar_dir}/DynamoDBLocal_lib"))
+            .arg("-cp")
+            .arg(format!(
+                "{jar_dir}/DynamoDBLocal.jar:{jar_dir}/DynamoDBLocal_lib/*"
+            ))
+            .arg(launcher)
+            .args([
+                "-port",
+                &port.to_string(),
+                "-sharedDb",
+                "-disableTelemetry",
+                "-dbPath",
+            ])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -70,7 +88,7 @@ fn start_dynamodb(port: u16, data: &std::path::Path) -> Child {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    child
+    server
 }
 
 /// Every item of the tenant's partition in `table`, page after page.
@@ -260,8 +278,7 @@ async fn sales_survive_dynamodb_restarting_under_load_exactly_once_each() {
             while tally.completed.load(Ordering::Relaxed) < sales / 3 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            dynamodb.kill().unwrap();
-            dynamodb.wait().unwrap();
+            dynamodb.stop();
             let stopped_at = tally.completed.load(Ordering::Relaxed);
             tokio::time::sleep(Duration::from_secs(2)).await;
             let dynamodb = tokio::task::spawn_blocking(move || start_dynamodb(port, &data))
@@ -425,6 +442,5 @@ async fn sales_survive_dynamodb_restarting_under_load_exactly_once_each() {
         started.elapsed().as_secs_f64()
     );
 
-    dynamodb.kill().unwrap();
-    dynamodb.wait().unwrap();
+    dynamodb.stop();
 }

@@ -7,6 +7,23 @@ use aws_sdk_ses::types::{Body, Content, Destination, Message};
 
 use super::{KeyEmail, MailError, Mailer};
 
+/// What went wrong, without SES's own message: in the sandbox that message names the unverified recipient, and a
+/// buyer's address never goes to the log. A service error is its code (`MessageRejected`, `Throttling`, …);
+/// anything else (a timeout, a refused connection) carries no address and keeps its full description.
+fn describe<E, R>(err: &aws_sdk_ses::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_ses::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "SES refused the email: {}",
+            service.code().unwrap_or("unknown error")
+        ),
+        None => DisplayErrorContext(err).to_string(),
+    }
+}
+
 #[derive(Clone)]
 pub struct SesMailer {
     client: Client,
@@ -51,7 +68,7 @@ impl Mailer for SesMailer {
             .message(message)
             .send()
             .await
-            .map_err(|e| MailError(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| MailError(describe(&e)))?;
         Ok(sent.message_id().to_owned())
     }
 }

@@ -11,13 +11,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use common::private_dynamodb::{free_port, private_stack, start_dynamodb};
 use common::*;
 use serde_json::Value;
 
@@ -27,69 +26,6 @@ const MAX_ATTEMPTS: u32 = 120;
 /// Gumroad waits a minute before its first retry; the test waits half a second, so retries land while DynamoDB
 /// is still down as well as after it is back.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A DynamoDB Local process that is killed when dropped, so a failing assertion leaves no server behind.
-struct Server(Child);
-
-impl Server {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// DynamoDB Local on `port`, keeping its data in `data` so that a restart finds it again (as tests/outage.rs).
-fn start_dynamodb(port: u16, data: &std::path::Path) -> Server {
-    let jar_dir = env("KEYMINT_DYNAMODB_LOCAL_DIR");
-    let launcher = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/infra/local/LoopbackDynamoDBLocal.java"
-    );
-    let server = Server(
-        Command::new("java")
-            .arg(format!("-Djava.library.path={jar_dir}/DynamoDBLocal_lib"))
-            .arg("-cp")
-            .arg(format!(
-                "{jar_dir}/DynamoDBLocal.jar:{jar_dir}/DynamoDBLocal_lib/*"
-            ))
-            .arg(launcher)
-            .args([
-                "-port",
-                &port.to_string(),
-                "-sharedDb",
-                "-disableTelemetry",
-                "-dbPath",
-            ])
-            .arg(data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "DynamoDB Local did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
-}
 
 /// Every item of the tenant's partition in `table`, page after page.
 async fn all_items(stack: &Stack, table: &str, tenant_id: &str) -> Vec<Item> {
@@ -225,36 +161,7 @@ async fn sales_survive_dynamodb_restarting_under_load_exactly_once_each() {
     let port = free_port();
     let dynamodb = start_dynamodb(port, data.path());
 
-    let sdk = sdk().await;
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .build(),
-    );
-    let template =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
-    let specs = keymint::storage::table_specs(&template).unwrap();
-    let names = keymint::storage::create_tables(&client, &specs, "load")
-        .await
-        .unwrap();
-    let name = |var: &str| names.iter().find(|(v, _)| v == var).unwrap().1.clone();
-    let tables = keymint::storage::Tables {
-        tenants: name("KEYMINT_TENANTS_TABLE"),
-        licenses: name("KEYMINT_LICENSES_TABLE"),
-        payments: name("KEYMINT_PAYMENTS_TABLE"),
-        events: name("KEYMINT_EVENTS_TABLE"),
-    };
-    let store = keymint::storage::DynamoStore::new(client.clone(), tables.clone());
-    let stack = Stack {
-        app: keymint::http::App::new(
-            Arc::new(store.clone()),
-            Arc::new(keymint::config::ses_mailer(&sdk)),
-        ),
-        store,
-        ddb: client,
-        ses: aws_sdk_ses::Client::new(&sdk),
-        tables,
-    };
+    let stack = private_stack(port, "load").await;
     let tenant = Arc::new(seed(&stack, Seed::default()).await);
     let run = unique("load");
     let orders: Arc<Vec<(String, String)>> = Arc::new(

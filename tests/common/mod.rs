@@ -16,6 +16,8 @@ use keymint::http::App;
 use keymint::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 
+pub mod private_dynamodb;
+
 pub type Item = HashMap<String, AttributeValue>;
 
 pub fn env(name: &str) -> String {

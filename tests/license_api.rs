@@ -20,15 +20,7 @@ async fn api(stack: &Stack, tenant: &str, action: &str, body: Value) -> Reply {
 /// A tenant with one freshly sold license; returns the tenant and the key.
 async fn licensed(stack: &Stack, seed_with: Seed) -> (Seeded, String) {
     let t = seed(stack, seed_with).await;
-    let reply = send(
-        &stack.app,
-        &Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        ),
-    )
-    .await;
+    let reply = send(&stack.app, &new_sale(&t)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let key = reply.json()["license"]["key"].as_str().unwrap().to_owned();
     (t, key)

@@ -102,15 +102,7 @@ async fn a_product_with_a_duration_gives_an_expiring_license() {
         },
     )
     .await;
-    let reply = send(
-        &stack.app,
-        &Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        ),
-    )
-    .await;
+    let reply = send(&stack.app, &new_sale(&t)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let license = &reply.json()["license"];
     assert_eq!(license["activation_limit"], 5);
@@ -298,15 +290,7 @@ async fn a_suspended_tenant_gets_403_and_nothing_is_written() {
         },
     )
     .await;
-    let reply = send(
-        &stack.app,
-        &Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        ),
-    )
-    .await;
+    let reply = send(&stack.app, &new_sale(&t)).await;
     assert_eq!(reply.status, 403);
     assert_eq!(reply.body, r#"{"error":"Tenant suspended"}"#);
     assert_eq!(writes(&stack, &t.tenant_id).await, 0);
@@ -329,15 +313,7 @@ async fn a_rotated_token_is_dead_at_once() {
         )
         .await
         .unwrap();
-    let old = send(
-        &stack.app,
-        &Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        ),
-    )
-    .await;
+    let old = send(&stack.app, &new_sale(&t)).await;
     assert_eq!(
         (old.status, old.body.as_str()),
         (400, r#"{"error":"Invalid request"}"#)
@@ -473,15 +449,7 @@ async fn missing_fields_and_unknown_products_are_clear_400s() {
         .delete_product(&tenant_id, &product)
         .await
         .unwrap();
-    let reply = send(
-        &stack.app,
-        &Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        ),
-    )
-    .await;
+    let reply = send(&stack.app, &new_sale(&t)).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json(), json!({"error": "Product 'myapp' not found"}));
     assert_eq!(writes(&stack, &t.tenant_id).await, 0);
@@ -506,11 +474,7 @@ async fn json_and_base64_bodies_are_accepted() {
     assert_eq!(n(&payments[0], "quantity"), 2);
     assert_eq!(s(&payments[0], "product_name"), "Unknown product");
 
-    let mut ping = Ping::new(
-        &t.tenant_id,
-        Some(&t.token),
-        sale_body(&sale_id(), &buyer()),
-    );
+    let mut ping = new_sale(&t);
     ping.base64 = true;
     let reply = send(&stack.app, &ping).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -531,11 +495,7 @@ async fn size_method_and_path_errors() {
     assert_eq!(reply.header("content-type"), Some("application/json"));
 
     for method in ["GET", "PUT", "DELETE", "PATCH"] {
-        let mut ping = Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        );
+        let mut ping = new_sale(&t);
         ping.method = method;
         let reply = send(&stack.app, &ping).await;
         assert_eq!(reply.status, 405, "{method}");
@@ -548,11 +508,7 @@ async fn size_method_and_path_errors() {
         "/webhooks/gumroad/a/b",
         "/webhooks/stripe/acme",
     ] {
-        let mut ping = Ping::new(
-            &t.tenant_id,
-            Some(&t.token),
-            sale_body(&sale_id(), &buyer()),
-        );
+        let mut ping = new_sale(&t);
         ping.path = path.to_owned();
         let reply = send(&stack.app, &ping).await;
         assert_eq!(reply.status, 404, "{path}");

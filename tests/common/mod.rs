@@ -438,3 +438,12 @@ pub fn recorded_text_bodies(to: &str) -> Vec<String> {
     }
     bodies
 }
+
+/// A ping for a new sale (a fresh sale id and buyer) to a seeded tenant, with its token.
+pub fn new_sale(t: &Seeded) -> Ping<'static> {
+    Ping::new(
+        &t.tenant_id,
+        Some(&t.token),
+        sale_body(&sale_id(), &buyer()),
+    )
+}

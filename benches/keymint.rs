@@ -686,6 +686,7 @@ async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
         key_prefix: KeyPrefix::parse("ACME").unwrap(),
         activation_limit: 3,
         duration_days: None,
+        entitlements: Vec::new(),
         created_at: "2026-01-01T00:00:00Z".to_owned(),
     };
     let mut permalinks = BTreeMap::new();
@@ -704,6 +705,7 @@ async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
         refund_policy: RefundPolicy::Revoke,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
         products: Default::default(),
+        variants: Vec::new(),
     };
     store.create_tenant(&tenant).await.unwrap();
     store.create_product(&tenant_id, &product).await.unwrap();

@@ -1,12 +1,74 @@
 //! The license API's domain: find a key (by its SHA-256, scoped to the tenant and optionally the product),
 //! tell whether it is valid, and take or free activation seats.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::domain::{Activation, License, LicenseKey, LicenseStatus, ProductId, TenantId, rfc3339};
-use crate::storage::{ActivateResult, ActivationStore, StoreError};
+use crate::domain::{
+    Activation, License, LicenseKey, LicenseStatus, Product, ProductId, TenantId, rfc3339,
+};
+use crate::storage::{ActivateResult, ActivationStore, Store, StoreError};
+
+type Products = Arc<BTreeMap<ProductId, Product>>;
+
+/// A tenant's products as last read, kept for a short while so that a license check costs one read: a
+/// product's entitlements are read from here, so a change reaches every license within `ttl`.
+pub struct ProductCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<TenantId, (Instant, Products)>>,
+}
+
+impl ProductCache {
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, tenant_id: &TenantId) -> Option<Products> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(tenant_id)
+            .filter(|(read_at, _)| read_at.elapsed() < self.ttl)
+            .map(|(_, products)| Arc::clone(products))
+    }
+
+    /// The tenant's products (none for an unknown tenant), from the cache or one read.
+    pub async fn products(
+        &self,
+        store: &dyn Store,
+        tenant_id: &TenantId,
+    ) -> Result<Products, StoreError> {
+        if let Some(products) = self.cached(tenant_id) {
+            return Ok(products);
+        }
+        let products: Products = Arc::new(
+            store
+                .load_tenant(tenant_id)
+                .await?
+                .map(|tenant| tenant.products)
+                .unwrap_or_default(),
+        );
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(tenant_id.clone(), (Instant::now(), Arc::clone(&products)));
+        }
+        Ok(products)
+    }
+}
+
+impl Default for ProductCache {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_TTL)
+    }
+}
 
 /// The JSON body of every license API call.
 #[derive(Debug, Deserialize)]
@@ -96,16 +158,41 @@ pub async fn find(
     let tenant_id = TenantId::parse(raw_tenant_id).map_err(|_| LicenseApiError::NotFound)?;
     let key = LicenseKey::from_string(key.to_owned());
     let key_hash = key.hash();
-    let license = store
+    let mut license = store
         .get_license(&tenant_id, &key_hash)
         .await?
         .ok_or(LicenseApiError::NotFound)?;
     let same_key = license.key_hash.as_bytes().ct_eq(key_hash.as_bytes());
+    if !bool::from(same_key) {
+        return Err(LicenseApiError::NotFound);
+    }
+    license = with_due_change(store, license).await?;
     let same_product = product_id.as_ref().is_none_or(|p| *p == license.product_id);
-    if !bool::from(same_key) || !same_product {
+    if !same_product {
         return Err(LicenseApiError::NotFound);
     }
     Ok((tenant_id, license))
+}
+
+/// A downgrade waiting for the end of the paid period is applied by the first read after it: no scheduler.
+async fn with_due_change(
+    store: &dyn ActivationStore,
+    license: License,
+) -> Result<License, StoreError> {
+    let now = rfc3339(OffsetDateTime::now_utc());
+    let Some(change) = license.due_change(&now).cloned() else {
+        return Ok(license);
+    };
+    if store.apply_due_change(&license, &change).await? {
+        let mut license = license;
+        license.apply_plan(&change);
+        return Ok(license);
+    }
+    // Someone else applied (or replaced) it first: read what they left.
+    store
+        .get_license(&license.tenant_id, &license.key_hash)
+        .await?
+        .ok_or(StoreError::NotFound)
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -118,11 +205,17 @@ pub struct Validation {
     pub activations: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activated: Option<bool>,
+    /// What the license's product unlocks, as the product says now.
+    pub entitlements: Vec<String>,
 }
 
-fn validation(license: &License, activated: Option<bool>) -> Validation {
+fn validation(license: &License, activated: Option<bool>, products: &Products) -> Validation {
     let status = effective_status(license, OffsetDateTime::now_utc());
     Validation {
+        entitlements: products
+            .get(&license.product_id)
+            .map(|product| product.entitlements.clone())
+            .unwrap_or_default(),
         valid: status == LicenseStatus::Active,
         status: status.as_str(),
         product_id: license.product_id.clone(),
@@ -133,12 +226,30 @@ fn validation(license: &License, activated: Option<bool>) -> Validation {
     }
 }
 
+/// The license a request names, and its tenant's products, read side by side.
+async fn find_with_products(
+    store: &dyn ActivationStore,
+    products: &ProductCache,
+    tenant: &str,
+    request: &LicenseRequest,
+) -> Result<(TenantId, License, Products), LicenseApiError> {
+    let tenant_id = TenantId::parse(tenant).map_err(|_| LicenseApiError::NotFound)?;
+    let (found, catalog) = tokio::join!(
+        find(store, tenant, request),
+        products.products(store, &tenant_id)
+    );
+    let (tenant_id, license) = found?;
+    Ok((tenant_id, license, catalog?))
+}
+
 pub async fn validate(
     store: &dyn ActivationStore,
+    products: &ProductCache,
     tenant: &str,
     request: &LicenseRequest,
 ) -> Result<Validation, LicenseApiError> {
-    let (tenant_id, license) = find(store, tenant, request).await?;
+    let (tenant_id, license, catalog) =
+        find_with_products(store, products, tenant, request).await?;
     let activated = match request.machine_id.as_deref() {
         Some(raw) => {
             let machine = machine_id(Some(raw))?;
@@ -151,12 +262,13 @@ pub async fn validate(
         }
         None => None,
     };
-    Ok(validation(&license, activated))
+    Ok(validation(&license, activated, &catalog))
 }
 
 /// Takes a seat for a machine; activating a machine that already holds one is free and idempotent.
 pub async fn activate(
     store: &dyn ActivationStore,
+    products: &ProductCache,
     tenant: &str,
     request: &LicenseRequest,
 ) -> Result<Validation, LicenseApiError> {
@@ -166,7 +278,8 @@ pub async fn activate(
         .as_deref()
         .map(crate::gumroad::one_line)
         .filter(|l| !l.is_empty());
-    let (tenant_id, license) = find(store, tenant, request).await?;
+    let (tenant_id, license, catalog) =
+        find_with_products(store, products, tenant, request).await?;
     let now = OffsetDateTime::now_utc();
     let status = effective_status(&license, now);
     if status != LicenseStatus::Active {
@@ -187,7 +300,7 @@ pub async fn activate(
         ActivateResult::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
         ActivateResult::NotFound => return Err(LicenseApiError::NotFound),
     };
-    let mut view = validation(&license, Some(true));
+    let mut view = validation(&license, Some(true), &catalog);
     view.activations = activations;
     Ok(view)
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::{LicenseStatus, RefundPolicy, SaleId, Tenant};
-use crate::gumroad::{EventKind, EventSubject, GumroadEvent};
+use crate::domain::{
+    License, LicenseStatus, PlanChange, Product, RefundPolicy, SaleId, Tenant, Variant, rfc3339,
+    seats,
+};
+use crate::gumroad::{EventKind, EventSubject, GumroadEvent, PlanUpdate};
 use crate::storage::{EventChange, EventStore, EventWrite, StoreError, Written};
 
 /// Event records and markers outlive any retry or late-arriving sale by far.
@@ -28,7 +31,7 @@ pub fn transition(current: LicenseStatus, kind: &EventKind, policy: RefundPolicy
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum EventResult {
     /// The event reached a license; its status is now this.
     Applied {
@@ -37,6 +40,60 @@ pub enum EventResult {
     Duplicate,
     /// No license exists for the sale or subscription yet; a marker (if the event changes anything) was kept.
     Unknown,
+    /// A tier or seat change reached the subscription's license: `changed` is false when the new tier has no
+    /// mapping (the license is left as it was); `deferred` when it waits for `effective_as_of`.
+    Plan {
+        license: Box<License>,
+        changed: bool,
+        deferred: bool,
+    },
+}
+
+/// The plan a license moves to for a tier or seat change, and whether it waits (a downgrade until the end of the
+/// paid period). `None` when nothing would change, or the new tier is not mapped to a product.
+pub fn plan_target(
+    tenant: &Tenant,
+    license: &License,
+    plan: &PlanUpdate,
+    now: OffsetDateTime,
+) -> Option<(PlanChange, bool)> {
+    let current = || tenant.products.get(&license.product_id);
+    let product: &Product = match plan.new_tier.as_deref() {
+        Some(tier) => {
+            let mapped = license.gumroad_permalink.as_ref().and_then(|permalink| {
+                let variant = Variant::new("Tier", tier).ok()?;
+                tenant.variant_product(permalink, &variant)
+            });
+            let same_tier = plan
+                .old_tier
+                .as_deref()
+                .is_some_and(|old| old.trim().eq_ignore_ascii_case(tier.trim()));
+            match mapped {
+                Some(product_id) => tenant.products.get(product_id)?,
+                // A seat change within an unmapped tier keeps the product the license has.
+                None if same_tier => current()?,
+                None => return None,
+            }
+        }
+        None => current()?,
+    };
+    let quantity = plan.new_quantity.unwrap_or(license.quantity);
+    let effective_at = plan.effective_at(now);
+    let to = PlanChange {
+        product_id: product.product_id.clone(),
+        product_name: product.name.clone(),
+        activation_limit: seats(product.activation_limit, quantity),
+        quantity,
+        effective_at: rfc3339(effective_at),
+    };
+    let deferred = effective_at > now;
+    let same = to.product_id == license.product_id
+        && to.activation_limit == license.activation_limit
+        && to.quantity == license.quantity;
+    if same && !deferred && license.pending_change.is_none() {
+        return None;
+    }
+    Some((to, deferred))
 }
 
 pub async fn apply(
@@ -59,9 +116,10 @@ pub async fn apply(
                     let mut result = EventResult::Unknown;
                     for sale_id in purchase_ids {
                         let key = format!("{}#{sale_id}", event.idempotency_key);
-                        if apply_to_sale(store, tenant, event, sale_id, &key, ttl).await?
-                            == EventResult::Duplicate
-                        {
+                        if matches!(
+                            apply_to_sale(store, tenant, event, sale_id, &key, ttl).await?,
+                            EventResult::Duplicate
+                        ) {
                             result = EventResult::Duplicate;
                         }
                     }
@@ -78,11 +136,15 @@ pub async fn apply(
                     }
                     return Ok(result);
                 };
-                match change_license(store, tenant, event, &license, &event.idempotency_key, ttl)
-                    .await?
-                {
-                    Some(result) => return Ok(result),
-                    None => continue,
+                let key = &event.idempotency_key;
+                let result = match &event.kind {
+                    EventKind::SubscriptionUpdated(Some(plan)) => {
+                        change_plan(store, tenant, plan, &license, key, ttl).await?
+                    }
+                    _ => change_license(store, tenant, event, &license, key, ttl).await?,
+                };
+                if let Some(result) = result {
+                    return Ok(result);
                 }
             }
             Err(StoreError::Unavailable(
@@ -134,6 +196,60 @@ async fn apply_to_sale(
     Err(StoreError::Unavailable(
         "event kept losing races".to_owned(),
     ))
+}
+
+/// Moves a subscription's license to its new tier or seat count, now or (a downgrade) when it is due. `None` when
+/// the license changed underneath and the caller should look again.
+async fn change_plan(
+    store: &dyn EventStore,
+    tenant: &Tenant,
+    plan: &PlanUpdate,
+    license: &License,
+    event_key: &str,
+    ttl: i64,
+) -> Result<Option<EventResult>, StoreError> {
+    let target = plan_target(tenant, license, plan, OffsetDateTime::now_utc());
+    let change = match &target {
+        Some((to, deferred)) => EventChange::Plan {
+            key_hash: license.key_hash.clone(),
+            from_product: license.product_id.clone(),
+            from_limit: license.activation_limit,
+            to: to.clone(),
+            deferred: *deferred,
+        },
+        None => {
+            tracing::info!(
+                tenant = %tenant.tenant_id,
+                license = %license.license_id,
+                "plan change leaves the license as it is (no mapping for the new tier, or nothing changes)"
+            );
+            EventChange::None
+        }
+    };
+    let write = EventWrite {
+        tenant_id: tenant.tenant_id.clone(),
+        event_key: event_key.to_owned(),
+        ttl,
+        change,
+    };
+    Ok(match store.write_event(&write).await? {
+        Written::Applied => {
+            let mut view = license.clone();
+            let deferred = target.as_ref().is_some_and(|(_, deferred)| *deferred);
+            match &target {
+                Some((to, true)) => view.pending_change = Some(to.clone()),
+                Some((to, false)) => view.apply_plan(to),
+                None => {}
+            }
+            Some(EventResult::Plan {
+                license: Box::new(view),
+                changed: target.is_some(),
+                deferred,
+            })
+        }
+        Written::Duplicate => Some(EventResult::Duplicate),
+        Written::Stale => None,
+    })
 }
 
 /// `None` when the license changed underneath and the caller should look again.
@@ -204,7 +320,7 @@ mod tests {
             ),
             (Expired, EventKind::SubscriptionRestarted, revoke, Active),
             (Revoked, EventKind::SubscriptionRestarted, revoke, Revoked),
-            (Active, EventKind::SubscriptionUpdated, revoke, Active),
+            (Active, EventKind::SubscriptionUpdated(None), revoke, Active),
         ];
         for (from, kind, policy, to) in cases {
             assert_eq!(

@@ -6,10 +6,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Email, EmailStatus, License, LicenseKey, LicenseStatus, Payment, Product, SaleId, Tenant,
-    UsdCents, random_id, rfc3339,
+    Email, EmailStatus, License, LicenseKey, LicenseStatus, Payment, Permalink, Product, SaleId,
+    Tenant, UsdCents, Variant, random_id, rfc3339, seats,
 };
-use crate::gumroad::SalePing;
+use crate::gumroad::{Gift, SalePing};
 use crate::mail::{Mailer, compose_key_email};
 use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
 
@@ -54,6 +54,11 @@ pub struct SaleOrder<'a> {
     /// `gumroad` or `manual`.
     pub source: &'static str,
     pub send_email: bool,
+    pub variants: Vec<Variant>,
+    pub gift: Option<Gift>,
+    /// The Gumroad permalink the sale resolved through, and Gumroad's product id.
+    pub gumroad_permalink: Option<Permalink>,
+    pub gumroad_product_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -69,24 +74,41 @@ pub enum SaleResult {
     Duplicate,
 }
 
-/// The product a ping's permalinks map to: the first mapped candidate wins.
-pub fn resolve_product<'t>(tenant: &'t Tenant, ping: &SalePing) -> Result<&'t Product, SaleError> {
-    let mapped = ping
-        .product_refs
-        .iter()
-        .find_map(|slug| tenant.permalinks.get(slug));
-    let Some(product_id) = mapped else {
+/// The product a ping's permalinks map to, and the permalink that mapped: a mapping of a permalink and one of
+/// the sale's variants (`Tier=Team`) wins over a permalink's plain mapping; among candidates, the first wins.
+pub fn resolve_product<'t>(
+    tenant: &'t Tenant,
+    ping: &SalePing,
+) -> Result<(&'t Product, &'t Permalink), SaleError> {
+    let by_variant = ping.product_refs.iter().find_map(|slug| {
+        ping.variants
+            .iter()
+            .find_map(|variant| {
+                tenant
+                    .variants
+                    .iter()
+                    .find(|m| m.permalink == *slug && m.variant.is(variant))
+            })
+            .map(|m| (&m.permalink, &m.product_id))
+    });
+    let mapped = by_variant.or_else(|| {
+        ping.product_refs
+            .iter()
+            .find_map(|slug| tenant.permalinks.get_key_value(slug))
+    });
+    let Some((permalink, product_id)) = mapped else {
         let first = ping.product_refs.first().map(|p| p.as_str().to_owned());
         return Err(SaleError::NoMapping(first.unwrap_or_default()));
     };
-    tenant
+    let product = tenant
         .products
         .get(product_id)
-        .ok_or_else(|| SaleError::ProductNotFound(product_id.to_string()))
+        .ok_or_else(|| SaleError::ProductNotFound(product_id.to_string()))?;
+    Ok((product, permalink))
 }
 
 impl<'a> SaleOrder<'a> {
-    pub fn from_ping(ping: SalePing, product: &'a Product) -> Self {
+    pub fn from_ping(ping: SalePing, product: &'a Product, permalink: &Permalink) -> Self {
         Self {
             sale_id: ping.sale_id,
             product,
@@ -101,6 +123,39 @@ impl<'a> SaleOrder<'a> {
             is_recurring_charge: ping.is_recurring_charge,
             source: "gumroad",
             send_email: true,
+            variants: ping.variants,
+            gift: ping.gift,
+            gumroad_permalink: Some(permalink.clone()),
+            gumroad_product_id: ping.gumroad_product_id,
+        }
+    }
+
+    /// A sale outside Gumroad (the CLI's `license issue`): one seat's worth, a payment of nothing.
+    pub fn manual(
+        sale_id: SaleId,
+        product: &'a Product,
+        buyer_email: Email,
+        buyer_name: Option<String>,
+        send_email: bool,
+    ) -> Self {
+        Self {
+            sale_id,
+            product,
+            buyer_email,
+            buyer_name,
+            product_name: Some(product.name.clone()),
+            price: UsdCents(0),
+            currency: "usd".to_owned(),
+            quantity: 1,
+            sale_timestamp: Some(rfc3339(OffsetDateTime::now_utc())),
+            subscription_id: None,
+            is_recurring_charge: false,
+            source: "manual",
+            send_email,
+            variants: Vec::new(),
+            gift: None,
+            gumroad_permalink: None,
+            gumroad_product_id: None,
         }
     }
 }
@@ -125,7 +180,7 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<N
         key,
         key_hash: key_hash.clone(),
         status: LicenseStatus::Active,
-        activation_limit: product.activation_limit,
+        activation_limit: seats(product.activation_limit, order.quantity),
         activations: 0,
         expires_at: expires.map(rfc3339),
         buyer_email: order.buyer_email.clone(),
@@ -139,6 +194,10 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<N
         // The minting request holds the email claim from the start: no extra round trip to take it.
         email_claim_until: order.send_email.then(|| unix(now + EMAIL_CLAIM)),
         ttl: expires.map(|at| unix(at + EXPIRED_LICENSE_RETENTION)),
+        quantity: order.quantity,
+        gumroad_permalink: order.gumroad_permalink.clone(),
+        gumroad_product_id: order.gumroad_product_id.clone(),
+        pending_change: None,
     };
     let payment = Payment {
         tenant_id: tenant.tenant_id.clone(),
@@ -152,12 +211,22 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<N
             .product_name
             .clone()
             .unwrap_or_else(|| "Unknown product".to_owned()),
-        amount_usd_cents: order.price.0,
+        // A giftee's `price` is 0: what was paid is the gifter's `gift_price`.
+        amount_usd_cents: order
+            .gift
+            .as_ref()
+            .map_or(order.price.0, |gift| gift.price.0),
         currency: order.currency.clone(),
         quantity: order.quantity,
         sale_timestamp: order.sale_timestamp.clone(),
         source: order.source.to_owned(),
         created_at,
+        gift: order.gift.is_some(),
+        gifter_email: order
+            .gift
+            .as_ref()
+            .and_then(|gift| gift.gifter_email.clone()),
+        variants: order.variants.clone(),
     };
     Ok(NewSale {
         license,

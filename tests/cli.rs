@@ -312,7 +312,7 @@ fn products_are_created_mapped_unmapped_and_deleted() {
     assert_eq!(
         doc,
         json!({"tenant_id": t, "product_id": "lite", "name": "Lite", "key_prefix": "LITE",
-               "activation_limit": 3, "duration_days": null})
+               "activation_limit": 3, "duration_days": null, "entitlements": []})
     );
 
     let human = ok(&[
@@ -346,7 +346,7 @@ fn products_are_created_mapped_unmapped_and_deleted() {
     let unmapped = ok_json(&["product", "unmap", t, "https://acme.gumroad.com/l/lite-app"]);
     assert_eq!(
         unmapped,
-        json!({"tenant_id": t, "permalink": "lite-app", "product_id": "lite", "unmapped": true})
+        json!({"tenant_id": t, "permalink": "lite-app", "variant": null, "product_id": "lite", "unmapped": true})
     );
     let msg = fails(&["product", "unmap", t, "lite-app"], exit::NOT_FOUND);
     assert!(
@@ -1240,5 +1240,146 @@ async fn tenant_settings_and_machine_seats() {
     fails(
         &["tenant", "set", "no-such-tenant", "--gumroad", "enabled"],
         3,
+    );
+}
+
+#[tokio::test]
+async fn tiers_are_mapped_by_variant_and_products_are_set() {
+    let stack = common::stack().await;
+    let app = stack
+        .app
+        .clone()
+        .with_product_cache_ttl(std::time::Duration::ZERO);
+    let tenant = new_tenant(API);
+    let t = tenant.tenant_id.as_str();
+    product(t, "solo", "SOLO");
+    let created = ok_json(&[
+        "product",
+        "create",
+        t,
+        "team",
+        "--name",
+        "MyApp Team",
+        "--key-prefix",
+        "TEAM",
+        "--activation-limit",
+        "10",
+        "--entitlements",
+        "export, sync",
+    ]);
+    assert_eq!(created["entitlements"], json!(["export", "sync"]));
+    ok(&[
+        "product",
+        "map",
+        t,
+        "https://acme.gumroad.com/l/myapp-pro",
+        "solo",
+    ]);
+    let human = ok(&[
+        "product",
+        "map",
+        t,
+        "myapp-pro",
+        "team",
+        "--variant",
+        "Tier=Team",
+    ]);
+    assert!(
+        human.contains("Mapped permalink myapp-pro [Tier=Team] to product team."),
+        "{human}"
+    );
+    let shown = ok_json(&["tenant", "show", t]);
+    assert_eq!(shown["permalinks"], json!({"myapp-pro": "solo"}));
+    assert_eq!(
+        shown["variant_mappings"],
+        json!([{"permalink": "myapp-pro", "variant": "Tier=Team", "category": "Tier", "name": "Team", "product_id": "team"}])
+    );
+    assert!(ok(&["tenant", "show", t]).contains("myapp-pro [Tier=Team] -> team"));
+    let msg = fails(&["product", "delete", t, "team"], exit::CONFLICT);
+    assert!(msg.contains("myapp-pro [Tier=Team]"), "{msg}");
+    let msg = fails(
+        &[
+            "product",
+            "map",
+            t,
+            "myapp-pro",
+            "team",
+            "--variant",
+            "Team",
+        ],
+        exit::INVALID,
+    );
+    assert!(msg.contains("expected <CATEGORY>=<NAME>"), "{msg}");
+
+    // A Team sale gets the Team key type; its entitlements follow the product as the seller sets it.
+    let reply = send(
+        &app,
+        &Ping::new(
+            t,
+            Some(&token_of(&tenant.ping_url)),
+            sale_body(&sale_id(), &buyer())
+                .replace("variants%5BTier%5D=Pro", "variants%5BTier%5D=team"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let key = reply.json()["license"]["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("TEAM-"), "{key}");
+    let set = ok_json(&[
+        "product",
+        "set",
+        t,
+        "team",
+        "--entitlements",
+        "export,sync,admin",
+        "--name",
+        "MyApp Teams",
+        "--duration-days",
+        "never",
+    ]);
+    assert_eq!(set["name"], "MyApp Teams");
+    assert_eq!(set["activation_limit"], 10);
+    let validated = send(
+        &app,
+        &common::call(t, "validate", json!({"key": key}).to_string()),
+    )
+    .await
+    .json();
+    assert_eq!(
+        validated["entitlements"],
+        json!(["export", "sync", "admin"])
+    );
+    let msg = fails(
+        &["product", "set", t, "team", "--entitlements", "Admin"],
+        exit::INVALID,
+    );
+    assert!(msg.contains("invalid entitlement 'Admin'"), "{msg}");
+    let msg = fails(
+        &["product", "set", t, "nope", "--name", "x"],
+        exit::NOT_FOUND,
+    );
+    assert!(msg.contains("product 'nope' does not exist"), "{msg}");
+
+    let unmapped = ok_json(&[
+        "product",
+        "unmap",
+        t,
+        "myapp-pro",
+        "--variant",
+        "TIER = team",
+    ]);
+    assert_eq!(unmapped["variant"], "TIER=team");
+    assert_eq!(unmapped["product_id"], "team");
+    let msg = fails(
+        &["product", "unmap", t, "myapp-pro", "--variant", "Tier=Team"],
+        exit::NOT_FOUND,
+    );
+    assert!(
+        msg.contains("permalink 'myapp-pro' [Tier=Team] is not mapped"),
+        "{msg}"
+    );
+    assert_eq!(
+        ok_json(&["tenant", "show", t])["variant_mappings"],
+        json!([])
     );
 }

@@ -10,7 +10,7 @@ use super::tenant::load;
 use super::{CliError, Output, clients, store};
 use crate::domain::{
     Activation, Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant,
-    TenantId, TenantStatus, UsdCents, random_id, rfc3339,
+    TenantId, TenantStatus, random_id,
 };
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::storage::{ActivationStore, DynamoStore, EventStore, LicenseFilter, Store, StoreError};
@@ -199,21 +199,8 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
                 )));
             };
             let sale_id = SaleId::parse(&random_id("manual")?)?;
-            let order = SaleOrder {
-                sale_id: sale_id.clone(),
-                product,
-                buyer_email,
-                buyer_name,
-                product_name: Some(product.name.clone()),
-                price: UsdCents(0),
-                currency: "usd".to_owned(),
-                quantity: 1,
-                sale_timestamp: Some(rfc3339(OffsetDateTime::now_utc())),
-                subscription_id: None,
-                is_recurring_charge: false,
-                source: "manual",
-                send_email: !no_email,
-            };
+            let order =
+                SaleOrder::manual(sale_id.clone(), product, buyer_email, buyer_name, !no_email);
             match sale::issue(&store, &mailer, &tenant, order).await {
                 Ok(SaleResult::Created { license, .. }) => issued(&license, out),
                 Ok(SaleResult::Duplicate | SaleResult::Renewed { .. }) => {
@@ -384,6 +371,10 @@ fn license_json(license: &License) -> Value {
         "activations": license.activations,
         "email_status": license.email_status.as_str(),
         "email_message_id": license.email_message_id,
+        "quantity": license.quantity,
+        "gumroad_permalink": license.gumroad_permalink,
+        "gumroad_product_id": license.gumroad_product_id,
+        "pending_change": license.pending_change,
     })
 }
 
@@ -448,10 +439,23 @@ fn show(license: &License, activations: &[Activation], out: &mut Output) {
         ),
         (
             "Activations",
-            format!("{} of {}", license.activations, license.activation_limit),
+            if license.quantity > 1 {
+                format!(
+                    "{} of {} ({} seats bought)",
+                    license.activations, license.activation_limit, license.quantity
+                )
+            } else {
+                format!("{} of {}", license.activations, license.activation_limit)
+            },
         ),
         ("Email", email),
     ]);
+    if let Some(change) = &license.pending_change {
+        out.line(format!(
+            "Pending:      becomes {} ({} activations) at {}",
+            change.product_id, change.activation_limit, change.effective_at
+        ));
+    }
     for a in activations {
         out.line(format!(
             "  {}  {}  since {}",

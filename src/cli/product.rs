@@ -6,7 +6,10 @@ use time::OffsetDateTime;
 
 use super::tenant::load;
 use super::{CliError, Output, store};
-use crate::domain::{KeyPrefix, Permalink, Product, ProductId, TenantId, rfc3339};
+use crate::domain::{
+    KeyPrefix, MAX_SEATS, Permalink, Product, ProductId, TenantId, Variant, VariantMapping,
+    parse_entitlements, rfc3339,
+};
 use crate::storage::StoreError;
 
 #[derive(Debug, Subcommand)]
@@ -25,23 +28,91 @@ pub enum ProductCommand {
         /// Licenses expire this many days after issue (default: never).
         #[arg(long)]
         duration_days: Option<u32>,
+        /// Feature names its licenses unlock, comma-separated (answered by validate and activate).
+        #[arg(long)]
+        entitlements: Option<String>,
+    },
+    /// Change a product: its name, and the key type of the licenses it issues from now on. Entitlements apply
+    /// at once to every license of the product.
+    Set {
+        tenant_id: String,
+        product_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        activation_limit: Option<u32>,
+        /// Days until expiry for licenses issued from now on, or `never`.
+        #[arg(long)]
+        duration_days: Option<String>,
+        /// Feature names, comma-separated; an empty string removes them all.
+        #[arg(long)]
+        entitlements: Option<String>,
     },
     /// Delete a product that no permalink maps to any more. Its licenses stay valid.
     Delete {
         tenant_id: String,
         product_id: String,
     },
-    /// Map a Gumroad permalink (slug or https://…/l/<slug> URL) to a product.
+    /// Map a Gumroad permalink (slug or https://…/l/<slug> URL), or one of its variants, to a product.
     Map {
         tenant_id: String,
         permalink: String,
         product_id: String,
+        /// Only sales of this variant, e.g. `Tier=Team` or `Version=Studio` (compared without letter case).
+        #[arg(long)]
+        variant: Option<String>,
     },
-    /// Remove a permalink mapping (slug or https://…/l/<slug> URL): its pings are refused again.
+    /// Remove a permalink mapping (slug or https://…/l/<slug> URL), or one of its variant mappings.
     Unmap {
         tenant_id: String,
         permalink: String,
+        #[arg(long)]
+        variant: Option<String>,
     },
+}
+
+fn check_name(raw: &str) -> Result<String, CliError> {
+    let name = crate::gumroad::one_line(raw);
+    if name.is_empty() {
+        return Err(CliError::Invalid(
+            "product name must not be empty".to_owned(),
+        ));
+    }
+    Ok(name)
+}
+
+fn check_activation_limit(limit: u32) -> Result<u32, CliError> {
+    if limit == 0 || limit > MAX_SEATS {
+        return Err(CliError::Invalid(format!(
+            "invalid activation limit {limit}: use 1 to {MAX_SEATS}"
+        )));
+    }
+    Ok(limit)
+}
+
+fn check_duration(days: u32) -> Result<u32, CliError> {
+    if days == 0 {
+        return Err(CliError::Invalid(
+            "duration must be at least 1 day (or `never`)".to_owned(),
+        ));
+    }
+    Ok(days)
+}
+
+fn product_json(tenant_id: &TenantId, product: &Product) -> serde_json::Value {
+    json!({
+        "tenant_id": tenant_id,
+        "product_id": product.product_id,
+        "name": product.name,
+        "key_prefix": product.key_prefix,
+        "activation_limit": product.activation_limit,
+        "duration_days": product.duration_days,
+        "entitlements": product.entitlements,
+    })
+}
+
+fn variant_label(variant: Option<&Variant>) -> String {
+    variant.map(|v| format!(" [{v}]")).unwrap_or_default()
 }
 
 fn no_such_product(tenant_id: &TenantId, product_id: &ProductId) -> CliError {
@@ -59,30 +130,16 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             key_prefix,
             activation_limit,
             duration_days,
+            entitlements,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
-            let name = crate::gumroad::one_line(&name);
-            if name.is_empty() {
-                return Err(CliError::Invalid(
-                    "product name must not be empty".to_owned(),
-                ));
-            }
-            if activation_limit == 0 {
-                return Err(CliError::Invalid(
-                    "activation limit must be at least 1".to_owned(),
-                ));
-            }
-            if duration_days == Some(0) {
-                return Err(CliError::Invalid(
-                    "duration must be at least 1 day".to_owned(),
-                ));
-            }
             let product = Product {
                 product_id: ProductId::parse(&product_id)?,
-                name,
+                name: check_name(&name)?,
                 key_prefix: KeyPrefix::parse(&key_prefix)?,
-                activation_limit,
-                duration_days,
+                activation_limit: check_activation_limit(activation_limit)?,
+                duration_days: duration_days.map(check_duration).transpose()?,
+                entitlements: parse_entitlements(entitlements.as_deref().unwrap_or_default())?,
                 created_at: rfc3339(OffsetDateTime::now_utc()),
             };
             let store = store().await?;
@@ -101,23 +158,74 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 "Created product {} ({}) for tenant {tenant_id}.",
                 product.product_id, product.name
             ));
-            out.document(json!({
-                "tenant_id": tenant_id,
-                "product_id": product.product_id,
-                "name": product.name,
-                "key_prefix": product.key_prefix,
-                "activation_limit": product.activation_limit,
-                "duration_days": product.duration_days,
-            }));
+            out.document(product_json(&tenant_id, &product));
+        }
+        ProductCommand::Set {
+            tenant_id,
+            product_id,
+            name,
+            activation_limit,
+            duration_days,
+            entitlements,
+        } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let product_id = ProductId::parse(&product_id)?;
+            let name = name.as_deref().map(check_name).transpose()?;
+            let activation_limit = activation_limit.map(check_activation_limit).transpose()?;
+            let duration_days = match duration_days.as_deref().map(str::trim) {
+                None => None,
+                Some("never") => Some(None),
+                Some(raw) => Some(Some(check_duration(raw.parse().map_err(|_| {
+                    CliError::Invalid(format!(
+                        "invalid duration '{raw}': a number of days, or `never`"
+                    ))
+                })?)?)),
+            };
+            let entitlements = entitlements
+                .as_deref()
+                .map(parse_entitlements)
+                .transpose()?;
+            let store = store().await?;
+            let tenant = load(&store, &tenant_id).await?;
+            let mut product = tenant
+                .product(&product_id)
+                .cloned()
+                .ok_or_else(|| no_such_product(&tenant_id, &product_id))?;
+            if let Some(name) = name {
+                product.name = name;
+            }
+            if let Some(limit) = activation_limit {
+                product.activation_limit = limit;
+            }
+            if let Some(days) = duration_days {
+                product.duration_days = days;
+            }
+            if let Some(entitlements) = entitlements {
+                product.entitlements = entitlements;
+            }
+            store
+                .replace_product(&tenant_id, &product)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => no_such_product(&tenant_id, &product_id),
+                    other => other.into(),
+                })?;
+            out.line(format!(
+                "Updated product {product_id} ({}) of tenant {tenant_id}.",
+                product.name
+            ));
+            out.document(product_json(&tenant_id, &product));
         }
         ProductCommand::Map {
             tenant_id,
             permalink,
             product_id,
+            variant,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let permalink = Permalink::parse(&permalink)?;
             let product_id = ProductId::parse(&product_id)?;
+            let variant = variant.as_deref().map(Variant::parse).transpose()?;
             let store = store().await?;
             let tenant = load(&store, &tenant_id).await?;
             if tenant.product(&product_id).is_none() {
@@ -125,21 +233,37 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                     "product '{product_id}' does not exist for tenant '{tenant_id}': create it first with `keymint product create`"
                 )));
             }
-            store
-                .set_permalink(&tenant_id, &permalink, Some(&product_id))
-                .await?;
-            let previous = tenant
-                .permalinks
-                .get(&permalink)
+            let previous = match &variant {
+                Some(variant) => {
+                    let mapping = VariantMapping {
+                        permalink: permalink.clone(),
+                        variant: variant.clone(),
+                        product_id: product_id.clone(),
+                    };
+                    store.put_variant_mapping(&tenant_id, &mapping).await?;
+                    tenant.variant_product(&permalink, variant)
+                }
+                None => {
+                    store
+                        .set_permalink(&tenant_id, &permalink, Some(&product_id))
+                        .await?;
+                    tenant.permalinks.get(&permalink)
+                }
+            };
+            let previous = previous
                 .filter(|p| **p != product_id)
                 .map(|p| format!(" (was {p})"))
                 .unwrap_or_default();
             out.line(format!(
-                "Mapped permalink {permalink} to product {product_id}{previous}."
+                "Mapped permalink {permalink}{} to product {product_id}{previous}.",
+                variant_label(variant.as_ref())
             ));
-            out.document(
-                json!({"tenant_id": tenant_id, "permalink": permalink, "product_id": product_id}),
-            );
+            out.document(json!({
+                "tenant_id": tenant_id,
+                "permalink": permalink,
+                "variant": variant.as_ref().map(ToString::to_string),
+                "product_id": product_id,
+            }));
         }
         ProductCommand::Delete {
             tenant_id,
@@ -152,16 +276,29 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             if tenant.product(&product_id).is_none() {
                 return Err(no_such_product(&tenant_id, &product_id));
             }
-            let mapped: Vec<&str> = tenant
+            let mut mapped: Vec<(String, String)> = tenant
                 .permalinks
                 .iter()
                 .filter(|(_, p)| **p == product_id)
-                .map(|(slug, _)| slug.as_str())
+                .map(|(slug, _)| (slug.to_string(), slug.to_string()))
                 .collect();
-            if let Some(first) = mapped.first() {
+            mapped.extend(
+                tenant
+                    .variants
+                    .iter()
+                    .filter(|m| m.product_id == product_id)
+                    .map(|m| {
+                        (
+                            format!("{} [{}]", m.permalink, m.variant),
+                            format!("{} --variant '{}'", m.permalink, m.variant),
+                        )
+                    }),
+            );
+            if let Some((_, first)) = mapped.first() {
+                let names: Vec<&str> = mapped.iter().map(|(name, _)| name.as_str()).collect();
                 return Err(CliError::Conflict(format!(
                     "product '{product_id}' is still mapped from permalink(s) {}: unmap them first (`keymint product unmap {tenant_id} {first}`)",
-                    mapped.join(", ")
+                    names.join(", ")
                 )));
             }
             store
@@ -181,32 +318,56 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
         ProductCommand::Unmap {
             tenant_id,
             permalink,
+            variant,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let permalink = Permalink::parse(&permalink)?;
+            let variant = variant.as_deref().map(Variant::parse).transpose()?;
             let store = store().await?;
             let tenant = load(&store, &tenant_id).await?;
+            let label = variant_label(variant.as_ref());
             let not_mapped = || {
                 CliError::NotFound(format!(
-                    "permalink '{permalink}' is not mapped for tenant '{tenant_id}' (see `keymint tenant show {tenant_id}`)"
+                    "permalink '{permalink}'{label} is not mapped for tenant '{tenant_id}' (see `keymint tenant show {tenant_id}`)"
                 ))
             };
-            let Some(product_id) = tenant.permalinks.get(&permalink).cloned() else {
-                return Err(not_mapped());
+            let (product_id, removed) = match &variant {
+                Some(variant) => {
+                    let product_id = tenant
+                        .variant_product(&permalink, variant)
+                        .cloned()
+                        .ok_or_else(not_mapped)?;
+                    let removed = store
+                        .delete_variant_mapping(&tenant_id, &permalink, variant)
+                        .await;
+                    (product_id, removed)
+                }
+                None => {
+                    let product_id = tenant
+                        .permalinks
+                        .get(&permalink)
+                        .cloned()
+                        .ok_or_else(not_mapped)?;
+                    let removed = store.unmap_permalink(&tenant_id, &permalink).await;
+                    (product_id, removed)
+                }
             };
-            store
-                .unmap_permalink(&tenant_id, &permalink)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => not_mapped(),
-                    other => other.into(),
-                })?;
+            removed.map_err(|e| match e {
+                StoreError::NotFound => not_mapped(),
+                other => other.into(),
+            })?;
+            let consequence = if variant.is_some() {
+                "its sales resolve to the permalink's own mapping"
+            } else {
+                "its pings are now refused unless a variant mapping matches"
+            };
             out.line(format!(
-                "Unmapped permalink {permalink} (was product {product_id}): its pings are now refused."
+                "Unmapped permalink {permalink}{label} (was product {product_id}): {consequence}."
             ));
             out.document(json!({
                 "tenant_id": tenant_id,
                 "permalink": permalink,
+                "variant": variant.as_ref().map(ToString::to_string),
                 "product_id": product_id,
                 "unmapped": true,
             }));

@@ -140,6 +140,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 refund_policy: RefundPolicy::default(),
                 created_at: rfc3339(OffsetDateTime::now_utc()),
                 products: Default::default(),
+                variants: Vec::new(),
             };
             let store = store().await?;
             store.create_tenant(&tenant).await.map_err(|e| match e {
@@ -316,6 +317,11 @@ fn show(tenant: &Tenant, out: &mut Output) {
                     p.activation_limit.to_string(),
                     p.duration_days
                         .map_or_else(|| "never".to_owned(), |d| format!("{d} days")),
+                    if p.entitlements.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        p.entitlements.join(",")
+                    },
                 ]
             })
             .collect();
@@ -326,16 +332,23 @@ fn show(tenant: &Tenant, out: &mut Output) {
                 "PREFIX",
                 "ACTIVATIONS",
                 "EXPIRES AFTER",
+                "ENTITLEMENTS",
             ],
             &rows,
         );
     }
-    if tenant.permalinks.is_empty() {
+    if tenant.permalinks.is_empty() && tenant.variants.is_empty() {
         out.line("Permalinks: (none)");
     } else {
         out.line("Permalinks:");
         for (slug, product) in &tenant.permalinks {
             out.line(format!("  {slug} -> {product}"));
+        }
+        for mapping in &tenant.variants {
+            out.line(format!(
+                "  {} [{}] -> {}",
+                mapping.permalink, mapping.variant, mapping.product_id
+            ));
         }
     }
     out.document(json!({
@@ -352,7 +365,15 @@ fn show(tenant: &Tenant, out: &mut Output) {
             "key_prefix": p.key_prefix,
             "activation_limit": p.activation_limit,
             "duration_days": p.duration_days,
+            "entitlements": p.entitlements,
         })).collect::<Vec<_>>(),
         "permalinks": tenant.permalinks,
+        "variant_mappings": tenant.variants.iter().map(|m| json!({
+            "permalink": m.permalink,
+            "variant": m.variant.to_string(),
+            "category": m.variant.category,
+            "name": m.variant.name,
+            "product_id": m.product_id,
+        })).collect::<Vec<_>>(),
     }));
 }

@@ -4,6 +4,7 @@
 mod ids;
 mod key;
 mod records;
+mod tiers;
 
 pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
 pub use key::{LicenseKey, RandomnessError, TokenHash, WebhookToken, random_id, sha256_hex};
@@ -11,3 +12,4 @@ pub use records::{
     Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, Tenant,
     TenantStatus, rfc3339,
 };
+pub use tiers::{MAX_SEATS, PlanChange, Variant, VariantMapping, parse_entitlements, seats};

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Email, KeyPrefix, LicenseKey, Permalink, ProductId, SaleId, TenantId};
+use super::{
+    Email, KeyPrefix, LicenseKey, Permalink, PlanChange, ProductId, SaleId, TenantId, Variant,
+    VariantMapping,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +48,19 @@ pub struct Tenant {
     /// Loaded alongside the tenant in the same read; stored as records of their own.
     #[serde(skip)]
     pub products: BTreeMap<ProductId, Product>,
+    /// A permalink's variants sold as products of their own (`Tier=Team` → `team`); records of their own too.
+    #[serde(skip)]
+    pub variants: Vec<VariantMapping>,
+}
+
+impl Tenant {
+    /// The product a permalink's variant is mapped to, if the seller mapped it.
+    pub fn variant_product(&self, permalink: &Permalink, variant: &Variant) -> Option<&ProductId> {
+        self.variants
+            .iter()
+            .find(|m| m.permalink == *permalink && m.variant.is(variant))
+            .map(|m| &m.product_id)
+    }
 }
 
 fn enabled() -> bool {
@@ -60,6 +76,9 @@ pub struct Product {
     pub activation_limit: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_days: Option<u32>,
+    /// Feature names the product's licenses unlock, answered by `validate` and `activate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entitlements: Vec<String>,
     pub created_at: String,
 }
 
@@ -156,6 +175,39 @@ pub struct License {
     /// Unix seconds at which DynamoDB may delete the record: 30 days after `expires_at`, never for open-ended licenses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+    /// Seats bought (`quantity`): the activation limit is the product's times this.
+    #[serde(default = "one")]
+    pub quantity: u32,
+    /// The Gumroad product the sale was for, so that tier changes and Gumroad's own ids resolve later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gumroad_permalink: Option<Permalink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gumroad_product_id: Option<String>,
+    /// A downgrade waiting for the end of the paid period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change: Option<PlanChange>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl License {
+    /// The license as a tier or seat change leaves it: same key, status, seats taken and expiry.
+    pub fn apply_plan(&mut self, plan: &PlanChange) {
+        self.product_id = plan.product_id.clone();
+        self.product_name = plan.product_name.clone();
+        self.activation_limit = plan.activation_limit;
+        self.quantity = plan.quantity;
+        self.pending_change = None;
+    }
+
+    /// The pending change, once its time has come (`now` in RFC 3339).
+    pub fn due_change(&self, now: &str) -> Option<&PlanChange> {
+        self.pending_change
+            .as_ref()
+            .filter(|change| change.effective_at.as_str() <= now)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +228,14 @@ pub struct Payment {
     pub sale_timestamp: Option<String>,
     pub source: String,
     pub created_at: String,
+    /// A gift: the license went to the giftee (`buyer_email`); this is who paid, and `amount_usd_cents` is what.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gift: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gifter_email: Option<Email>,
+    /// The variants the buyer chose, as Gumroad sent them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
 }
 
 /// A machine holding one of a license's seats.

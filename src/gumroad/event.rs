@@ -1,9 +1,89 @@
 //! The non-sale pings: refunds and disputes (sale-shaped, with the sale's own `sale_id`) and subscription
 //! events (`subscription_id`, `purchase_ids[]`, no `sale_id`).
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 use crate::domain::SaleId;
 
 use super::{Form, PingError, ping::one_line};
+
+/// `subscription_updated`'s `type`: an upgrade applies at once, a downgrade from `effective_as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanDirection {
+    Upgrade,
+    Downgrade,
+}
+
+/// A tier or seat change of a membership, read from `subscription_updated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanUpdate {
+    pub direction: Option<PlanDirection>,
+    pub effective_as_of: Option<OffsetDateTime>,
+    /// `old_plan[tier][name]` and `new_plan[tier][name]`.
+    pub old_tier: Option<String>,
+    pub new_tier: Option<String>,
+    /// `new_plan[quantity]`: the seats bought from now on.
+    pub new_quantity: Option<u32>,
+}
+
+impl PlanUpdate {
+    /// `None` when the event says nothing about a plan (an older payload: recorded, nothing changes).
+    fn from_form(form: &Form) -> Result<Option<Self>, PingError> {
+        let direction = match form.get_nonempty("type") {
+            None => None,
+            Some("upgrade") => Some(PlanDirection::Upgrade),
+            Some("downgrade") => Some(PlanDirection::Downgrade),
+            Some(_) => return Err(PingError::Invalid("Invalid type".to_owned())),
+        };
+        let effective_as_of = form
+            .get_nonempty("effective_as_of")
+            .map(|raw| {
+                parse_time(raw)
+                    .ok_or_else(|| PingError::Invalid("Invalid effective_as_of".to_owned()))
+            })
+            .transpose()?;
+        let new_quantity = form
+            .get_nonempty("new_plan[quantity]")
+            .map(|raw| match raw.parse::<u32>() {
+                Ok(q) if q > 0 => Ok(q),
+                _ => Err(PingError::Invalid("Invalid new_plan[quantity]".to_owned())),
+            })
+            .transpose()?;
+        let tier = |field: &str| form.get_nonempty(field).map(one_line);
+        let update = Self {
+            direction,
+            effective_as_of,
+            old_tier: tier("old_plan[tier][name]"),
+            new_tier: tier("new_plan[tier][name]"),
+            new_quantity,
+        };
+        let says_something = update.direction.is_some()
+            || update.new_tier.is_some()
+            || update.new_quantity.is_some();
+        Ok(says_something.then_some(update))
+    }
+
+    /// When the change applies: a downgrade waits for `effective_as_of`; everything else is immediate.
+    pub fn effective_at(&self, now: OffsetDateTime) -> OffsetDateTime {
+        match (self.direction, self.effective_as_of) {
+            (Some(PlanDirection::Downgrade), Some(at)) if at > now => at,
+            _ => now,
+        }
+    }
+}
+
+/// Gumroad's timestamps: RFC 3339, or Ruby's `2026-06-01 00:00:00 UTC`.
+fn parse_time(raw: &str) -> Option<OffsetDateTime> {
+    if let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return Some(at);
+    }
+    let ruby =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::PrimitiveDateTime::parse(raw, ruby)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
@@ -18,7 +98,7 @@ pub enum EventKind {
         ended_at: Option<String>,
     },
     SubscriptionRestarted,
-    SubscriptionUpdated,
+    SubscriptionUpdated(Option<PlanUpdate>),
 }
 
 impl EventKind {
@@ -30,7 +110,7 @@ impl EventKind {
             Self::Cancellation => "cancellation",
             Self::SubscriptionEnded { .. } => "subscription_ended",
             Self::SubscriptionRestarted => "subscription_restarted",
-            Self::SubscriptionUpdated => "subscription_updated",
+            Self::SubscriptionUpdated(_) => "subscription_updated",
         }
     }
 }
@@ -67,7 +147,7 @@ impl GumroadEvent {
                 ended_at: form.get_nonempty("ended_at").map(one_line),
             },
             "subscription_restarted" => EventKind::SubscriptionRestarted,
-            "subscription_updated" => EventKind::SubscriptionUpdated,
+            "subscription_updated" => EventKind::SubscriptionUpdated(PlanUpdate::from_form(form)?),
             _ => return Ok(None),
         };
         let invalid = |e: crate::domain::InvalidValue| PingError::Invalid(e.0);
@@ -116,13 +196,18 @@ impl GumroadEvent {
                 .find_map(|field| form.get_nonempty(field))
                 .map(one_line)
                 .unwrap_or_default();
-                let update_type = form.get_nonempty("type").map(one_line).unwrap_or_default();
+                // A plan change is told apart by what it changes to, too (two seat changes at one moment).
+                let plan = ["type", "new_plan[tier][name]", "new_plan[quantity]"]
+                    .iter()
+                    .map(|field| form.get_nonempty(field).map(one_line).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("#");
                 (
                     EventSubject::Subscription {
                         id: id.to_owned(),
                         purchase_ids,
                     },
-                    format!("{at}#{update_type}"),
+                    format!("{at}#{plan}"),
                 )
             }
         };
@@ -186,5 +271,53 @@ mod tests {
         assert_eq!(id, "sub==");
         assert_eq!(purchase_ids.len(), 2);
         assert_eq!(GumroadEvent::from_form("whatever", &form(body)), Ok(None));
+    }
+
+    #[test]
+    fn reads_plan_changes_and_tells_them_apart() {
+        let body = "subscription_id=sub1&type=downgrade&effective_as_of=2026-07-01T00%3A00%3A00Z&old_plan%5Btier%5D%5Bname%5D=Studio&new_plan%5Btier%5D%5Bname%5D=Team&new_plan%5Bquantity%5D=3";
+        let event = GumroadEvent::from_form("subscription_updated", &form(body))
+            .unwrap()
+            .unwrap();
+        let EventKind::SubscriptionUpdated(Some(plan)) = &event.kind else {
+            panic!("{:?}", event.kind)
+        };
+        assert_eq!(plan.direction, Some(PlanDirection::Downgrade));
+        assert_eq!(plan.new_tier.as_deref(), Some("Team"));
+        assert_eq!(plan.new_quantity, Some(3));
+        let due = time::macros::datetime!(2026-07-01 00:00 UTC);
+        assert_eq!(
+            plan.effective_at(due - time::Duration::DAY),
+            due,
+            "a downgrade waits"
+        );
+        let seats = GumroadEvent::from_form(
+            "subscription_updated",
+            &form(&body.replace("new_plan%5Bquantity%5D=3", "new_plan%5Bquantity%5D=4")),
+        )
+        .unwrap()
+        .unwrap();
+        assert_ne!(seats.idempotency_key, event.idempotency_key);
+        let ruby = GumroadEvent::from_form(
+            "subscription_updated",
+            &form(&body.replace(
+                "2026-07-01T00%3A00%3A00Z",
+                "2026-07-01%2000%3A00%3A00%20UTC",
+            )),
+        )
+        .unwrap()
+        .unwrap();
+        let EventKind::SubscriptionUpdated(Some(ruby)) = ruby.kind else {
+            panic!()
+        };
+        assert_eq!(ruby.effective_as_of, Some(due));
+        assert_eq!(
+            GumroadEvent::from_form("subscription_updated", &form("subscription_id=s&type=x")),
+            Err(PingError::Invalid("Invalid type".into()))
+        );
+        let bare = GumroadEvent::from_form("subscription_updated", &form("subscription_id=s"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(bare.kind, EventKind::SubscriptionUpdated(None));
     }
 }

@@ -77,6 +77,11 @@ impl Form {
         Ok(Self { pairs })
     }
 
+    /// Every pair, in the order they came.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The first value for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs

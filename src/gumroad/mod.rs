@@ -4,6 +4,6 @@ mod event;
 mod form;
 mod ping;
 
-pub use event::{EventKind, EventSubject, GumroadEvent};
+pub use event::{EventKind, EventSubject, GumroadEvent, PlanDirection, PlanUpdate};
 pub use form::{BodyError, Form, MAX_BODY_BYTES};
-pub use ping::{Ping, PingError, SalePing, one_line};
+pub use ping::{Gift, Ping, PingError, SalePing, one_line};

@@ -1,6 +1,6 @@
 //! The kinds of ping Gumroad sends and the typed sale read from a sale ping.
 
-use crate::domain::{Email, Permalink, SaleId, UsdCents};
+use crate::domain::{Email, Permalink, SaleId, UsdCents, Variant};
 
 use super::Form;
 
@@ -51,6 +51,57 @@ pub struct SalePing {
     pub sale_timestamp: Option<String>,
     pub subscription_id: Option<String>,
     pub is_recurring_charge: bool,
+    /// `variants[<Category>]=<Name>`, in Gumroad's order, one per category.
+    pub variants: Vec<Variant>,
+    /// `is_preorder_authorization=true`: a card authorized for a preorder, nothing charged yet.
+    pub is_preorder_authorization: bool,
+    /// `is_gift_receiver_purchase=true`: `email` is the giftee's; this is the gifter's side.
+    pub gift: Option<Gift>,
+    /// Gumroad's own product id (`product_id`), kept on the license for later look-ups.
+    pub gumroad_product_id: Option<String>,
+}
+
+/// What the gifter paid, and who they are; the giftee's own `price` is 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gift {
+    pub gifter_email: Option<Email>,
+    pub price: UsdCents,
+}
+
+/// A positive whole number of seats. Gumroad never sends 0; anything but digits is not a quantity.
+fn parse_quantity(raw: Option<&str>) -> Result<u32, PingError> {
+    let Some(raw) = raw else {
+        return Ok(1);
+    };
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    if !digits || raw.bytes().all(|b| b == b'0') {
+        return Err(PingError::Invalid("Invalid quantity".to_owned()));
+    }
+    // More than a u32 holds is still a real sale: seats are capped later (far lower), never refused.
+    Ok(raw.parse::<u32>().unwrap_or(u32::MAX))
+}
+
+/// Every `variants[<Category>]=<Name>` pair; the first of a category is Gumroad's.
+fn variants(form: &Form) -> Vec<Variant> {
+    let mut found: Vec<Variant> = Vec::new();
+    for (key, value) in form.pairs() {
+        let Some(category) = key
+            .strip_prefix("variants[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        else {
+            continue;
+        };
+        let Ok(variant) = Variant::new(category, value) else {
+            continue;
+        };
+        if !found
+            .iter()
+            .any(|v| v.category.eq_ignore_ascii_case(&variant.category))
+        {
+            found.push(variant);
+        }
+    }
+    found
 }
 
 impl SalePing {
@@ -74,11 +125,29 @@ impl SalePing {
             return Err(PingError::MissingFields);
         }
         let invalid = |e: crate::domain::InvalidValue| PingError::Invalid(e.0);
-        let quantity = match form.get_nonempty("quantity") {
-            None => 1,
-            Some(q) => q
-                .parse::<u32>()
-                .map_err(|_| PingError::Invalid("Invalid quantity".to_owned()))?,
+        let quantity = parse_quantity(form.get_nonempty("quantity"))?;
+        let gift = if form.flag("is_gift_receiver_purchase") {
+            Some(Gift {
+                gifter_email: form
+                    .get_nonempty("gifter_email")
+                    .map(Email::parse)
+                    .transpose()
+                    .map_err(|_| PingError::Invalid("Invalid gifter_email".to_owned()))?,
+                price: form
+                    .get_nonempty("gift_price")
+                    .map(UsdCents::parse)
+                    .transpose()
+                    .map_err(|_| PingError::Invalid("Invalid gift_price".to_owned()))?
+                    .unwrap_or_default(),
+            })
+        } else {
+            None
+        };
+        let gumroad_product_id = match form.get_nonempty("product_id") {
+            Some(id) if id.len() > 256 || id.chars().any(|c| !c.is_ascii_graphic()) => {
+                return Err(PingError::Invalid("Invalid product_id".to_owned()));
+            }
+            other => other.map(str::to_owned),
         };
         Ok(Self {
             sale_id: SaleId::parse(sale_id).map_err(invalid)?,
@@ -101,6 +170,10 @@ impl SalePing {
             sale_timestamp: form.get_nonempty("sale_timestamp").map(one_line),
             subscription_id: form.get_nonempty("subscription_id").map(one_line),
             is_recurring_charge: form.flag("is_recurring_charge"),
+            variants: variants(form),
+            is_preorder_authorization: form.flag("is_preorder_authorization"),
+            gift,
+            gumroad_product_id,
         })
     }
 }
@@ -186,6 +259,59 @@ mod tests {
             SalePing::from_form(&form("sale_id=1&email=a%40b.co&permalink=x&price=12.5")),
             Err(PingError::Invalid("Invalid price".into()))
         );
+    }
+
+    #[test]
+    fn reads_variants_gifts_preorders_and_quantity() {
+        let body = REALISTIC
+            .replace("quantity=1", "quantity=4")
+            .replace(
+                "variants%5BTier%5D=Pro",
+                "variants%5BTier%5D=%20Team%20&variants%5BVersion%5D=Studio&variants%5Btier%5D=Shadow",
+            )
+            .replace(
+                "&ip_country",
+                "&is_preorder_authorization=true&is_gift_receiver_purchase=true&gift_price=4900&gifter_email=gifter%40example.com&ip_country",
+            );
+        let sale = SalePing::from_form(&form(&body)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sale.quantity, 4);
+        let variants: Vec<String> = sale.variants.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            variants,
+            ["Tier=Team", "Version=Studio"],
+            "the first of a category is Gumroad's"
+        );
+        assert!(sale.is_preorder_authorization);
+        let gift = sale.gift.unwrap_or_else(|| panic!("a gift"));
+        assert_eq!(gift.price, UsdCents(4900));
+        assert_eq!(
+            gift.gifter_email.map(|e| e.to_string()).as_deref(),
+            Some("gifter@example.com")
+        );
+        assert_eq!(
+            sale.gumroad_product_id.as_deref(),
+            Some("32-nPAicqbLj8B_WswVlMw==")
+        );
+        let plain = SalePing::from_form(&form(REALISTIC)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.gift.is_none() && !plain.is_preorder_authorization);
+    }
+
+    #[test]
+    fn quantity_is_a_positive_whole_number() {
+        let with = |q: &str| {
+            SalePing::from_form(&form(
+                &REALISTIC.replace("quantity=1", &format!("quantity={q}")),
+            ))
+        };
+        assert_eq!(with("12").map(|s| s.quantity), Ok(12));
+        assert_eq!(with("99999999999").map(|s| s.quantity), Ok(u32::MAX));
+        for bad in ["0", "00", "-3", "1.5", "x", "%2B1"] {
+            assert_eq!(
+                with(bad),
+                Err(PingError::Invalid("Invalid quantity".into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

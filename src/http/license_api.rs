@@ -54,12 +54,13 @@ pub async fn handle(app: &App, tenant_id: &str, action: &str, request: &Request)
         Err(response) => return *response,
     };
     let store = app.store.as_ref();
+    let products = app.products.as_ref();
     let result = match tokio::time::timeout(std::time::Duration::from_millis(4_500), async {
         match action {
-            "validate" => licensing::validate(store, tenant_id, &body)
+            "validate" => licensing::validate(store, products, tenant_id, &body)
                 .await
                 .map(|v| serde_json::json!(v)),
-            "activate" => licensing::activate(store, tenant_id, &body)
+            "activate" => licensing::activate(store, products, tenant_id, &body)
                 .await
                 .map(|v| serde_json::json!(v)),
             _ => licensing::deactivate(store, tenant_id, &body)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 
+use crate::licensing::ProductCache;
 use crate::mail::Mailer;
 use crate::storage::Backend;
 
@@ -19,11 +20,23 @@ pub use response::json;
 pub struct App {
     pub store: Arc<dyn Backend>,
     pub mailer: Arc<dyn Mailer>,
+    /// Each tenant's products for up to a minute: entitlements without a second read per license check.
+    pub products: Arc<ProductCache>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Backend>, mailer: Arc<dyn Mailer>) -> Self {
-        Self { store, mailer }
+        Self {
+            store,
+            mailer,
+            products: Arc::new(ProductCache::default()),
+        }
+    }
+
+    /// The same application with products re-read after `ttl` (tests that change a product use zero).
+    pub fn with_product_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.products = Arc::new(ProductCache::new(ttl));
+        self
     }
 
     /// Answers every request; never fails and never panics on input.

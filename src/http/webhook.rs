@@ -131,6 +131,9 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
                 }
                 Reply::Event(_, EventResult::Applied { .. }) => "event_applied",
                 Reply::Event(_, EventResult::Unknown) => "event_for_unknown_sale",
+                Reply::Event(_, EventResult::Plan { changed: false, .. }) => "plan_unchanged",
+                Reply::Event(_, EventResult::Plan { deferred: true, .. }) => "plan_change_deferred",
+                Reply::Event(_, EventResult::Plan { .. }) => "plan_changed",
             };
             tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping");
             match reply {
@@ -154,6 +157,29 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
                         "duplicate": false,
                         "renewed": true,
                         "license": license_json(&license),
+                    }),
+                ),
+                Reply::Event(
+                    event,
+                    EventResult::Plan {
+                        license,
+                        changed,
+                        deferred,
+                    },
+                ) => response::json(
+                    200,
+                    &json!({
+                        "received": true,
+                        "duplicate": false,
+                        "event": event,
+                        "changed": changed,
+                        "license_status": license.status.as_str(),
+                        "license": license_json(&license),
+                        "pending_change": deferred.then(|| license.pending_change.as_ref().map(|change| json!({
+                            "product_id": change.product_id,
+                            "activation_limit": change.activation_limit,
+                            "effective_at": change.effective_at,
+                        }))).flatten(),
                     }),
                 ),
                 Reply::Event(event, EventResult::Applied { status }) => response::json(
@@ -216,8 +242,12 @@ async fn process(
         Ping::Sale => {
             let ping = SalePing::from_form(&form)?;
             *sale_id = Some(ping.sale_id.to_string());
-            let product = sale::resolve_product(&tenant, &ping)?;
-            let order = SaleOrder::from_ping(ping, product);
+            if ping.is_preorder_authorization {
+                // Nothing is charged yet: the release charge pings again with a new sale id, and mints then.
+                return Ok(Reply::Ignored("preorder_authorization"));
+            }
+            let (product, permalink) = sale::resolve_product(&tenant, &ping)?;
+            let order = SaleOrder::from_ping(ping, product, permalink);
             let result =
                 sale::issue(app.store.as_ref(), app.mailer.as_ref(), &tenant, order).await?;
             Ok(Reply::Sale(result))

@@ -110,6 +110,10 @@ mod tests {
             email_message_id: None,
             email_claim_until: None,
             ttl: None,
+            quantity: 1,
+            gumroad_permalink: None,
+            gumroad_product_id: None,
+            pending_change: None,
         }
     }
 

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 
 use super::dynamo::{DynamoStore, from_item, license_sk, n, s, to_item, unavailable};
 use super::{Store, StoreError};
-use crate::domain::{Activation, LicenseStatus, TenantId};
+use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActivateResult {
@@ -49,6 +49,13 @@ pub trait ActivationStore: Store {
         activation: &Activation,
         now: &str,
     ) -> Result<ActivateResult, StoreError>;
+
+    /// Applies the license's pending plan change, only while it is still that change; `false` when it is not.
+    async fn apply_due_change(
+        &self,
+        license: &License,
+        change: &PlanChange,
+    ) -> Result<bool, StoreError>;
 
     /// Frees the machine's seat; `false` when it held none.
     async fn deactivate(
@@ -162,6 +169,31 @@ impl ActivationStore for DynamoStore {
             LicenseStatus::Active => ActivateResult::LimitReached,
             other => ActivateResult::NotActive(other),
         })
+    }
+
+    async fn apply_due_change(
+        &self,
+        license: &License,
+        change: &PlanChange,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .plan_update(license.tenant_id.as_str(), &license.key_hash, change, false)?
+            .condition_expression(
+                "pending_change.effective_at = :at AND pending_change.product_id = :pid",
+            )
+            .expression_attribute_values(":at", s(&change.effective_at))
+            .expression_attribute_values(":pid", s(change.product_id.as_str()))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let items = vec![TransactWriteItem::builder().update(update).build()];
+        match self.transact(items).await? {
+            None => Ok(true),
+            Some(reasons) if reasons.failed(0) => Ok(false),
+            Some(reasons) => Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {}",
+                reasons.summary()
+            ))),
+        }
     }
 
     async fn deactivate(

@@ -7,13 +7,24 @@ use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::StoreError;
 use super::dynamo::{
-    DynamoStore, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, from_item, is_condition_failure,
-    license_sk, s, to_item, unavailable,
+    DynamoStore, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX, from_item,
+    is_condition_failure, license_sk, s, to_item, unavailable,
 };
 use crate::domain::{
     Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, Tenant, TenantId,
-    TenantStatus, TokenHash,
+    TenantStatus, TokenHash, Variant, VariantMapping,
 };
+
+fn product_sk(product_id: &ProductId) -> String {
+    format!("{PRODUCT_SK_PREFIX}{product_id}")
+}
+
+fn variant_sk(permalink: &Permalink, variant: &Variant) -> String {
+    format!(
+        "{VARIANT_SK_PREFIX}{}",
+        VariantMapping::key(permalink, variant)
+    )
+}
 
 /// Which of a tenant's licenses `list_licenses` returns; `None` matches everything.
 #[derive(Debug, Clone, Default)]
@@ -86,26 +97,24 @@ impl DynamoStore {
         tenant_id: &TenantId,
         product: &Product,
     ) -> Result<(), StoreError> {
-        let mut item = to_item(
-            product,
-            Some(format!("{PRODUCT_SK_PREFIX}{}", product.product_id)),
-        )?;
+        let mut item = to_item(product, Some(product_sk(&product.product_id)))?;
         item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
         self.put_new(&self.tables.tenants, item).await
     }
 
-    /// Deletes a product; `NotFound` when there is none.
-    pub async fn delete_product(
+    /// Replaces an existing product's record; `NotFound` when there is none.
+    pub async fn replace_product(
         &self,
         tenant_id: &TenantId,
-        product_id: &ProductId,
+        product: &Product,
     ) -> Result<(), StoreError> {
+        let mut item = to_item(product, Some(product_sk(&product.product_id)))?;
+        item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
         let result = self
             .client
-            .delete_item()
+            .put_item()
             .table_name(&self.tables.tenants)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(format!("{PRODUCT_SK_PREFIX}{product_id}")))
+            .set_item(Some(item))
             .condition_expression("attribute_exists(sk)")
             .send()
             .await;
@@ -114,6 +123,65 @@ impl DynamoStore {
             Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
             Err(err) => Err(unavailable(err)),
         }
+    }
+
+    /// Maps a permalink's variant to a product; mapping it again moves it.
+    pub async fn put_variant_mapping(
+        &self,
+        tenant_id: &TenantId,
+        mapping: &VariantMapping,
+    ) -> Result<(), StoreError> {
+        let mut item = to_item(
+            mapping,
+            Some(variant_sk(&mapping.permalink, &mapping.variant)),
+        )?;
+        item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
+        self.client
+            .put_item()
+            .table_name(&self.tables.tenants)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Removes a variant mapping; `NotFound` when there is none.
+    pub async fn delete_variant_mapping(
+        &self,
+        tenant_id: &TenantId,
+        permalink: &Permalink,
+        variant: &Variant,
+    ) -> Result<(), StoreError> {
+        self.delete_existing(tenant_id, variant_sk(permalink, variant))
+            .await
+    }
+
+    async fn delete_existing(&self, tenant_id: &TenantId, sk: String) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.tenants)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(sk))
+            .condition_expression("attribute_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// Deletes a product; `NotFound` when there is none.
+    pub async fn delete_product(
+        &self,
+        tenant_id: &TenantId,
+        product_id: &ProductId,
+    ) -> Result<(), StoreError> {
+        self.delete_existing(tenant_id, product_sk(product_id))
+            .await
     }
 
     /// Suspends or resumes a tenant; `NotFound` when there is none.

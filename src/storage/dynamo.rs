@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
-use crate::domain::{License, LicenseStatus, Product, SaleId, Tenant, TenantId};
+use crate::domain::{License, LicenseStatus, Product, SaleId, Tenant, TenantId, VariantMapping};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -70,6 +70,7 @@ impl Tables {
 pub(crate) const TENANT_SK: &str = "TENANT";
 pub(crate) const PRODUCT_SK_PREFIX: &str = "PRODUCT#";
 pub(crate) const LICENSE_SK_PREFIX: &str = "LICENSE#";
+pub(crate) const VARIANT_SK_PREFIX: &str = "VARIANT#";
 
 pub(crate) fn license_sk(key_hash: &str) -> String {
     format!("{LICENSE_SK_PREFIX}{key_hash}")
@@ -379,6 +380,7 @@ impl Store for DynamoStore {
     async fn load_tenant(&self, tenant_id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let mut tenant: Option<Tenant> = None;
         let mut products = Vec::new();
+        let mut variants = Vec::new();
         for item in self
             .query_partition(&self.tables.tenants, tenant_id, "")
             .await?
@@ -392,6 +394,9 @@ impl Store for DynamoStore {
                 Some(sk) if sk.starts_with(PRODUCT_SK_PREFIX) => {
                     products.push(from_item::<Product>(item)?)
                 }
+                Some(sk) if sk.starts_with(VARIANT_SK_PREFIX) => {
+                    variants.push(from_item::<VariantMapping>(item)?)
+                }
                 _ => {}
             }
         }
@@ -400,6 +405,7 @@ impl Store for DynamoStore {
                 .into_iter()
                 .map(|p| (p.product_id.clone(), p))
                 .collect();
+            t.variants = variants;
             t
         }))
     }

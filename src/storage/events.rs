@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 
 use super::dynamo::{DynamoStore, Item, key_hash_of, license_sk, marker_sk, n, s, unavailable};
 use super::{Store, StoreError};
-use crate::domain::{License, LicenseStatus, SaleId, TenantId};
+use crate::domain::{License, LicenseStatus, PlanChange, ProductId, SaleId, TenantId};
 
 /// What an event changes besides recording itself.
 #[derive(Debug, Clone)]
@@ -17,6 +17,15 @@ pub enum EventChange {
         key_hash: String,
         from: LicenseStatus,
         to: LicenseStatus,
+    },
+    /// A tier or seat change: applied now, or (`deferred`) kept on the license until `to.effective_at`. Only if
+    /// the license still has the product and limit it was computed from.
+    Plan {
+        key_hash: String,
+        from_product: ProductId,
+        from_limit: u32,
+        to: PlanChange,
+        deferred: bool,
     },
     /// The marker for a sale not minted yet moves `from` (absent: `None`) → `to`, only while no payment exists.
     Marker {
@@ -61,6 +70,38 @@ pub trait EventStore: Store {
     ) -> Result<Option<LicenseStatus>, StoreError>;
 
     async fn write_event(&self, write: &EventWrite) -> Result<Written, StoreError>;
+}
+
+impl DynamoStore {
+    /// The update that moves a license to a plan (`deferred`: records it as the pending change instead).
+    pub(crate) fn plan_update(
+        &self,
+        tenant: &str,
+        key_hash: &str,
+        to: &PlanChange,
+        deferred: bool,
+    ) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(license_sk(key_hash)));
+        Ok(if deferred {
+            let pending = serde_dynamo::to_attribute_value(to)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            update
+                .update_expression("SET pending_change = :pending")
+                .expression_attribute_values(":pending", pending)
+        } else {
+            update
+                .update_expression(
+                    "SET product_id = :product, product_name = :name, activation_limit = :limit, quantity = :quantity REMOVE pending_change",
+                )
+                .expression_attribute_values(":product", s(to.product_id.as_str()))
+                .expression_attribute_values(":name", s(&to.product_name))
+                .expression_attribute_values(":limit", n(i64::from(to.activation_limit)))
+                .expression_attribute_values(":quantity", n(i64::from(to.quantity)))
+        })
+    }
 }
 
 #[async_trait]
@@ -129,6 +170,24 @@ impl EventStore for DynamoStore {
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":from", s(from.as_str()))
                     .expression_attribute_values(":to", s(to.as_str()))
+                    .build()
+                    .map_err(corrupt)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            EventChange::Plan {
+                key_hash,
+                from_product,
+                from_limit,
+                to,
+                deferred,
+            } => {
+                let update = self
+                    .plan_update(tenant, key_hash, to, *deferred)?
+                    .condition_expression(
+                        "product_id = :from_product AND activation_limit = :from_limit",
+                    )
+                    .expression_attribute_values(":from_product", s(from_product.as_str()))
+                    .expression_attribute_values(":from_limit", n(i64::from(*from_limit)))
                     .build()
                     .map_err(corrupt)?;
                 items.push(TransactWriteItem::builder().update(update).build());

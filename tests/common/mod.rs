@@ -112,6 +112,7 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         key_prefix: KeyPrefix::parse("ACME").unwrap(),
         activation_limit: seed.activation_limit,
         duration_days: seed.duration_days,
+        entitlements: Vec::new(),
         created_at: "2026-01-01T00:00:00Z".to_owned(),
     };
     let mut permalinks = std::collections::BTreeMap::new();
@@ -132,6 +133,7 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         refund_policy: RefundPolicy::Revoke,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
         products: Default::default(),
+        variants: Vec::new(),
     };
     stack.store.create_tenant(&tenant).await.unwrap();
     stack
@@ -446,4 +448,80 @@ pub fn new_sale(t: &Seeded) -> Ping<'static> {
         Some(&t.token),
         sale_body(&sale_id(), &buyer()),
     )
+}
+
+/// A sale-shaped event (refund, dispute, dispute_won) for a sale: Gumroad's payload builder with another
+/// `resource_name`.
+pub fn sale_event(resource: &str, sale: &str, buyer: &str, refunded: bool) -> String {
+    sale_body(sale, buyer)
+        .replace("refunded=false", &format!("refunded={refunded}"))
+        .replace("resource_name=sale", &format!("resource_name={resource}"))
+}
+
+/// A subscription payload as Gumroad builds it (see shared/GUMROAD.md), with the event's own fields appended.
+pub fn subscription_event(
+    resource: &str,
+    subscription: &str,
+    purchases: &[&str],
+    extra: &str,
+) -> String {
+    let enc = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut pairs = vec![
+        format!("subscription_id={}", enc(subscription)),
+        "product_id=32-nPAicqbLj8B_WswVlMw%3D%3D".to_owned(),
+        "product_name=MyApp%20Pro".to_owned(),
+        "user_id=Ud2Xo8rZzYmA8Qh2A3ZTdg%3D%3D".to_owned(),
+        "user_email=jane.doe%2Bgr%40example.com".to_owned(),
+    ];
+    pairs.extend(
+        purchases
+            .iter()
+            .map(|p| format!("purchase_ids%5B%5D={}", enc(p))),
+    );
+    pairs.extend([
+        "created_at=2026-05-04T19%3A38%3A56Z".to_owned(),
+        "charge_occurrence_count=1".to_owned(),
+        "recurrence=monthly".to_owned(),
+        "free_trial_ends_at=".to_owned(),
+        format!("resource_name={resource}"),
+    ]);
+    let mut body = pairs.join("&");
+    if !extra.is_empty() {
+        body.push('&');
+        body.push_str(extra);
+    }
+    body
+}
+
+pub fn subscription_sale(sale: &str, buyer: &str, subscription: &str, renewal: bool) -> String {
+    let enc = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut body = sale_body(sale, buyer).replace(
+        "&full_name=Jane%20Doe",
+        &format!(
+            "&full_name=Jane%20Doe&subscription_id={}",
+            enc(subscription)
+        ),
+    );
+    if renewal {
+        body = body.replace(
+            "&variants%5BTier%5D=Pro",
+            "&variants%5BTier%5D=Pro&is_recurring_charge=true",
+        );
+    }
+    body.replace("&ip_country", "&recurrence=monthly&ip_country")
+}
+
+/// A license API request (`POST /v1/{tenant}/licenses/{action}`) with a JSON body.
+pub fn call<'a>(tenant: &str, action: &str, body: impl Into<Vec<u8>>) -> Ping<'a> {
+    let mut ping = Ping::new(tenant, None, body).header("content-type", "application/json");
+    ping.path = format!("/v1/{tenant}/licenses/{action}");
+    ping
+}
+
+pub async fn api(stack: &Stack, tenant: &str, action: &str, body: Value) -> Reply {
+    send(&stack.app, &call(tenant, action, body.to_string())).await
 }

@@ -687,6 +687,8 @@ async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
         activation_limit: 3,
         duration_days: None,
         entitlements: Vec::new(),
+        seat_lease_seconds: None,
+        token_ttl_seconds: None,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
     };
     let mut permalinks = BTreeMap::new();
@@ -706,6 +708,8 @@ async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
         created_at: "2026-01-01T00:00:00Z".to_owned(),
         products: Default::default(),
         variants: Vec::new(),
+        signing_kid: None,
+        signing_keys: Vec::new(),
     };
     store.create_tenant(&tenant).await.unwrap();
     store.create_product(&tenant_id, &product).await.unwrap();
@@ -765,6 +769,7 @@ async fn main() {
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(SesMailer::new(ses.clone())),
+        Arc::new(keymint::config::kms_vault(&sdk).expect("KEYMINT_SIGNING_KEY_ID")),
     );
     let pings = Arc::new(Pings {
         seeded: seed(&store, &sender).await,

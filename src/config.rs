@@ -11,6 +11,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::http::App;
 use crate::mail::SesMailer;
+use crate::signing::KmsVault;
 use crate::storage::{DynamoStore, Tables};
 
 /// Budgets that keep a whole ping (one read, one transaction, one email, one update) well inside Gumroad's 5 s:
@@ -45,6 +46,20 @@ pub fn ses_mailer(sdk: &SdkConfig) -> SesMailer {
     SesMailer::new(aws_sdk_ses::Client::new(sdk))
 }
 
+/// The KMS key that seals tenants' signing keys, from `KEYMINT_SIGNING_KEY_ID`; the error names the variable.
+pub fn kms_vault(sdk: &SdkConfig) -> Result<KmsVault, String> {
+    let key_id = std::env::var(KmsVault::ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "missing environment variable {}: the KMS key that seals signing keys (the stack's SigningKeyArn output; `eval \"$(infra/local/up)\"` locally)",
+                KmsVault::ENV
+            )
+        })?;
+    Ok(KmsVault::new(aws_sdk_kms::Client::new(sdk), key_id))
+}
+
 /// The function's application state from the environment; the error names what is missing.
 pub async fn app_from_env() -> Result<App, String> {
     let tables = Tables::from_env()?;
@@ -52,5 +67,6 @@ pub async fn app_from_env() -> Result<App, String> {
     Ok(App::new(
         Arc::new(dynamo_store(&sdk, tables)),
         Arc::new(ses_mailer(&sdk)),
+        Arc::new(kms_vault(&sdk)?),
     ))
 }

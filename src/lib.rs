@@ -16,5 +16,6 @@ pub mod licensing;
 pub mod lifecycle;
 pub mod mail;
 pub mod sale;
+pub mod signing;
 pub mod storage;
 pub mod telemetry;

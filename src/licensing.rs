@@ -1,74 +1,34 @@
-//! The license API's domain: find a key (by its SHA-256, scoped to the tenant and optionally the product),
-//! tell whether it is valid, and take or free activation seats.
+//! The license API's domain: find a key (by its SHA-256, scoped to the tenant and optionally the product), tell
+//! whether it is valid, take or free activation seats (reclaiming seats whose lease ran out), and sign the lease
+//! an app keeps to work offline.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use keymint_verify::LeaseClaims;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::domain::{
-    Activation, License, LicenseKey, LicenseStatus, Product, ProductId, TenantId, rfc3339,
+    Activation, License, LicenseKey, LicenseStatus, Product, ProductId, Tenant, TenantId, rfc3339,
 };
-use crate::storage::{ActivateResult, ActivationStore, Store, StoreError};
+use crate::signing::{Keyring, Signer, SigningError};
+use crate::storage::{ActivateResult, ActivationStore, Backend, StoreError, TenantCache};
 
-type Products = Arc<BTreeMap<ProductId, Product>>;
-
-/// A tenant's products as last read, kept for a short while so that a license check costs one read: a
-/// product's entitlements are read from here, so a change reaches every license within `ttl`.
-pub struct ProductCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<TenantId, (Instant, Products)>>,
+/// Everything a license check reads besides the request: the store, tenants as last read, and the signing keys.
+#[derive(Clone, Copy)]
+pub struct Checker<'a> {
+    pub store: &'a dyn Backend,
+    pub tenants: &'a TenantCache,
+    pub keyring: &'a Keyring,
 }
 
-impl ProductCache {
-    pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn cached(&self, tenant_id: &TenantId) -> Option<Products> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(tenant_id)
-            .filter(|(read_at, _)| read_at.elapsed() < self.ttl)
-            .map(|(_, products)| Arc::clone(products))
-    }
-
-    /// The tenant's products (none for an unknown tenant), from the cache or one read.
-    pub async fn products(
-        &self,
-        store: &dyn Store,
-        tenant_id: &TenantId,
-    ) -> Result<Products, StoreError> {
-        if let Some(products) = self.cached(tenant_id) {
-            return Ok(products);
-        }
-        let products: Products = Arc::new(
-            store
-                .load_tenant(tenant_id)
-                .await?
-                .map(|tenant| tenant.products)
-                .unwrap_or_default(),
-        );
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(tenant_id.clone(), (Instant::now(), Arc::clone(&products)));
-        }
-        Ok(products)
-    }
-}
-
-impl Default for ProductCache {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_TTL)
-    }
-}
+/// How many expired seats one activation reclaims at most (a transaction holds up to 100 items).
+const RECLAIM_BATCH: usize = 24;
+/// How often an activation that lost a race for an expired seat looks again.
+const RECLAIM_RETRIES: usize = 20;
 
 /// The JSON body of every license API call.
 #[derive(Debug, Deserialize)]
@@ -77,6 +37,8 @@ pub struct LicenseRequest {
     pub product_id: Option<String>,
     pub machine_id: Option<String>,
     pub label: Option<String>,
+    /// Echoed in the lease: a client sends a fresh one to defeat replayed answers.
+    pub nonce: Option<String>,
 }
 
 /// Reads a license API body: one JSON object. The message names what is wrong, fit to show the client.
@@ -106,6 +68,22 @@ pub enum LicenseApiError {
     Invalid(String),
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// The tenant's signing key could not be opened (KMS unreachable): no lease rather than a broken one.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+/// A nonce: at most 128 printable characters.
+fn nonce(raw: Option<&str>) -> Result<Option<String>, LicenseApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.chars().count() > 128 || raw.chars().any(char::is_control) => {
+            Err(LicenseApiError::Invalid(
+                "Invalid nonce: use at most 128 printable characters".to_owned(),
+            ))
+        }
+        Some(raw) => Ok(Some(raw.to_owned())),
+    }
 }
 
 /// A machine id: 1–128 printable characters (whatever the seller's app derives from the machine).
@@ -207,102 +185,291 @@ pub struct Validation {
     pub activated: Option<bool>,
     /// What the license's product unlocks, as the product says now.
     pub entitlements: Vec<String>,
+    /// When the machine's seat ends unless renewed (products with a seat lease).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat_expires_at: Option<String>,
+    /// The signed answer an app can check offline; only for an active license and a machine holding a seat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
-fn validation(license: &License, activated: Option<bool>, products: &Products) -> Validation {
-    let status = effective_status(license, OffsetDateTime::now_utc());
-    Validation {
-        entitlements: products
-            .get(&license.product_id)
-            .map(|product| product.entitlements.clone())
-            .unwrap_or_default(),
-        valid: status == LicenseStatus::Active,
-        status: status.as_str(),
-        product_id: license.product_id.clone(),
-        expires_at: license.expires_at.clone(),
-        activation_limit: license.activation_limit,
-        activations: license.activations,
-        activated,
+/// A license together with its tenant as last read, and the license's product if it still exists.
+struct Found {
+    license: License,
+    tenant: Arc<Tenant>,
+}
+
+impl Found {
+    fn product(&self) -> Option<&Product> {
+        self.tenant.products.get(&self.license.product_id)
+    }
+
+    fn seat_lease(&self) -> Option<Duration> {
+        self.product()
+            .and_then(|p| p.seat_lease_seconds)
+            .map(Duration::from_secs)
+    }
+
+    fn validation(&self, activated: Option<bool>, now: OffsetDateTime) -> Validation {
+        let license = &self.license;
+        let status = effective_status(license, now);
+        Validation {
+            valid: status == LicenseStatus::Active,
+            status: status.as_str(),
+            product_id: license.product_id.clone(),
+            expires_at: license.expires_at.clone(),
+            activation_limit: license.activation_limit,
+            activations: license.activations,
+            activated,
+            entitlements: self
+                .product()
+                .map(|product| product.entitlements.clone())
+                .unwrap_or_default(),
+            seat_expires_at: None,
+            lease: None,
+        }
     }
 }
 
-/// The license a request names, and its tenant's products, read side by side.
-async fn find_with_products(
-    store: &dyn ActivationStore,
-    products: &ProductCache,
+/// The license a request names and its tenant, read side by side (the tenant usually from the cache).
+async fn find_with_tenant(
+    checker: Checker<'_>,
     tenant: &str,
     request: &LicenseRequest,
-) -> Result<(TenantId, License, Products), LicenseApiError> {
+) -> Result<Found, LicenseApiError> {
     let tenant_id = TenantId::parse(tenant).map_err(|_| LicenseApiError::NotFound)?;
-    let (found, catalog) = tokio::join!(
-        find(store, tenant, request),
-        products.products(store, &tenant_id)
+    let (found, tenant) = tokio::join!(
+        find(checker.store, tenant, request),
+        checker.tenants.tenant(checker.store, &tenant_id)
     );
-    let (tenant_id, license) = found?;
-    Ok((tenant_id, license, catalog?))
+    let (_, license) = found?;
+    let tenant = tenant?.ok_or(LicenseApiError::NotFound)?;
+    Ok(Found { license, tenant })
+}
+
+fn unix_to_rfc3339(at: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(at).ok().map(rfc3339)
+}
+
+/// Signs the lease for a machine holding a seat: it ends with the seat (seat leases) or after the product's token
+/// lifetime, and never after the license itself.
+fn lease(
+    signer: &Signer,
+    found: &Found,
+    view: &Validation,
+    machine_id: &str,
+    seat_until: Option<i64>,
+    nonce: Option<String>,
+    now: OffsetDateTime,
+) -> Result<String, LicenseApiError> {
+    let iat = now.unix_timestamp();
+    let ttl = found
+        .product()
+        .and_then(|p| p.token_ttl_seconds)
+        .unwrap_or(Product::DEFAULT_TOKEN_TTL_SECONDS);
+    let mut exp =
+        seat_until.unwrap_or_else(|| iat.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    if let Some(license_end) = found
+        .license
+        .expires_at
+        .as_deref()
+        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+    {
+        exp = exp.min(license_end.unix_timestamp());
+    }
+    let claims = LeaseClaims {
+        iss: found.tenant.tenant_id.to_string(),
+        sub: found.license.license_id.clone(),
+        product_id: found.license.product_id.to_string(),
+        machine_id: machine_id.to_owned(),
+        status: view.status.to_owned(),
+        entitlements: view.entitlements.clone(),
+        license_expires_at: found.license.expires_at.clone(),
+        iat,
+        exp,
+        nonce,
+    };
+    Ok(signer.sign(&claims))
+}
+
+/// The tenant's signing key, opened before anything is written: if KMS cannot be reached, nothing changes.
+async fn signer(checker: Checker<'_>, found: &Found) -> Result<Arc<Signer>, LicenseApiError> {
+    Ok(checker
+        .keyring
+        .current(checker.store, checker.tenants, Arc::clone(&found.tenant))
+        .await?)
 }
 
 pub async fn validate(
-    store: &dyn ActivationStore,
-    products: &ProductCache,
+    checker: Checker<'_>,
     tenant: &str,
     request: &LicenseRequest,
 ) -> Result<Validation, LicenseApiError> {
-    let (tenant_id, license, catalog) =
-        find_with_products(store, products, tenant, request).await?;
-    let activated = match request.machine_id.as_deref() {
-        Some(raw) => {
-            let machine = machine_id(Some(raw))?;
-            Some(
-                store
-                    .activation(&tenant_id, &license.key_hash, &machine)
-                    .await?
-                    .is_some(),
-            )
-        }
-        None => None,
+    let nonce = nonce(request.nonce.as_deref())?;
+    let machine = request
+        .machine_id
+        .as_deref()
+        .map(|raw| machine_id(Some(raw)))
+        .transpose()?;
+    let found = find_with_tenant(checker, tenant, request).await?;
+    let now = OffsetDateTime::now_utc();
+    let Some(machine) = machine else {
+        return Ok(found.validation(None, now));
     };
-    Ok(validation(&license, activated, &catalog))
+    let key_hash = &found.license.key_hash;
+    let tenant_id = &found.tenant.tenant_id;
+    let active = effective_status(&found.license, now) == LicenseStatus::Active;
+    let held = checker
+        .store
+        .activation(tenant_id, key_hash, &machine)
+        .await?;
+    let signer = match (&held, active) {
+        (Some(_), true) => Some(signer(checker, &found).await?),
+        _ => None,
+    };
+    let seat_until = match (&held, found.seat_lease()) {
+        // A check from the machine renews its seat, as an activation would.
+        (Some(_), Some(lease)) if active => {
+            let until = (now + lease).unix_timestamp();
+            let renewed = checker
+                .store
+                .renew_seat(tenant_id, key_hash, &machine, &rfc3339(now), until)
+                .await?;
+            if renewed { Some(Some(until)) } else { None }
+        }
+        (Some(activation), _) => Some(activation.seat_until),
+        (None, _) => None,
+    };
+    let mut view = found.validation(Some(seat_until.is_some()), now);
+    if let Some(seat_until) = seat_until {
+        view.seat_expires_at = seat_until.and_then(unix_to_rfc3339);
+        if let Some(signer) = &signer {
+            view.lease = Some(lease(
+                signer, &found, &view, &machine, seat_until, nonce, now,
+            )?);
+        }
+    }
+    Ok(view)
 }
 
-/// Takes a seat for a machine; activating a machine that already holds one is free and idempotent.
+/// Takes a seat for a machine; activating a machine that already holds one is free and idempotent (and renews a
+/// seat lease). When the license is full, seats whose lease ran out are reclaimed in the same transaction.
 pub async fn activate(
-    store: &dyn ActivationStore,
-    products: &ProductCache,
+    checker: Checker<'_>,
     tenant: &str,
     request: &LicenseRequest,
 ) -> Result<Validation, LicenseApiError> {
     let machine = machine_id(request.machine_id.as_deref())?;
+    let nonce = nonce(request.nonce.as_deref())?;
     let label = request
         .label
         .as_deref()
         .map(crate::gumroad::one_line)
         .filter(|l| !l.is_empty());
-    let (tenant_id, license, catalog) =
-        find_with_products(store, products, tenant, request).await?;
+    let found = find_with_tenant(checker, tenant, request).await?;
     let now = OffsetDateTime::now_utc();
-    let status = effective_status(&license, now);
+    let status = effective_status(&found.license, now);
     if status != LicenseStatus::Active {
         return Err(LicenseApiError::NotActive(status));
     }
+    let signer = signer(checker, &found).await?;
+    let seat_until = found
+        .seat_lease()
+        .map(|lease| (now + lease).unix_timestamp());
     let activation = Activation {
-        machine_id: machine,
+        machine_id: machine.clone(),
         label,
         activated_at: rfc3339(now),
+        last_seen: Some(rfc3339(now)),
+        seat_until,
     };
-    let result = store
-        .activate(&tenant_id, &license.key_hash, &activation, &rfc3339(now))
+    let store = checker.store;
+    let (tenant_id, key_hash) = (&found.tenant.tenant_id, &found.license.key_hash);
+    let mut result = store
+        .activate(tenant_id, key_hash, &activation, &rfc3339(now))
         .await?;
+    if result == ActivateResult::LimitReached && seat_until.is_some() {
+        result = reclaim(store, &found.license, &activation, now).await?;
+    }
     let activations = match result {
         ActivateResult::Activated { activations } => activations,
-        ActivateResult::AlreadyActive => license.activations,
+        ActivateResult::AlreadyActive => {
+            if let Some(until) = seat_until {
+                store
+                    .renew_seat(tenant_id, key_hash, &machine, &rfc3339(now), until)
+                    .await?;
+            }
+            found.license.activations
+        }
         ActivateResult::LimitReached => return Err(LicenseApiError::LimitReached),
         ActivateResult::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
         ActivateResult::NotFound => return Err(LicenseApiError::NotFound),
     };
-    let mut view = validation(&license, Some(true), &catalog);
+    let mut view = found.validation(Some(true), now);
     view.activations = activations;
+    view.seat_expires_at = seat_until.and_then(unix_to_rfc3339);
+    view.lease = Some(lease(
+        &signer, &found, &view, &machine, seat_until, nonce, now,
+    )?);
     Ok(view)
+}
+
+/// Frees seats whose lease ran out and takes one, in one conditional transaction per attempt, so the count stays
+/// exact however many machines race for them.
+async fn reclaim(
+    store: &dyn Backend,
+    license: &License,
+    activation: &Activation,
+    now: OffsetDateTime,
+) -> Result<ActivateResult, LicenseApiError> {
+    let now_unix = now.unix_timestamp();
+    for _ in 0..RECLAIM_RETRIES {
+        let Some(current) = store
+            .get_license(&license.tenant_id, &license.key_hash)
+            .await?
+        else {
+            return Ok(ActivateResult::NotFound);
+        };
+        let status = effective_status(&current, now);
+        if status != LicenseStatus::Active {
+            return Ok(ActivateResult::NotActive(status));
+        }
+        if current.activations < current.activation_limit {
+            // Someone else's reclaim left a seat free: take it the ordinary way.
+            match store
+                .activate(
+                    &license.tenant_id,
+                    &license.key_hash,
+                    activation,
+                    &rfc3339(now),
+                )
+                .await?
+            {
+                ActivateResult::LimitReached => continue,
+                other => return Ok(other),
+            }
+        }
+        let expired: Vec<String> = store
+            .activations(&license.tenant_id, &license.key_hash)
+            .await?
+            .into_iter()
+            .filter(|a| a.seat_until.is_some_and(|until| until < now_unix))
+            .map(|a| a.machine_id)
+            .take(RECLAIM_BATCH)
+            .collect();
+        if expired.is_empty() {
+            return Ok(ActivateResult::LimitReached);
+        }
+        match store
+            .activate_reclaiming(&current, activation, &expired, &rfc3339(now), now_unix)
+            .await?
+        {
+            // Another machine took the freed seats first, or renewed its own: look again.
+            None => continue,
+            Some(result) => return Ok(result),
+        }
+    }
+    Ok(ActivateResult::LimitReached)
 }
 
 #[derive(Debug, serde::Serialize)]

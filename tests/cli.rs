@@ -312,7 +312,8 @@ fn products_are_created_mapped_unmapped_and_deleted() {
     assert_eq!(
         doc,
         json!({"tenant_id": t, "product_id": "lite", "name": "Lite", "key_prefix": "LITE",
-               "activation_limit": 3, "duration_days": null, "entitlements": []})
+               "activation_limit": 3, "duration_days": null, "entitlements": [],
+               "seat_lease": null, "token_ttl": null})
     );
 
     let human = ok(&[
@@ -1249,7 +1250,7 @@ async fn tiers_are_mapped_by_variant_and_products_are_set() {
     let app = stack
         .app
         .clone()
-        .with_product_cache_ttl(std::time::Duration::ZERO);
+        .with_tenant_cache_ttl(std::time::Duration::ZERO);
     let tenant = new_tenant(API);
     let t = tenant.tenant_id.as_str();
     product(t, "solo", "SOLO");

@@ -238,7 +238,10 @@ impl Mailer for SandboxSes {
 async fn a_mail_error_that_names_the_buyer_does_not_put_the_address_in_the_logs() {
     capture();
     let stack = stack().await;
-    let app = keymint::http::App::new(Arc::new(stack.store.clone()), Arc::new(SandboxSes));
+    let app = keymint::http::App {
+        mailer: Arc::new(SandboxSes),
+        ..stack.app.clone()
+    };
     let t = seed(&stack, Seed::default()).await;
     let (sale, buyer) = (sale_id(), buyer());
     let reply = send(

@@ -32,6 +32,8 @@ async fn tier(
         activation_limit: seats,
         duration_days: None,
         entitlements: entitlements.iter().map(|e| (*e).to_owned()).collect(),
+        seat_lease_seconds: None,
+        token_ttl_seconds: None,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
     };
     stack

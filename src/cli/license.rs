@@ -10,7 +10,7 @@ use super::tenant::load;
 use super::{CliError, Output, clients, store};
 use crate::domain::{
     Activation, Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant,
-    TenantId, TenantStatus, random_id,
+    TenantId, TenantStatus, random_id, rfc3339,
 };
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::storage::{ActivationStore, DynamoStore, EventStore, LicenseFilter, Store, StoreError};
@@ -408,9 +408,22 @@ fn list(tenant_id: &TenantId, licenses: &[License], out: &mut Output) {
 }
 
 fn show(license: &License, activations: &[Activation], out: &mut Output) {
+    let seat_end = |a: &Activation| {
+        a.seat_until
+            .and_then(|until| OffsetDateTime::from_unix_timestamp(until).ok())
+            .map(rfc3339)
+    };
     let devices: Vec<Value> = activations
         .iter()
-        .map(|a| json!({"machine_id": a.machine_id, "label": a.label, "activated_at": a.activated_at}))
+        .map(|a| {
+            json!({
+                "machine_id": a.machine_id,
+                "label": a.label,
+                "activated_at": a.activated_at,
+                "last_seen": a.last_seen,
+                "seat_until": seat_end(a),
+            })
+        })
         .collect();
     let buyer = match &license.buyer_name {
         Some(name) => format!("{name} <{}>", license.buyer_email),
@@ -458,10 +471,15 @@ fn show(license: &License, activations: &[Activation], out: &mut Output) {
     }
     for a in activations {
         out.line(format!(
-            "  {}  {}  since {}",
+            "  {}  {}  since {}  last seen {}  seat {}",
             a.machine_id,
             a.label.as_deref().unwrap_or("-"),
-            a.activated_at
+            a.activated_at,
+            a.last_seen.as_deref().unwrap_or(&a.activated_at),
+            seat_end(a).map_or_else(
+                || "held until deactivated".to_owned(),
+                |end| format!("until {end}")
+            ),
         ));
     }
     let mut doc = license_json(license);

@@ -114,6 +114,18 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::signing::SigningError> for CliError {
+    fn from(err: crate::signing::SigningError) -> Self {
+        use crate::signing::SigningError;
+        match err {
+            SigningError::Storage(err) => err.into(),
+            SigningError::Vault(err) => Self::Aws(first_line(without_debug(&err.0))),
+            SigningError::UnknownTenant => Self::NotFound("unknown tenant".to_owned()),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::domain::RandomnessError> for CliError {
     fn from(err: crate::domain::RandomnessError) -> Self {
         Self::Other(err.to_string())
@@ -158,6 +170,14 @@ pub(crate) fn first_line(text: &str) -> String {
 /// The store the CLI administers, configured exactly like the function.
 pub(crate) async fn store() -> Result<DynamoStore, CliError> {
     Ok(clients().await?.0)
+}
+
+/// The store and the KMS key that seals signing keys, for commands that make a tenant's signing key.
+pub(crate) async fn keyed_store() -> Result<(DynamoStore, crate::signing::KmsVault), CliError> {
+    let tables = Tables::from_env().map_err(CliError::Config)?;
+    let sdk = crate::config::aws().await;
+    let vault = crate::config::kms_vault(&sdk).map_err(CliError::Config)?;
+    Ok((crate::config::dynamo_store(&sdk, tables), vault))
 }
 
 /// The store and the mailer, from one SDK configuration, for commands that send key emails.

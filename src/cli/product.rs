@@ -8,7 +8,7 @@ use super::tenant::load;
 use super::{CliError, Output, store};
 use crate::domain::{
     KeyPrefix, MAX_SEATS, Permalink, Product, ProductId, TenantId, Variant, VariantMapping,
-    parse_entitlements, rfc3339,
+    format_duration, parse_duration, parse_entitlements, rfc3339,
 };
 use crate::storage::StoreError;
 
@@ -31,6 +31,13 @@ pub enum ProductCommand {
         /// Feature names its licenses unlock, comma-separated (answered by validate and activate).
         #[arg(long)]
         entitlements: Option<String>,
+        /// A machine's seat lasts this long after its last activate or validate (90s, 12h, 7d); default: until
+        /// deactivated.
+        #[arg(long)]
+        seat_lease: Option<String>,
+        /// How long a signed lease lasts when seats do not expire (default 30d).
+        #[arg(long)]
+        token_ttl: Option<String>,
     },
     /// Change a product: its name, and the key type of the licenses it issues from now on. Entitlements apply
     /// at once to every license of the product.
@@ -47,6 +54,12 @@ pub enum ProductCommand {
         /// Feature names, comma-separated; an empty string removes them all.
         #[arg(long)]
         entitlements: Option<String>,
+        /// A machine's seat lasts this long after its last activate or validate (90s, 12h, 7d), or `off`.
+        #[arg(long)]
+        seat_lease: Option<String>,
+        /// How long a signed lease lasts when seats do not expire (90s, 12h, 7d), or `default` (30d).
+        #[arg(long)]
+        token_ttl: Option<String>,
     },
     /// Delete a product that no permalink maps to any more. Its licenses stay valid.
     Delete {
@@ -99,8 +112,19 @@ fn check_duration(days: u32) -> Result<u32, CliError> {
     Ok(days)
 }
 
+/// A duration flag of `product set`: a duration, or the word that removes it.
+fn optional_duration(raw: &str, none_word: &str) -> Result<Option<u64>, CliError> {
+    if raw.trim() == none_word {
+        Ok(None)
+    } else {
+        Ok(Some(parse_duration(raw)?))
+    }
+}
+
 fn product_json(tenant_id: &TenantId, product: &Product) -> serde_json::Value {
     json!({
+        "seat_lease": product.seat_lease_seconds.map(format_duration),
+        "token_ttl": product.token_ttl_seconds.map(format_duration),
         "tenant_id": tenant_id,
         "product_id": product.product_id,
         "name": product.name,
@@ -131,9 +155,13 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             activation_limit,
             duration_days,
             entitlements,
+            seat_lease,
+            token_ttl,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let product = Product {
+                seat_lease_seconds: seat_lease.as_deref().map(parse_duration).transpose()?,
+                token_ttl_seconds: token_ttl.as_deref().map(parse_duration).transpose()?,
                 product_id: ProductId::parse(&product_id)?,
                 name: check_name(&name)?,
                 key_prefix: KeyPrefix::parse(&key_prefix)?,
@@ -167,9 +195,19 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             activation_limit,
             duration_days,
             entitlements,
+            seat_lease,
+            token_ttl,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let product_id = ProductId::parse(&product_id)?;
+            let seat_lease = seat_lease
+                .as_deref()
+                .map(|raw| optional_duration(raw, "off"))
+                .transpose()?;
+            let token_ttl = token_ttl
+                .as_deref()
+                .map(|raw| optional_duration(raw, "default"))
+                .transpose()?;
             let name = name.as_deref().map(check_name).transpose()?;
             let activation_limit = activation_limit.map(check_activation_limit).transpose()?;
             let duration_days = match duration_days.as_deref().map(str::trim) {
@@ -202,6 +240,12 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             }
             if let Some(entitlements) = entitlements {
                 product.entitlements = entitlements;
+            }
+            if let Some(seat_lease) = seat_lease {
+                product.seat_lease_seconds = seat_lease;
+            }
+            if let Some(token_ttl) = token_ttl {
+                product.token_ttl_seconds = token_ttl;
             }
             store
                 .replace_product(&tenant_id, &product)

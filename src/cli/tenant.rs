@@ -4,9 +4,10 @@ use clap::Subcommand;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{CliError, Output, store};
+use super::{CliError, Output, keyed_store, store};
 use crate::domain::{Email, RefundPolicy, Tenant, TenantId, TenantStatus, WebhookToken, rfc3339};
-use crate::storage::{DynamoStore, Store, StoreError};
+use crate::signing;
+use crate::storage::{DynamoStore, Retirement, SigningKeyStore, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -30,6 +31,8 @@ pub enum TenantCommand {
         #[arg(long, env = "KEYMINT_API_URL")]
         api_url: Option<String>,
     },
+    /// Make a new signing key for the tenant's leases; the old one stays published until its last lease expires.
+    RotateSigningKey { tenant_id: String },
     /// Refuse the tenant's pings (403) until it is resumed.
     Suspend { tenant_id: String },
     /// Accept the tenant's pings again.
@@ -141,17 +144,70 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 created_at: rfc3339(OffsetDateTime::now_utc()),
                 products: Default::default(),
                 variants: Vec::new(),
+                signing_kid: None,
+                signing_keys: Vec::new(),
             };
-            let store = store().await?;
+            let (store, vault) = keyed_store().await?;
+            let (signing_key, _) =
+                signing::seal_new(&vault, &tenant_id, OffsetDateTime::now_utc()).await?;
             store.create_tenant(&tenant).await.map_err(|e| match e {
                 StoreError::AlreadyExists => CliError::AlreadyExists(format!(
                     "tenant '{tenant_id}' already exists (use `keymint tenant rotate-token {tenant_id}` for a new ping URL)"
                 )),
                 other => other.into(),
             })?;
+            // Were this to fail, the tenant's first lease would make the key instead.
+            store
+                .install_signing_key(&tenant_id, &signing_key, None)
+                .await?;
             let url = ping_url(base.as_deref(), &tenant_id, &token);
             out.line(format!("Created tenant {tenant_id}."));
             print_token(out, &tenant_id, &token, &url);
+            out.line(format!("Signing key:    {} (leases are verified with GET <api-url>/v1/{tenant_id}/jwks.json)", signing_key.kid));
+        }
+        TenantCommand::RotateSigningKey { tenant_id } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let (store, vault) = keyed_store().await?;
+            let tenant = load(&store, &tenant_id).await?;
+            let now = OffsetDateTime::now_utc();
+            let (key, _) = signing::seal_new(&vault, &tenant_id, now).await?;
+            let retirement = tenant.current_signing_key().map(|old| Retirement {
+                kid: old.kid.clone(),
+                retired_at: rfc3339(now),
+                // Every lease the old key signed has expired by then (plus the verifiers' clock skew).
+                publish_until: now.unix_timestamp()
+                    + i64::try_from(tenant.longest_lease_seconds()).unwrap_or(i64::MAX / 2)
+                    + keymint_verify::CLOCK_SKEW_SECONDS,
+            });
+            let installed = store
+                .install_signing_key(&tenant_id, &key, retirement.as_ref())
+                .await?;
+            if !installed {
+                return Err(CliError::Conflict(format!(
+                    "the signing key of tenant '{tenant_id}' changed while rotating it; run the command again"
+                )));
+            }
+            let until = retirement
+                .as_ref()
+                .and_then(|r| OffsetDateTime::from_unix_timestamp(r.publish_until).ok())
+                .map(rfc3339);
+            out.line(format!(
+                "Rotated the signing key of tenant {tenant_id}: new leases carry kid {}.",
+                key.kid
+            ));
+            if let (Some(old), Some(until)) = (&retirement, &until) {
+                out.line(format!(
+                    "Key {} signs nothing more and stays in the JWKS until {until}, when its last lease has expired.",
+                    old.kid
+                ));
+            }
+            out.line("Running functions pick up the new key within a minute.");
+            out.document(json!({
+                "tenant_id": tenant_id,
+                "kid": key.kid,
+                "retired_kid": retirement.as_ref().map(|r| r.kid.clone()),
+                "retired_published_until": until,
+            }));
         }
         TenantCommand::RotateToken { tenant_id, api_url } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
@@ -337,6 +393,31 @@ fn show(tenant: &Tenant, out: &mut Output) {
             &rows,
         );
     }
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let keys: Vec<_> = tenant.published_signing_keys(now).collect();
+    if keys.is_empty() {
+        out.line("Signing:    no key yet (made with the first lease)");
+    } else {
+        out.line("Signing keys:");
+        for key in &keys {
+            let state = match key.publish_until {
+                _ if tenant.signing_kid.as_deref() == Some(key.kid.as_str()) => {
+                    "current".to_owned()
+                }
+                Some(until) => format!(
+                    "retired, published until {}",
+                    OffsetDateTime::from_unix_timestamp(until)
+                        .map(rfc3339)
+                        .unwrap_or_default()
+                ),
+                None => "retired".to_owned(),
+            };
+            out.line(format!(
+                "  {}  created {}  {state}",
+                key.kid, key.created_at
+            ));
+        }
+    }
     if tenant.permalinks.is_empty() && tenant.variants.is_empty() {
         out.line("Permalinks: (none)");
     } else {
@@ -368,6 +449,13 @@ fn show(tenant: &Tenant, out: &mut Output) {
             "entitlements": p.entitlements,
         })).collect::<Vec<_>>(),
         "permalinks": tenant.permalinks,
+        "signing_keys": keys.iter().map(|k| json!({
+            "kid": k.kid,
+            "created_at": k.created_at,
+            "current": tenant.signing_kid.as_deref() == Some(k.kid.as_str()),
+            "retired_at": k.retired_at,
+            "publish_until": k.publish_until,
+        })).collect::<Vec<_>>(),
         "variant_mappings": tenant.variants.iter().map(|m| json!({
             "permalink": m.permalink,
             "variant": m.variant.to_string(),

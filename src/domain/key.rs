@@ -19,7 +19,8 @@ const GROUP_LEN: usize = 5;
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomnessError(String);
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], RandomnessError> {
+/// `N` bytes from the OS CSPRNG: key material (signing keys, nonces).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomnessError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| RandomnessError(e.to_string()))?;
     Ok(bytes)

@@ -7,9 +7,14 @@ mod records;
 mod tiers;
 
 pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
-pub use key::{LicenseKey, RandomnessError, TokenHash, WebhookToken, random_id, sha256_hex};
-pub use records::{
-    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, Tenant,
-    TenantStatus, rfc3339,
+pub use key::{
+    LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,
 };
-pub use tiers::{MAX_SEATS, PlanChange, Variant, VariantMapping, parse_entitlements, seats};
+pub use records::{
+    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy,
+    SealedSigningKey, Tenant, TenantStatus, rfc3339,
+};
+pub use tiers::{
+    MAX_LEASE_SECONDS, MAX_SEATS, PlanChange, Variant, VariantMapping, format_duration,
+    parse_duration, parse_entitlements, seats,
+};

@@ -51,9 +51,38 @@ pub struct Tenant {
     /// A permalink's variants sold as products of their own (`Tier=Team` → `team`); records of their own too.
     #[serde(skip)]
     pub variants: Vec<VariantMapping>,
+    /// The `kid` of the key that signs the tenant's leases now; `None` until the first one is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_kid: Option<String>,
+    /// The current and retired signing keys, records of their own loaded in the same read.
+    #[serde(skip)]
+    pub signing_keys: Vec<SealedSigningKey>,
 }
 
 impl Tenant {
+    /// The key that signs the tenant's leases now.
+    pub fn current_signing_key(&self) -> Option<&SealedSigningKey> {
+        let kid = self.signing_kid.as_deref()?;
+        self.signing_keys.iter().find(|key| key.kid == kid)
+    }
+
+    /// The keys a verifier may need at `now` (unix seconds): the current one and every retired one whose leases
+    /// may still be unexpired.
+    pub fn published_signing_keys(&self, now: i64) -> impl Iterator<Item = &SealedSigningKey> {
+        self.signing_keys.iter().filter(move |key| {
+            self.signing_kid.as_deref() == Some(key.kid.as_str())
+                || key.publish_until.is_some_and(|until| until > now)
+        })
+    }
+
+    /// The longest any lease of this tenant's products can last: how long a retired key stays published.
+    pub fn longest_lease_seconds(&self) -> u64 {
+        self.products
+            .values()
+            .map(Product::longest_lease_seconds)
+            .fold(Product::DEFAULT_TOKEN_TTL_SECONDS, u64::max)
+    }
+
     /// The product a permalink's variant is mapped to, if the seller mapped it.
     pub fn variant_product(&self, permalink: &Permalink, variant: &Variant) -> Option<&ProductId> {
         self.variants
@@ -79,11 +108,48 @@ pub struct Product {
     /// Feature names the product's licenses unlock, answered by `validate` and `activate`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entitlements: Vec<String>,
+    /// A machine's seat lasts this long after its last `activate` or `validate`; `None`: until deactivated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_lease_seconds: Option<u64>,
+    /// How long a lease is good for when seats do not expire; `None`: 30 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ttl_seconds: Option<u64>,
     pub created_at: String,
 }
 
 impl Product {
     pub const DEFAULT_ACTIVATION_LIMIT: u32 = 3;
+    pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 30 * 24 * 3600;
+
+    /// The longest a lease of this product can last.
+    pub fn longest_lease_seconds(&self) -> u64 {
+        self.seat_lease_seconds.unwrap_or(
+            self.token_ttl_seconds
+                .unwrap_or(Self::DEFAULT_TOKEN_TTL_SECONDS),
+        )
+    }
+}
+
+/// A tenant's Ed25519 signing key. The public half is in the clear; the private half is sealed with AES-256-GCM
+/// under a data key that only KMS can open, with the tenant id and `kid` as encryption context.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedSigningKey {
+    pub kid: String,
+    /// The 32-byte public key, base64url without padding (as in the JWKS).
+    pub public_key: String,
+    /// KMS's ciphertext of the data key, base64.
+    pub sealed_data_key: String,
+    /// AES-GCM nonce and ciphertext (with tag) of the 32-byte private key, base64.
+    pub nonce: String,
+    pub sealed_private_key: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    /// Unix seconds until which a retired key stays published: every lease it signed has expired by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_until: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +311,12 @@ pub struct Activation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub activated_at: String,
+    /// The last `activate` or `validate` from this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// Unix seconds when the seat ends unless renewed (products with a seat lease); `None`: held until freed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_until: Option<i64>,
 }
 
 /// RFC 3339 in UTC, the one timestamp format in keymint's records.

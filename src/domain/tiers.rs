@@ -130,6 +130,49 @@ pub fn parse_entitlements(raw: &str) -> Result<Vec<String>, InvalidValue> {
     Ok(entitlements)
 }
 
+/// The longest seat lease or lease lifetime a product may have.
+pub const MAX_LEASE_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A duration as sellers write it: `90s`, `45m`, `12h`, `7d`; from one second to a year.
+pub fn parse_duration(raw: &str) -> Result<u64, InvalidValue> {
+    let raw = raw.trim();
+    let invalid = || {
+        InvalidValue(format!(
+            "invalid duration '{}': a whole number and a unit, e.g. 90s, 45m, 12h or 7d (at most 365d)",
+            clean(raw)
+        ))
+    };
+    let split = raw.len().checked_sub(1).ok_or_else(invalid)?;
+    let (number, unit) = raw.split_at(split);
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        _ => return Err(invalid()),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_seconds))
+        .filter(|s| (1..=MAX_LEASE_SECONDS).contains(s))
+        .ok_or_else(invalid)?;
+    Ok(seconds)
+}
+
+/// A duration in the largest unit that divides it: `90s`, `12h`, `7d`.
+pub fn format_duration(seconds: u64) -> String {
+    match seconds {
+        s if s % (24 * 3600) == 0 => format!("{}d", s / (24 * 3600)),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// A tier or seat change that takes effect later (a downgrade at the end of the paid period). Stored on the
 /// license and applied by the first read after `effective_at`, so no scheduler is needed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +213,30 @@ mod tests {
         // A name may itself contain '='; only the first one separates.
         let odd = Variant::parse("Plan=a=b").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(odd.name, "a=b");
+    }
+
+    #[test]
+    fn durations_read_as_sellers_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("12h"), Ok(12 * 3600));
+        assert_eq!(parse_duration(" 7d "), Ok(7 * 24 * 3600));
+        assert_eq!(parse_duration("365d"), Ok(MAX_LEASE_SECONDS));
+        for bad in [
+            "",
+            "d",
+            "0s",
+            "7",
+            "7w",
+            "-1d",
+            "1.5h",
+            "366d",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_duration(90), "90s");
+        assert_eq!(format_duration(7 * 24 * 3600), "7d");
+        assert_eq!(format_duration(2 * 3600), "2h");
     }
 
     #[test]

@@ -19,6 +19,10 @@ fn failure(err: LicenseApiError) -> Response<Body> {
             tracing::error!(error = %err, "license API storage failure");
             response::unavailable()
         }
+        LicenseApiError::Signing(err) => {
+            tracing::error!(error = %err, "license API signing failure");
+            response::unavailable()
+        }
     }
 }
 
@@ -53,17 +57,16 @@ pub async fn handle(app: &App, tenant_id: &str, action: &str, request: &Request)
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let store = app.store.as_ref();
-    let products = app.products.as_ref();
+    let checker = app.checker();
     let result = match tokio::time::timeout(std::time::Duration::from_millis(4_500), async {
         match action {
-            "validate" => licensing::validate(store, products, tenant_id, &body)
+            "validate" => licensing::validate(checker, tenant_id, &body)
                 .await
                 .map(|v| serde_json::json!(v)),
-            "activate" => licensing::activate(store, products, tenant_id, &body)
+            "activate" => licensing::activate(checker, tenant_id, &body)
                 .await
                 .map(|v| serde_json::json!(v)),
-            _ => licensing::deactivate(store, tenant_id, &body)
+            _ => licensing::deactivate(checker.store, tenant_id, &body)
                 .await
                 .map(|v| serde_json::json!(v)),
         }
@@ -77,7 +80,7 @@ pub async fn handle(app: &App, tenant_id: &str, action: &str, request: &Request)
     };
     let outcome = match &result {
         Ok(_) => "ok",
-        Err(LicenseApiError::Storage(_)) => "unavailable",
+        Err(LicenseApiError::Storage(_) | LicenseApiError::Signing(_)) => "unavailable",
         Err(_) => "refused",
     };
     tracing::info!(tenant = %tenant_id, action, outcome, "license api");

@@ -1,6 +1,7 @@
 //! The HTTP adapter: API Gateway (HTTP API) requests in, JSON responses out. Routing and the mapping of every
 //! error to a status and body live here, and only here.
 
+mod jwks;
 mod license_api;
 mod response;
 mod webhook;
@@ -9,9 +10,10 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 
-use crate::licensing::ProductCache;
+use crate::licensing::Checker;
 use crate::mail::Mailer;
-use crate::storage::Backend;
+use crate::signing::{KeyVault, Keyring};
+use crate::storage::{Backend, TenantCache};
 
 pub use response::json;
 
@@ -20,23 +22,34 @@ pub use response::json;
 pub struct App {
     pub store: Arc<dyn Backend>,
     pub mailer: Arc<dyn Mailer>,
-    /// Each tenant's products for up to a minute: entitlements without a second read per license check.
-    pub products: Arc<ProductCache>,
+    /// Each tenant (its products and keys) for up to a minute: a license check is one read of the license.
+    pub tenants: Arc<TenantCache>,
+    /// The signing keys this process has opened: KMS is asked once per key.
+    pub keyring: Arc<Keyring>,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Backend>, mailer: Arc<dyn Mailer>) -> Self {
+    pub fn new(store: Arc<dyn Backend>, mailer: Arc<dyn Mailer>, vault: Arc<dyn KeyVault>) -> Self {
         Self {
             store,
             mailer,
-            products: Arc::new(ProductCache::default()),
+            tenants: Arc::new(TenantCache::default()),
+            keyring: Arc::new(Keyring::new(vault)),
         }
     }
 
-    /// The same application with products re-read after `ttl` (tests that change a product use zero).
-    pub fn with_product_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
-        self.products = Arc::new(ProductCache::new(ttl));
+    /// The same application with tenants re-read after `ttl` (tests that change a product or a key use zero).
+    pub fn with_tenant_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.tenants = Arc::new(TenantCache::new(ttl));
         self
+    }
+
+    pub fn checker(&self) -> Checker<'_> {
+        Checker {
+            store: self.store.as_ref(),
+            tenants: self.tenants.as_ref(),
+            keyring: self.keyring.as_ref(),
+        }
     }
 
     /// Answers every request; never fails and never panics on input.
@@ -61,6 +74,13 @@ impl App {
                     license_api::handle(self, tenant_id, action, &request).await
                 } else {
                     response::method_not_allowed("POST")
+                }
+            }
+            ["v1", tenant_id, "jwks.json"] => {
+                if request.method() == lambda_http::http::Method::GET {
+                    jwks::handle(self, tenant_id).await
+                } else {
+                    response::method_not_allowed("GET")
                 }
             }
             _ => json(404, &serde_json::json!({"error": "Not found"})),

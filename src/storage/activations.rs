@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 
-use super::dynamo::{DynamoStore, from_item, license_sk, n, s, to_item, unavailable};
+use super::dynamo::{
+    DynamoStore, from_item, is_condition_failure, license_sk, n, s, to_item, unavailable,
+};
 use super::{Store, StoreError};
 use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
 
@@ -49,6 +51,28 @@ pub trait ActivationStore: Store {
         activation: &Activation,
         now: &str,
     ) -> Result<ActivateResult, StoreError>;
+
+    /// Moves a machine's seat end to `until` (unix seconds) and records it as seen; `false` when it holds no seat.
+    async fn renew_seat(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        machine_id: &str,
+        now: &str,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes a seat for `activation` while freeing the `expired` machines' seats, all in one transaction: each
+    /// freed seat only if its lease still has run out, the count only if it stays within `license`'s limit.
+    /// `None` when something changed underneath (read again and retry).
+    async fn activate_reclaiming(
+        &self,
+        license: &License,
+        activation: &Activation,
+        expired: &[String],
+        now: &str,
+        now_unix: i64,
+    ) -> Result<Option<ActivateResult>, StoreError>;
 
     /// Applies the license's pending plan change, only while it is still that change; `false` when it is not.
     async fn apply_due_change(
@@ -169,6 +193,95 @@ impl ActivationStore for DynamoStore {
             LicenseStatus::Active => ActivateResult::LimitReached,
             other => ActivateResult::NotActive(other),
         })
+    }
+
+    async fn renew_seat(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        machine_id: &str,
+        now: &str,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(activation_sk(key_hash, machine_id)))
+            .update_expression("SET last_seen = :now, seat_until = :until")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":until", n(until))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn activate_reclaiming(
+        &self,
+        license: &License,
+        activation: &Activation,
+        expired: &[String],
+        now: &str,
+        now_unix: i64,
+    ) -> Result<Option<ActivateResult>, StoreError> {
+        let tenant = license.tenant_id.as_str();
+        let key_hash = license.key_hash.as_str();
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let mut record = to_item(
+            activation,
+            Some(activation_sk(key_hash, &activation.machine_id)),
+        )?;
+        record.insert("tenant_id".into(), s(tenant));
+        let freed = i64::try_from(expired.len()).unwrap_or(i64::MAX);
+        // activations - freed + 1 <= limit, i.e. activations <= limit + freed - 1.
+        let seat = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant))
+            .key("sk", s(license_sk(key_hash)))
+            .update_expression("SET activations = activations + :delta")
+            .condition_expression(
+                "attribute_exists(sk) AND #status = :active AND activation_limit = :limit \
+                 AND activations <= :max AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":delta", n(1 - freed))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":limit", n(i64::from(license.activation_limit)))
+            .expression_attribute_values(":max", n(i64::from(license.activation_limit) + freed - 1))
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(corrupt)?;
+        let mut items = vec![
+            self.put_if_new(&self.tables.licenses, record, "sk")?,
+            TransactWriteItem::builder().update(seat).build(),
+        ];
+        for machine in expired {
+            let free = Delete::builder()
+                .table_name(&self.tables.licenses)
+                .key("tenant_id", s(tenant))
+                .key("sk", s(activation_sk(key_hash, machine)))
+                .condition_expression("seat_until < :now")
+                .expression_attribute_values(":now", n(now_unix))
+                .build()
+                .map_err(corrupt)?;
+            items.push(TransactWriteItem::builder().delete(free).build());
+        }
+        let Some(reasons) = self.transact(items).await? else {
+            let license = self.get_license(&license.tenant_id, key_hash).await?;
+            return Ok(Some(ActivateResult::Activated {
+                activations: license.map_or(0, |l| l.activations),
+            }));
+        };
+        if reasons.failed(0) {
+            return Ok(Some(ActivateResult::AlreadyActive));
+        }
+        Ok(None)
     }
 
     async fn apply_due_change(

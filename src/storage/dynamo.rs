@@ -17,7 +17,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
-use crate::domain::{License, LicenseStatus, Product, SaleId, Tenant, TenantId, VariantMapping};
+use crate::domain::{
+    License, LicenseStatus, Product, SaleId, SealedSigningKey, Tenant, TenantId, VariantMapping,
+};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -381,6 +383,7 @@ impl Store for DynamoStore {
         let mut tenant: Option<Tenant> = None;
         let mut products = Vec::new();
         let mut variants = Vec::new();
+        let mut signing_keys = Vec::new();
         for item in self
             .query_partition(&self.tables.tenants, tenant_id, "")
             .await?
@@ -397,6 +400,9 @@ impl Store for DynamoStore {
                 Some(sk) if sk.starts_with(VARIANT_SK_PREFIX) => {
                     variants.push(from_item::<VariantMapping>(item)?)
                 }
+                Some(sk) if sk.starts_with(super::signing::SIGNING_KEY_SK_PREFIX) => {
+                    signing_keys.push(from_item::<SealedSigningKey>(item)?)
+                }
                 _ => {}
             }
         }
@@ -406,6 +412,7 @@ impl Store for DynamoStore {
                 .map(|p| (p.product_id.clone(), p))
                 .collect();
             t.variants = variants;
+            t.signing_keys = signing_keys;
             t
         }))
     }

@@ -3,9 +3,11 @@
 
 mod activations;
 mod admin;
+mod cache;
 mod dynamo;
 mod events;
 mod schema;
+mod signing;
 
 use async_trait::async_trait;
 
@@ -13,9 +15,11 @@ use crate::domain::{License, LicenseStatus, Payment, Tenant, TenantId};
 
 pub use activations::{ActivateResult, ActivationStore};
 pub use admin::LicenseFilter;
+pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables};
 pub use events::{EventChange, EventStore, EventWrite, Written};
 pub use schema::{TableSpec, create_tables, table_specs};
+pub use signing::{Retirement, SigningKeyStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,8 +36,8 @@ pub enum StoreError {
 }
 
 /// Every port the function uses, implemented together by `DynamoStore`.
-pub trait Backend: Store + EventStore + ActivationStore {}
-impl<T: Store + EventStore + ActivationStore> Backend for T {}
+pub trait Backend: Store + EventStore + ActivationStore + SigningKeyStore {}
+impl<T: Store + EventStore + ActivationStore + SigningKeyStore> Backend for T {}
 
 /// Everything one sale writes, committed together or not at all.
 #[derive(Debug, Clone)]

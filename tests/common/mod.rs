@@ -62,6 +62,7 @@ pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(keymint::config::ses_mailer(sdk)),
+        Arc::new(keymint::config::kms_vault(sdk).unwrap_or_else(|e| panic!("{e}"))),
     );
     Stack {
         app,
@@ -80,6 +81,7 @@ pub struct Seed {
     pub status: TenantStatus,
     pub gumroad_enabled: bool,
     pub map_product: bool,
+    pub seat_lease_seconds: Option<u64>,
 }
 
 impl Default for Seed {
@@ -92,6 +94,7 @@ impl Default for Seed {
             status: TenantStatus::Active,
             gumroad_enabled: true,
             map_product: true,
+            seat_lease_seconds: None,
         }
     }
 }
@@ -113,6 +116,8 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         activation_limit: seed.activation_limit,
         duration_days: seed.duration_days,
         entitlements: Vec::new(),
+        seat_lease_seconds: seed.seat_lease_seconds,
+        token_ttl_seconds: None,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
     };
     let mut permalinks = std::collections::BTreeMap::new();
@@ -134,6 +139,8 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         created_at: "2026-01-01T00:00:00Z".to_owned(),
         products: Default::default(),
         variants: Vec::new(),
+        signing_kid: None,
+        signing_keys: Vec::new(),
     };
     stack.store.create_tenant(&tenant).await.unwrap();
     stack

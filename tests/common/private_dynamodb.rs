@@ -98,6 +98,7 @@ pub async fn private_stack(port: u16, prefix: &str) -> Stack {
         app: keymint::http::App::new(
             Arc::new(store.clone()),
             Arc::new(keymint::config::ses_mailer(&sdk)),
+            Arc::new(keymint::config::kms_vault(&sdk).unwrap()),
         ),
         store,
         ddb: client,

@@ -1,0 +1,301 @@
+//! Tenant signing keys and the leases they sign. Each tenant has an Ed25519 key whose private half is sealed under
+//! a data key from KMS (`vault`); a process opens a key once and keeps it (`Keyring`), so a lease costs no AWS call
+//! after the tenant's first. The lease format itself is defined once, in the `keymint-verify` crate apps use.
+
+mod vault;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use keymint_verify::ed25519_dalek::SigningKey;
+use keymint_verify::{Jwk, Jwks, LeaseClaims};
+use time::OffsetDateTime;
+
+use crate::domain::{SealedSigningKey, Tenant, TenantId, random_bytes, random_id, rfc3339};
+use crate::storage::{SigningKeyStore, StoreError, TenantCache};
+
+pub use vault::{KeyVault, KmsVault, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    /// KMS unreachable or refusing: no lease rather than an unsigned or broken one.
+    #[error("key vault unavailable: {0}")]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("sealed signing key is unusable: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Randomness(#[from] crate::domain::RandomnessError),
+    #[error("unknown tenant")]
+    UnknownTenant,
+}
+
+/// The encryption context every KMS call about a key carries; IAM allows the function no call without it.
+fn context<'a>(tenant_id: &'a str, kid: &'a str) -> [(&'static str, &'a str); 2] {
+    [("tenant_id", tenant_id), ("kid", kid)]
+}
+
+/// A new key pair for a tenant, its private half sealed: the record to store, and the key ready to sign.
+pub async fn seal_new(
+    vault: &dyn KeyVault,
+    tenant_id: &TenantId,
+    now: OffsetDateTime,
+) -> Result<(SealedSigningKey, SigningKey), SigningError> {
+    let kid = random_id("k")?
+        .replace('_', "")
+        .chars()
+        .take(12)
+        .collect::<String>();
+    let seed = random_bytes::<32>()?;
+    let key = SigningKey::from_bytes(&seed);
+    let data_key = vault
+        .generate_data_key(&context(tenant_id.as_str(), &kid))
+        .await?;
+    let nonce = random_bytes::<12>()?;
+    let cipher = Aes256Gcm::new_from_slice(&data_key.plaintext)
+        .map_err(|_| SigningError::Corrupt("the data key is not 32 bytes".to_owned()))?;
+    let aad = format!("{tenant_id}:{kid}");
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &seed,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| SigningError::Corrupt("sealing failed".to_owned()))?;
+    let record = SealedSigningKey {
+        public_key: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+        sealed_data_key: STANDARD.encode(&data_key.ciphertext),
+        nonce: STANDARD.encode(nonce),
+        sealed_private_key: STANDARD.encode(sealed),
+        created_at: rfc3339(now),
+        retired_at: None,
+        publish_until: None,
+        ttl: None,
+        kid,
+    };
+    Ok((record, key))
+}
+
+/// Opens a sealed key: one KMS `Decrypt`, then AES-GCM, checked against the stored public key.
+pub async fn open(
+    vault: &dyn KeyVault,
+    tenant_id: &TenantId,
+    sealed: &SealedSigningKey,
+) -> Result<SigningKey, SigningError> {
+    let corrupt = |what: &str| SigningError::Corrupt(format!("{what} of key {}", sealed.kid));
+    let blob = STANDARD
+        .decode(&sealed.sealed_data_key)
+        .map_err(|_| corrupt("data key"))?;
+    let data_key = vault
+        .decrypt(&blob, &context(tenant_id.as_str(), &sealed.kid))
+        .await?;
+    let cipher = Aes256Gcm::new_from_slice(&data_key).map_err(|_| corrupt("data key length"))?;
+    let nonce = STANDARD
+        .decode(&sealed.nonce)
+        .map_err(|_| corrupt("nonce"))?;
+    if nonce.len() != 12 {
+        return Err(corrupt("nonce length"));
+    }
+    let ciphertext = STANDARD
+        .decode(&sealed.sealed_private_key)
+        .map_err(|_| corrupt("private key"))?;
+    let aad = format!("{tenant_id}:{}", sealed.kid);
+    let seed = cipher
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &ciphertext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| corrupt("seal"))?;
+    let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt("private key length"))?;
+    let key = SigningKey::from_bytes(&seed);
+    if URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()) != sealed.public_key {
+        return Err(corrupt("public key"));
+    }
+    Ok(key)
+}
+
+/// The tenant's published keys as a JWKS: the current one and the retired ones whose leases may still be valid.
+pub fn jwks(tenant: &Tenant, now: OffsetDateTime) -> Jwks {
+    let keys = tenant
+        .published_signing_keys(now.unix_timestamp())
+        .filter_map(|key| {
+            let bytes: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(&key.public_key)
+                .ok()?
+                .try_into()
+                .ok()?;
+            Some(Jwk::ed25519(&key.kid, &bytes))
+        })
+        .collect();
+    Jwks { keys }
+}
+
+/// A key that is ready to sign, with its `kid`.
+pub struct Signer {
+    pub kid: String,
+    key: SigningKey,
+}
+
+impl Signer {
+    pub fn sign(&self, claims: &LeaseClaims) -> String {
+        keymint_verify::sign(&self.kid, claims, &self.key)
+    }
+}
+
+/// The signing keys this process has opened, by tenant and `kid`: KMS is asked once per key and process.
+pub struct Keyring {
+    vault: Arc<dyn KeyVault>,
+    opened: Mutex<HashMap<(TenantId, String), Arc<Signer>>>,
+}
+
+impl Keyring {
+    pub fn new(vault: Arc<dyn KeyVault>) -> Self {
+        Self {
+            vault,
+            opened: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn vault(&self) -> &dyn KeyVault {
+        self.vault.as_ref()
+    }
+
+    fn cached(&self, tenant_id: &TenantId, kid: &str) -> Option<Arc<Signer>> {
+        let opened = self.opened.lock().ok()?;
+        opened.get(&(tenant_id.clone(), kid.to_owned())).cloned()
+    }
+
+    fn keep(&self, tenant_id: &TenantId, signer: Signer) -> Arc<Signer> {
+        let signer = Arc::new(signer);
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.insert((tenant_id.clone(), signer.kid.clone()), Arc::clone(&signer));
+        }
+        signer
+    }
+
+    async fn opened(
+        &self,
+        tenant_id: &TenantId,
+        sealed: &SealedSigningKey,
+    ) -> Result<Arc<Signer>, SigningError> {
+        if let Some(signer) = self.cached(tenant_id, &sealed.kid) {
+            return Ok(signer);
+        }
+        let key = open(self.vault.as_ref(), tenant_id, sealed).await?;
+        Ok(self.keep(
+            tenant_id,
+            Signer {
+                kid: sealed.kid.clone(),
+                key,
+            },
+        ))
+    }
+
+    /// The key that signs `tenant`'s leases now. A tenant made before leases existed gets its first key here.
+    pub async fn current(
+        &self,
+        store: &dyn SigningKeyStore,
+        tenants: &TenantCache,
+        tenant: Arc<Tenant>,
+    ) -> Result<Arc<Signer>, SigningError> {
+        if let Some(sealed) = tenant.current_signing_key() {
+            return self.opened(&tenant.tenant_id, sealed).await;
+        }
+        let tenant_id = tenant.tenant_id.clone();
+        let (sealed, key) =
+            seal_new(self.vault.as_ref(), &tenant_id, OffsetDateTime::now_utc()).await?;
+        let installed = store.install_signing_key(&tenant_id, &sealed, None).await?;
+        tenants.forget(&tenant_id);
+        if installed {
+            tracing::info!(tenant = %tenant_id, kid = %sealed.kid, "first signing key made");
+            return Ok(self.keep(
+                &tenant_id,
+                Signer {
+                    kid: sealed.kid,
+                    key,
+                },
+            ));
+        }
+        // Another request made the tenant's first key at the same moment: use theirs.
+        let fresh = tenants
+            .tenant(store, &tenant_id)
+            .await?
+            .ok_or(SigningError::UnknownTenant)?;
+        let sealed = fresh.current_signing_key().ok_or_else(|| {
+            SigningError::Corrupt("no current signing key after install".to_owned())
+        })?;
+        self.opened(&tenant_id, sealed).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vault that "encrypts" by XOR with a fixed pad and checks the context, like KMS does.
+    struct FakeVault;
+
+    #[async_trait::async_trait]
+    impl KeyVault for FakeVault {
+        async fn generate_data_key(
+            &self,
+            context: &[(&str, &str)],
+        ) -> Result<vault::DataKey, VaultError> {
+            let plaintext = vec![7u8; 32];
+            let mut ciphertext = plaintext.iter().map(|b| b ^ 0x5a).collect::<Vec<_>>();
+            ciphertext.extend(format!("{context:?}").bytes());
+            Ok(vault::DataKey {
+                plaintext,
+                ciphertext,
+            })
+        }
+
+        async fn decrypt(
+            &self,
+            blob: &[u8],
+            context: &[(&str, &str)],
+        ) -> Result<Vec<u8>, VaultError> {
+            let (key, ctx) = blob.split_at(32);
+            if ctx != format!("{context:?}").as_bytes() {
+                return Err(VaultError("InvalidCiphertextException".to_owned()));
+            }
+            Ok(key.iter().map(|b| b ^ 0x5a).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_key_opens_only_under_its_own_tenant_and_kid() {
+        let acme = TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
+        let other = TenantId::parse("other").unwrap_or_else(|e| panic!("{e}"));
+        let (sealed, key) = seal_new(&FakeVault, &acme, OffsetDateTime::now_utc())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sealed.kid.len(), 12);
+        assert!(
+            !sealed
+                .sealed_private_key
+                .contains(&STANDARD.encode(key.to_bytes()))
+        );
+        let opened = open(&FakeVault, &acme, &sealed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(opened.to_bytes(), key.to_bytes());
+        assert!(open(&FakeVault, &other, &sealed).await.is_err());
+        let mut tampered = sealed.clone();
+        tampered.public_key = URL_SAFE_NO_PAD.encode([1u8; 32]);
+        assert!(open(&FakeVault, &acme, &tampered).await.is_err());
+        let mut swapped = sealed.clone();
+        swapped.kid = "otherkid0000".to_owned();
+        assert!(open(&FakeVault, &acme, &swapped).await.is_err());
+    }
+}

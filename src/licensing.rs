@@ -423,7 +423,10 @@ async fn reclaim(
     now: OffsetDateTime,
 ) -> Result<ActivateResult, LicenseApiError> {
     let now_unix = now.unix_timestamp();
-    for _ in 0..RECLAIM_RETRIES {
+    for attempt in 0..RECLAIM_RETRIES {
+        if attempt > 0 {
+            crate::storage::backoff(u32::try_from(attempt.min(5)).unwrap_or(5)).await;
+        }
         let Some(current) = store
             .get_license(&license.tenant_id, &license.key_hash)
             .await?

@@ -3,10 +3,17 @@
 //! * the function's IAM statements grant exactly the actions the request-path code calls (no missing permission,
 //!   no extra one), found by scanning `src/` for AWS SDK fluent calls;
 //! * no statement has a `*` resource, a resource containing `*`, `NotAction`/`NotResource`, or a managed policy;
-//!   DynamoDB resources are the template's own tables by ARN, SES resources are identity ARNs;
+//!   DynamoDB resources are the template's own tables by ARN, SES resources are identity ARNs, KMS resources are
+//!   the template's own KMS key by `!GetAtt <key>.Arn`;
+//! * every KMS statement works only with keymint's encryption context: its keys are exactly `tenant_id` and `kid`
+//!   (`ForAllValues:StringEquals`) and a context is present (`Null` … `"false"`);
 //! * every DynamoDB table is on-demand, encrypted, has TTL on `ttl` and point-in-time recovery, and is kept
 //!   (`DeletionPolicy` and `UpdateReplacePolicy` `Retain`) when the stack or the resource goes away;
-//! * the function's environment names every table with a plain `!Ref`.
+//! * every KMS key is a symmetric encryption key with rotation on, the longest deletion window, no key policy
+//!   statement open to every principal, and is kept (`Retain`) like the tables: it alone can decrypt the
+//!   tenants' signing keys;
+//! * the function's environment names every table with a plain `!Ref`, and the signing key as
+//!   `KEYMINT_SIGNING_KEY_ID: !GetAtt <key>.Arn`.
 //!
 //! The checks are plain functions over the template text, so the tests at the bottom feed them broken templates
 //! and make sure each mistake is caught.
@@ -43,14 +50,42 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("send_raw_email", "ses:SendRawEmail"),
     ("send_templated_email", "ses:SendTemplatedEmail"),
     ("send_bulk_templated_email", "ses:SendBulkTemplatedEmail"),
+    // Envelope encryption of the tenants' signing keys.
+    ("generate_data_key", "kms:GenerateDataKey"),
+    ("decrypt", "kms:Decrypt"),
 ];
 
-/// Operations this test cannot map to IAM actions yet; using one fails the test until a mapping is added.
+/// Operations this test cannot map to IAM actions yet; calling one (as an SDK fluent operation, without
+/// arguments) fails the test until a mapping is added.
 const UNMAPPED_OPERATIONS: &[&str] = &[
     "execute_statement",
     "batch_execute_statement",
     "execute_transaction",
+    // KMS operations besides the two the signing code needs. `cipher.encrypt(nonce, data)` or
+    // `key.sign(message)` take arguments, so they are not SDK operations and do not count.
+    "encrypt",
+    "re_encrypt",
+    "generate_data_key_without_plaintext",
+    "generate_data_key_pair",
+    "generate_data_key_pair_without_plaintext",
+    "generate_random",
+    "generate_mac",
+    "verify_mac",
+    "sign",
+    "verify",
+    "get_public_key",
+    "describe_key",
+    "create_key",
+    "create_grant",
+    "create_alias",
+    "list_aliases",
 ];
+
+/// The encryption context keys keymint's KMS calls carry; the function's KMS permissions require exactly these.
+const ENCRYPTION_CONTEXT_KEYS: &[&str] = &["kid", "tenant_id"];
+
+/// The environment variable through which the function learns its KMS key's ARN.
+const SIGNING_KEY_VAR: &str = "KEYMINT_SIGNING_KEY_ID";
 
 /// TransactWriteItems is authorized per item: `TransactWriteItem::builder().<kind>(…)` needs the action.
 const TRANSACT_ITEM_KINDS: &[(&str, &str)] = &[
@@ -218,7 +253,10 @@ fn actions_in(
         }
     }
     for &op in UNMAPPED_OPERATIONS {
-        if !method_calls(code, op).is_empty() {
+        let fluent = method_calls(code, op)
+            .into_iter()
+            .any(|pos| code[pos + op.len()..].trim_start().starts_with("()"));
+        if fluent {
             return Err(format!(
                 "the code calls `.{op}()`: add its IAM actions to tests/template.rs"
             ));
@@ -378,6 +416,53 @@ struct Statement {
     origin: String,
     actions: Vec<String>,
     resources: Vec<Value>,
+    condition: Option<Value>,
+}
+
+/// The strings of a condition value (`"x"` or `[x, y]`); booleans and numbers as their text.
+fn condition_values(value: &Value) -> BTreeSet<String> {
+    one_or_many(value)
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What is wrong with a KMS statement's `Condition`: it must allow only keymint's encryption context, i.e. every
+/// context key is one of ENCRYPTION_CONTEXT_KEYS (`ForAllValues:StringEquals`) and there is a context at all
+/// (`Null: {kms:EncryptionContextKeys: "false"}`; `ForAllValues` alone also matches a request without one).
+fn encryption_context_problems(origin: &str, condition: Option<&Value>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let key_condition = |operator: &str| {
+        condition
+            .and_then(|c| c.get(operator))
+            .and_then(|o| o.get("kms:EncryptionContextKeys"))
+            .map(condition_values)
+    };
+    let wanted: BTreeSet<String> = ENCRYPTION_CONTEXT_KEYS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    match key_condition("ForAllValues:StringEquals") {
+        Some(keys) if keys == wanted => {}
+        Some(keys) => problems.push(format!(
+            "{origin}: KMS allowed with encryption context keys {keys:?}, not exactly {wanted:?}"
+        )),
+        None => problems.push(format!(
+            "{origin}: KMS without `ForAllValues:StringEquals: {{kms:EncryptionContextKeys: [tenant_id, kid]}}`"
+        )),
+    }
+    if key_condition("Null") != Some(BTreeSet::from(["false".to_owned()])) {
+        problems.push(format!(
+            "{origin}: KMS without `\"Null\": {{kms:EncryptionContextKeys: \"false\"}}`, so a request without any \
+             encryption context is allowed"
+        ));
+    }
+    problems
 }
 
 /// Every problem with `template` given the actions the code calls; empty when it is right.
@@ -446,6 +531,72 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         }
     }
 
+    // KMS keys: kept (they alone can decrypt the tenants' signing keys), symmetric, rotated, never open to all.
+    let kms_keys: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::KMS::Key")
+        .map(|(id, _)| id.clone())
+        .collect();
+    if kms_keys.is_empty() && called.iter().any(|a| a.starts_with("kms:")) {
+        problems.push("the code calls KMS but the template has no AWS::KMS::Key".to_owned());
+    }
+    for id in &kms_keys {
+        let key = resources[id];
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            if key.get(policy).and_then(Value::as_str) != Some("Retain") {
+                problems.push(format!(
+                    "{id}: {policy} is not Retain (deleting the key makes every tenant's signing key unrecoverable)"
+                ));
+            }
+        }
+        let props = key.get("Properties").cloned().unwrap_or(Value::Null);
+        let spec = props.get("KeySpec").and_then(Value::as_str);
+        let usage = props.get("KeyUsage").and_then(Value::as_str);
+        if spec.is_some_and(|s| s != "SYMMETRIC_DEFAULT")
+            || usage.is_some_and(|u| u != "ENCRYPT_DECRYPT")
+        {
+            problems.push(format!(
+                "{id}: not a symmetric encryption key (KeySpec {spec:?}, KeyUsage {usage:?}); GenerateDataKey needs one"
+            ));
+        }
+        if props.get("EnableKeyRotation").and_then(Value::as_bool) != Some(true) {
+            problems.push(format!("{id}: EnableKeyRotation is not true"));
+        }
+        if props
+            .get("PendingWindowInDays")
+            .is_some_and(|d| d.as_u64() != Some(30))
+        {
+            problems.push(format!(
+                "{id}: PendingWindowInDays is not 30 (the longest window to cancel a deletion)"
+            ));
+        }
+        if props.get("Enabled").and_then(Value::as_bool) == Some(false) {
+            problems.push(format!("{id}: Enabled is false"));
+        }
+        if props.get("MultiRegion").and_then(Value::as_bool) == Some(true) {
+            problems.push(format!(
+                "{id}: MultiRegion copies the key out of the stack's region"
+            ));
+        }
+        let policy = props.get("KeyPolicy").cloned().unwrap_or(Value::Null);
+        for statement in policy.get("Statement").map(one_or_many).unwrap_or_default() {
+            if statement.get("Effect").and_then(Value::as_str) == Some("Deny") {
+                continue;
+            }
+            let mut principals = Vec::new();
+            strings_in(
+                statement.get("Principal").unwrap_or(&Value::Null),
+                &mut principals,
+            );
+            if principals.iter().any(|p| p.contains('*')) || statement.get("NotPrincipal").is_some()
+            {
+                problems.push(format!(
+                    "{id}: a KeyPolicy statement allows every principal"
+                ));
+            }
+        }
+    }
+
     // The function: its environment names every table; its permissions come from one role of its own.
     let functions: Vec<(&String, &&Value)> = resources
         .iter()
@@ -485,6 +636,26 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         match env.get(name) {
             Some(target) if tables.contains(target) => {}
             _ => problems.push(format!("{function_id}: {name} is not a `!Ref` to a table")),
+        }
+    }
+
+    let signing_key = props
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(|v| v.get(SIGNING_KEY_VAR))
+        .and_then(get_att);
+    match &signing_key {
+        Some((id, attr)) if attr == "Arn" && kms_keys.contains(id) => {}
+        _ if kms_keys.is_empty() && !called.iter().any(|a| a.starts_with("kms:")) => {}
+        _ => problems.push(format!(
+            "{function_id}: {SIGNING_KEY_VAR} is not `!GetAtt <an AWS::KMS::Key of this template>.Arn`"
+        )),
+    }
+    for key in &kms_keys {
+        if signing_key.as_ref().is_none_or(|(id, _)| id != key) {
+            problems.push(format!(
+                "{function_id}: the environment does not name the KMS key {key} (`{SIGNING_KEY_VAR}: !GetAtt {key}.Arn`)"
+            ));
         }
     }
 
@@ -596,6 +767,7 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
             origin,
             actions,
             resources,
+            condition: s.get("Condition").cloned(),
         });
     }
 
@@ -633,6 +805,12 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
             }
             continue;
         }
+        if st.actions.iter().any(|a| a.starts_with("kms:")) {
+            problems.extend(encryption_context_problems(
+                &st.origin,
+                st.condition.as_ref(),
+            ));
+        }
         for action in &st.actions {
             granted.insert(action.clone());
             let allowed = |resource: &Value| -> bool {
@@ -648,6 +826,10 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
                         });
                     }
                     false
+                } else if action.starts_with("kms:") {
+                    // This template's own key by ARN: never `*`, an alias, or a key elsewhere.
+                    get_att(resource)
+                        .is_some_and(|(id, attr)| attr == "Arn" && kms_keys.contains(&id))
                 } else if action.starts_with("ses:") {
                     let mut texts = Vec::new();
                     strings_in(resource, &mut texts);
@@ -707,11 +889,14 @@ fn template_grants_exactly_what_the_code_calls_and_keeps_its_data() {
 fn the_request_path_calls_at_least_the_sale_operations() {
     // Guards the scanner itself: a sale reads the tenant, writes a transaction, sends and records an email.
     let called = called_actions();
+    // Signing a lease decrypts the tenant's key, and a tenant's first lease generates it.
     for action in [
         "dynamodb:Query",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "ses:SendEmail",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
     ] {
         assert!(
             called.contains(action),
@@ -758,6 +943,7 @@ Resources:
           KEYMINT_LICENSES_TABLE: !Ref LicensesTable
           KEYMINT_PAYMENTS_TABLE: !Ref LicensesTable
           KEYMINT_EVENTS_TABLE: !Ref LicensesTable
+          KEYMINT_SIGNING_KEY_ID: !GetAtt SigningKey.Arn
   Logs:
     Type: AWS::Logs::LogGroup
   FnRole:
@@ -776,6 +962,29 @@ Resources:
               - Effect: Allow
                 Action: ses:SendEmail
                 Resource: !Sub arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}
+              - Sid: Envelope
+                Effect: Allow
+                Action: [kms:Decrypt, kms:GenerateDataKey]
+                Resource: !GetAtt SigningKey.Arn
+                Condition:
+                  ForAllValues:StringEquals: { kms:EncryptionContextKeys: [tenant_id, kid] }
+                  "Null": { kms:EncryptionContextKeys: "false" }
+  SigningKey:
+    Type: AWS::KMS::Key
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      Description: signing keys
+      KeySpec: SYMMETRIC_DEFAULT
+      KeyUsage: ENCRYPT_DECRYPT
+      EnableKeyRotation: true
+      PendingWindowInDays: 30
+      KeyPolicy:
+        Statement:
+          - Effect: Allow
+            Principal: { AWS: !Sub "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" }
+            Action: kms:*
+            Resource: "*"
   TenantsTable:
     Type: AWS::DynamoDB::Table
     DeletionPolicy: Retain
@@ -797,10 +1006,16 @@ Resources:
 "#;
 
 fn good_calls() -> BTreeSet<String> {
-    ["dynamodb:Query", "dynamodb:PutItem", "ses:SendEmail"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+    [
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "ses:SendEmail",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// The problems of GOOD with `from` replaced by `to` (which must occur exactly once).
@@ -987,4 +1202,218 @@ fn the_scanner_maps_sdk_calls_to_actions() {
         &mut BTreeSet::new(),
     );
     assert!(err.is_err());
+}
+
+#[test]
+fn kms_outside_the_signing_key_or_without_the_encryption_context_is_rejected() {
+    let resource = "Resource: !GetAtt SigningKey.Arn";
+    assert_caught(resource, "Resource: \"*\"", "is or contains *");
+    assert_caught(resource, "Resource: \"*\"", "kms:Decrypt on");
+    assert_caught(
+        resource,
+        "Resource: !Ref SigningKey",
+        "kms:GenerateDataKey on",
+    );
+    assert_caught(
+        resource,
+        "Resource: !Sub arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/signing",
+        "not one of this stack's own resources",
+    );
+    assert_caught(
+        resource,
+        "Resource: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "not one of this stack's own resources",
+    );
+    assert_caught(
+        "Action: [kms:Decrypt, kms:GenerateDataKey]",
+        "Action: [kms:Decrypt, kms:GenerateDataKey, kms:Encrypt]",
+        "IAM grants kms:Encrypt, which the request-path code never calls",
+    );
+    assert_caught(
+        "Action: [kms:Decrypt, kms:GenerateDataKey]",
+        "Action: [kms:Decrypt]",
+        "the code calls kms:GenerateDataKey, which the function's role does not grant",
+    );
+
+    let condition = "                Condition:\n                  ForAllValues:StringEquals: { kms:EncryptionContextKeys: [tenant_id, kid] }\n                  \"Null\": { kms:EncryptionContextKeys: \"false\" }\n";
+    assert_caught(condition, "", "KMS without `ForAllValues:StringEquals");
+    assert_caught(condition, "", "a request without any encryption context");
+    assert_caught(
+        "                  \"Null\": { kms:EncryptionContextKeys: \"false\" }\n",
+        "",
+        "a request without any encryption context",
+    );
+    // Unquoted, YAML reads `Null` as a null key, which IAM never sees as the Null operator.
+    assert_caught(
+        "\"Null\": { kms:EncryptionContextKeys: \"false\" }",
+        "Null: { kms:EncryptionContextKeys: \"false\" }",
+        "a request without any encryption context",
+    );
+    assert_caught(
+        "kms:EncryptionContextKeys: \"false\"",
+        "kms:EncryptionContextKeys: \"true\"",
+        "a request without any encryption context",
+    );
+    assert_caught(
+        "[tenant_id, kid]",
+        "[tenant_id, kid, purpose]",
+        "not exactly",
+    );
+    assert_caught("[tenant_id, kid]", "[tenant_id]", "not exactly");
+    assert_caught(
+        "ForAllValues:StringEquals:",
+        "ForAnyValue:StringEquals:",
+        "KMS without `ForAllValues:StringEquals",
+    );
+    // A Bool false instead of the string reads the same to IAM.
+    assert!(
+        problems_after(
+            "kms:EncryptionContextKeys: \"false\"",
+            "kms:EncryptionContextKeys: false"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_kms_key_that_is_not_kept_symmetric_and_rotated_is_rejected() {
+    let key = "  SigningKey:\n    Type: AWS::KMS::Key\n    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n";
+    assert_caught(
+        key,
+        "  SigningKey:\n    Type: AWS::KMS::Key\n    UpdateReplacePolicy: Retain\n",
+        "SigningKey: DeletionPolicy is not Retain",
+    );
+    assert_caught(
+        key,
+        "  SigningKey:\n    Type: AWS::KMS::Key\n    DeletionPolicy: Retain\n    UpdateReplacePolicy: Delete\n",
+        "SigningKey: UpdateReplacePolicy is not Retain",
+    );
+    assert_caught(
+        "EnableKeyRotation: true",
+        "EnableKeyRotation: false",
+        "SigningKey: EnableKeyRotation is not true",
+    );
+    assert_caught(
+        "      EnableKeyRotation: true\n",
+        "",
+        "SigningKey: EnableKeyRotation is not true",
+    );
+    assert_caught(
+        "KeySpec: SYMMETRIC_DEFAULT",
+        "KeySpec: RSA_2048",
+        "SigningKey: not a symmetric encryption key",
+    );
+    assert_caught(
+        "KeyUsage: ENCRYPT_DECRYPT",
+        "KeyUsage: GENERATE_VERIFY_MAC",
+        "SigningKey: not a symmetric encryption key",
+    );
+    assert_caught(
+        "PendingWindowInDays: 30",
+        "PendingWindowInDays: 7",
+        "SigningKey: PendingWindowInDays is not 30",
+    );
+    assert_caught(
+        "Principal: { AWS: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:root\" }",
+        "Principal: { AWS: \"*\" }",
+        "SigningKey: a KeyPolicy statement allows every principal",
+    );
+    assert_caught(
+        "Principal: { AWS: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:root\" }",
+        "Principal: \"*\"",
+        "SigningKey: a KeyPolicy statement allows every principal",
+    );
+    // Defaults are symmetric encryption and the longest window.
+    assert!(
+        problems_after(
+            "      KeySpec: SYMMETRIC_DEFAULT\n      KeyUsage: ENCRYPT_DECRYPT\n",
+            ""
+        )
+        .is_empty()
+    );
+    assert!(problems_after("      PendingWindowInDays: 30\n", "").is_empty());
+}
+
+#[test]
+fn the_signing_key_missing_from_the_environment_is_rejected() {
+    let var = "          KEYMINT_SIGNING_KEY_ID: !GetAtt SigningKey.Arn\n";
+    assert_caught(
+        var,
+        "",
+        "KEYMINT_SIGNING_KEY_ID is not `!GetAtt <an AWS::KMS::Key of this template>.Arn`",
+    );
+    assert_caught(
+        var,
+        "          KEYMINT_SIGNING_KEY_ID: !Ref SigningKey\n",
+        "KEYMINT_SIGNING_KEY_ID is not `!GetAtt",
+    );
+    assert_caught(
+        var,
+        "          KEYMINT_SIGNING_KEY_ID: alias/keymint-signing\n",
+        "the environment does not name the KMS key SigningKey",
+    );
+    // The code calls KMS but the template has no key at all.
+    let start = GOOD.find("  SigningKey:\n").unwrap();
+    let end = GOOD.find("  TenantsTable:\n").unwrap();
+    let without_key = format!("{}{}", &GOOD[..start], &GOOD[end..]);
+    let problems = template_problems(&without_key, &good_calls());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("the code calls KMS but the template has no AWS::KMS::Key")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn kms_calls_with_arguments_are_not_sdk_operations() {
+    // AEAD ciphers and signing keys have methods named like KMS operations; they take arguments, SDK fluent
+    // operations do not.
+    let source = r#"
+        fn open(cipher: &Aes256Gcm, nonce: &Nonce, data: &[u8], key: &SigningKey) {
+            let plain = cipher.decrypt(nonce, data);
+            let sealed = cipher.encrypt(nonce, plain.as_ref());
+            let sig = key.sign(&message);
+            let ok = public.verify(&message, &sig);
+            let ok = public.verify_strict(&message, &sig);
+        }
+    "#;
+    let mut called = BTreeSet::new();
+    actions_in(&code_only(source), &mut called, &mut BTreeSet::new()).unwrap();
+    assert!(called.is_empty(), "{called:?}");
+
+    let source = r#"
+        async fn envelope(&self) {
+            let created = self.kms.generate_data_key().key_id(&self.key_id).key_spec(DataKeySpec::Aes256)
+                .encryption_context("tenant_id", tenant).encryption_context("kid", kid).send().await;
+            let opened = self
+                .kms
+                .decrypt()
+                .ciphertext_blob(Blob::new(wrapped))
+                .send()
+                .await;
+        }
+    "#;
+    let mut called = BTreeSet::new();
+    actions_in(&code_only(source), &mut called, &mut BTreeSet::new()).unwrap();
+    assert_eq!(
+        called.into_iter().collect::<Vec<_>>(),
+        ["kms:Decrypt", "kms:GenerateDataKey"]
+    );
+
+    // A KMS operation without a mapping fails clearly instead of going unnoticed.
+    for op in [
+        "encrypt",
+        "generate_data_key_without_plaintext",
+        "re_encrypt",
+        "sign",
+    ] {
+        let err = actions_in(
+            &code_only(&format!("self.kms.{op}().key_id(k).send().await")),
+            &mut BTreeSet::new(),
+            &mut BTreeSet::new(),
+        )
+        .unwrap_err();
+        assert!(err.contains(&format!("`.{op}()`")), "{err}");
+    }
 }

@@ -1,8 +1,13 @@
 //! `keymint dev …`: what the local stack and the tests need that a seller in production never runs.
 
+use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use clap::Subcommand;
+use serde_yaml::Value;
 
-use super::{CliError, Output};
+use super::{CliError, Output, first_line, without_debug};
+
+/// The environment variable through which the function (and the CLI) learns the signing key's ARN.
+const SIGNING_KEY_VAR: &str = "KEYMINT_SIGNING_KEY_ID";
 
 #[derive(Debug, Subcommand)]
 pub enum DevCommand {
@@ -14,8 +19,192 @@ pub enum DevCommand {
         #[arg(long, default_value = "keymint")]
         prefix: String,
     },
+    /// Create the KMS key that template.yaml gives the function (KEYMINT_SIGNING_KEY_ID), under an alias, and
+    /// print the `export` line for its ARN. If the alias exists, print the ARN of its key instead.
+    CreateKmsKey {
+        #[arg(long, default_value = "template.yaml")]
+        template: String,
+        #[arg(long, default_value = "alias/keymint-local-signing")]
+        alias: String,
+    },
     /// Verify an SES sender identity (against the SES emulator locally).
     VerifySender { email: String },
+}
+
+/// The `AWS::KMS::Key` of the template that the function's environment names as
+/// `KEYMINT_SIGNING_KEY_ID: !GetAtt <key>.Arn`, with what a local copy of it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KmsKeySpec {
+    logical_id: String,
+    description: Option<String>,
+    key_spec: String,
+    key_usage: String,
+}
+
+/// The logical id of a `!GetAtt X.Arn` / `{Fn::GetAtt: [X, Arn]}` / `!GetAtt [X, Arn]`.
+fn get_att_arn(value: &Value) -> Option<&str> {
+    let inner = match value {
+        Value::Tagged(tagged) if tagged.tag == "!GetAtt" => &tagged.value,
+        Value::Mapping(map) if map.len() == 1 => map.get("Fn::GetAtt")?,
+        _ => return None,
+    };
+    let (id, attr) = match inner {
+        Value::String(s) => s.split_once('.')?,
+        Value::Sequence(list) => match list.as_slice() {
+            [id, attr] => (id.as_str()?, attr.as_str()?),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (attr == "Arn").then_some(id)
+}
+
+fn signing_key_spec(template: &str) -> Result<KmsKeySpec, String> {
+    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let resources = doc
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .ok_or("template.yaml has no Resources")?;
+    let logical_id = resources
+        .values()
+        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function"))
+        .filter_map(|r| {
+            r.get("Properties")?
+                .get("Environment")?
+                .get("Variables")?
+                .get(SIGNING_KEY_VAR)
+        })
+        .find_map(get_att_arn)
+        .ok_or_else(|| {
+            format!("template.yaml: no function's environment has `{SIGNING_KEY_VAR}: !GetAtt <key>.Arn`")
+        })?;
+    let key = resources
+        .get(logical_id)
+        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::KMS::Key"))
+        .ok_or_else(|| {
+            format!(
+                "template.yaml: {SIGNING_KEY_VAR} names {logical_id}, which is not an AWS::KMS::Key"
+            )
+        })?;
+    let props = key.get("Properties");
+    let text = |name: &str| props.and_then(|p| p.get(name)).and_then(Value::as_str);
+    Ok(KmsKeySpec {
+        logical_id: logical_id.to_owned(),
+        description: text("Description").map(str::to_owned),
+        key_spec: text("KeySpec").unwrap_or("SYMMETRIC_DEFAULT").to_owned(),
+        key_usage: text("KeyUsage").unwrap_or("ENCRYPT_DECRYPT").to_owned(),
+    })
+}
+
+/// A KMS alias name: `alias/` and letters, digits, `/`, `_`, `-`, not in the reserved `alias/aws/` space.
+fn check_alias(alias: &str) -> Result<(), CliError> {
+    let name = alias.strip_prefix("alias/").unwrap_or_default();
+    let ok = !name.is_empty()
+        && alias.len() <= 256
+        && !alias.starts_with("alias/aws/")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Invalid(format!(
+            "invalid KMS alias {alias:?}: alias/<letters, digits, /, _, ->, not alias/aws/…"
+        )))
+    }
+}
+
+fn kms_error<E: std::error::Error + 'static>(what: &str, err: &E) -> CliError {
+    let detail = aws_sdk_kms::error::DisplayErrorContext(err).to_string();
+    CliError::Aws(format!(
+        "KMS {what}: {}",
+        first_line(without_debug(&detail))
+    ))
+}
+
+/// The ARN of the key `alias` points to, or None if there is no such alias. A key that cannot encrypt (disabled,
+/// pending deletion) is a conflict: reusing it would fail later and less clearly.
+async fn aliased_key(
+    client: &aws_sdk_kms::Client,
+    alias: &str,
+) -> Result<Option<String>, CliError> {
+    let described = match client.describe_key().key_id(alias).send().await {
+        Ok(out) => out,
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(err) => return Err(kms_error("DescribeKey", &err)),
+    };
+    let metadata = described
+        .key_metadata()
+        .ok_or_else(|| CliError::Aws(format!("KMS DescribeKey {alias}: no key metadata")))?;
+    let arn = metadata
+        .arn()
+        .ok_or_else(|| CliError::Aws(format!("KMS DescribeKey {alias}: no key ARN")))?;
+    match metadata.key_state() {
+        None | Some(KeyState::Enabled) => Ok(Some(arn.to_owned())),
+        Some(state) => Err(CliError::Conflict(format!(
+            "{alias} points to {arn}, which is {}; delete the alias or choose another with --alias",
+            state.as_str()
+        ))),
+    }
+}
+
+/// The signing key's ARN: the key `alias` points to, or a new key like the template's under that alias.
+async fn create_kms_key(
+    client: &aws_sdk_kms::Client,
+    spec: &KmsKeySpec,
+    alias: &str,
+) -> Result<String, CliError> {
+    if let Some(arn) = aliased_key(client, alias).await? {
+        return Ok(arn);
+    }
+    let created = client
+        .create_key()
+        .set_description(spec.description.clone())
+        .key_spec(KeySpec::from(spec.key_spec.as_str()))
+        .key_usage(KeyUsageType::from(spec.key_usage.as_str()))
+        .send()
+        .await
+        .map_err(|e| kms_error("CreateKey", &e))?;
+    let metadata = created
+        .key_metadata()
+        .ok_or_else(|| CliError::Aws("KMS CreateKey: no key metadata".to_owned()))?;
+    let (key_id, arn) = (
+        metadata.key_id().to_owned(),
+        metadata.arn().unwrap_or_default().to_owned(),
+    );
+    let aliased = client
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(&key_id)
+        .send()
+        .await;
+    match aliased {
+        Ok(_) if !arn.is_empty() => Ok(arn),
+        Ok(_) => Err(CliError::Aws("KMS CreateKey: no key ARN".to_owned())),
+        Err(err) => {
+            // Without the alias nothing would find the new key again: drop it (best effort; KMS keeps it for
+            // the shortest window, 7 days). Another run that created the alias meanwhile wins.
+            let _ = client
+                .schedule_key_deletion()
+                .key_id(&key_id)
+                .pending_window_in_days(7)
+                .send()
+                .await;
+            let lost_race = err
+                .as_service_error()
+                .is_some_and(|e| e.is_already_exists_exception());
+            match aliased_key(client, alias).await? {
+                Some(arn) if lost_race => Ok(arn),
+                _ => Err(kms_error("CreateAlias", &err)),
+            }
+        }
+    }
 }
 
 pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> {
@@ -34,6 +223,17 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
             }
             out.document(doc.into());
         }
+        DevCommand::CreateKmsKey { template, alias } => {
+            check_alias(&alias)?;
+            let text = std::fs::read_to_string(&template)
+                .map_err(|e| CliError::Config(format!("cannot read {template}: {e}")))?;
+            let spec = signing_key_spec(&text).map_err(CliError::Config)?;
+            let sdk = crate::config::aws().await;
+            let client = aws_sdk_kms::Client::new(&sdk);
+            let arn = create_kms_key(&client, &spec, &alias).await?;
+            out.line(format!("export {SIGNING_KEY_VAR}={arn}"));
+            out.document(serde_json::json!({ SIGNING_KEY_VAR: arn }));
+        }
         DevCommand::VerifySender { email } => {
             let email = crate::domain::Email::parse(&email)?;
             let sdk = crate::config::aws().await;
@@ -50,4 +250,77 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_key_comes_from_the_template() {
+        let spec = signing_key_spec(include_str!("../../template.yaml")).unwrap();
+        assert_eq!(spec.logical_id, "SigningKey");
+        assert_eq!(spec.key_spec, "SYMMETRIC_DEFAULT");
+        assert_eq!(spec.key_usage, "ENCRYPT_DECRYPT");
+        assert!(spec.description.is_some_and(|d| d.contains("keymint")));
+    }
+
+    #[test]
+    fn the_key_is_found_in_either_get_att_form_and_must_be_a_kms_key() {
+        let template = |env: &str, key_type: &str| {
+            format!(
+                "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Environment:\n        \
+                 Variables:\n          {env}\n  Key:\n    Type: {key_type}\n    Properties:\n      Description: d\n"
+            )
+        };
+        for env in [
+            "KEYMINT_SIGNING_KEY_ID: !GetAtt Key.Arn",
+            "KEYMINT_SIGNING_KEY_ID: !GetAtt [Key, Arn]",
+            "KEYMINT_SIGNING_KEY_ID: {Fn::GetAtt: [Key, Arn]}",
+        ] {
+            let spec = signing_key_spec(&template(env, "AWS::KMS::Key")).unwrap();
+            assert_eq!(
+                spec,
+                KmsKeySpec {
+                    logical_id: "Key".to_owned(),
+                    description: Some("d".to_owned()),
+                    key_spec: "SYMMETRIC_DEFAULT".to_owned(),
+                    key_usage: "ENCRYPT_DECRYPT".to_owned(),
+                }
+            );
+        }
+        for env in [
+            "KEYMINT_SIGNING_KEY_ID: !Ref Key",
+            "KEYMINT_SIGNING_KEY_ID: !GetAtt Key.KeyId",
+            "OTHER: !GetAtt Key.Arn",
+        ] {
+            let err = signing_key_spec(&template(env, "AWS::KMS::Key")).unwrap_err();
+            assert!(err.contains("no function's environment"), "{err}");
+        }
+        let err = signing_key_spec(&template(
+            "KEYMINT_SIGNING_KEY_ID: !GetAtt Key.Arn",
+            "AWS::SNS::Topic",
+        ))
+        .unwrap_err();
+        assert!(err.contains("not an AWS::KMS::Key"), "{err}");
+        assert!(signing_key_spec("Resources: [").is_err());
+    }
+
+    #[test]
+    fn aliases_are_checked() {
+        assert!(check_alias("alias/keymint-local-signing").is_ok());
+        assert!(check_alias("alias/team/keymint_2").is_ok());
+        for bad in [
+            "keymint",
+            "alias/",
+            "alias/aws/keymint",
+            "alias/a b",
+            "alias/a:b",
+        ] {
+            assert!(
+                matches!(check_alias(bad), Err(CliError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
 }

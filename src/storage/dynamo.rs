@@ -297,14 +297,7 @@ impl DynamoStore {
                     .iter()
                     .any(|(code, _)| code == "TransactionConflict");
             if conflict_only && attempt < CONFLICT_RETRIES {
-                // Jitter from the clock: enough to pull concurrent retries apart, no randomness needed.
-                let jitter = u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos())
-                        % 16,
-                );
-                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter)).await;
+                backoff(attempt).await;
                 continue;
             }
             if conflict_only {
@@ -343,6 +336,18 @@ impl DynamoStore {
             .map_err(unavailable)?;
         Ok(payment.item().and_then(key_hash_of))
     }
+}
+
+/// Waits before retrying a write that lost a race: longer with each attempt, with jitter from the clock (enough
+/// to pull concurrent retries apart, no randomness needed).
+pub async fn backoff(attempt: u32) {
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            % 16,
+    );
+    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter)).await;
 }
 
 /// Why a transaction was cancelled: one `(code, old item)` per item, in order.

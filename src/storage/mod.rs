@@ -16,7 +16,7 @@ use crate::domain::{License, LicenseStatus, Payment, Tenant, TenantId};
 pub use activations::{ActivateResult, ActivationStore};
 pub use admin::LicenseFilter;
 pub use cache::TenantCache;
-pub use dynamo::{DynamoStore, Tables};
+pub use dynamo::{DynamoStore, Tables, backoff};
 pub use events::{EventChange, EventStore, EventWrite, Written};
 pub use schema::{TableSpec, create_tables, table_specs};
 pub use signing::{Retirement, SigningKeyStore};

@@ -18,8 +18,7 @@ use aws_sdk_dynamodb::types::{
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use keymint::domain::{
-    Email, KeyPrefix, License, Permalink, Product, ProductId, RefundPolicy, Tenant, TenantId,
-    TenantStatus, WebhookToken,
+    Email, KeyPrefix, License, Permalink, Product, ProductId, Tenant, TenantId, WebhookToken,
 };
 use keymint::http::App;
 use keymint::mail::SesMailer;
@@ -680,36 +679,26 @@ fn over_http(url: &str, pings: &Pings, kind: Kind, n: usize) -> (Vec<f64>, usize
 async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
     let tenant_id = TenantId::parse(&unique("bench")).unwrap();
     let token = WebhookToken::generate().unwrap();
-    let product = Product {
-        product_id: ProductId::parse("myapp").unwrap(),
-        name: "MyApp".to_owned(),
-        key_prefix: KeyPrefix::parse("ACME").unwrap(),
-        activation_limit: 3,
-        duration_days: None,
-        entitlements: Vec::new(),
-        seat_lease_seconds: None,
-        token_ttl_seconds: None,
-        created_at: "2026-01-01T00:00:00Z".to_owned(),
-    };
+    let product = Product::new(
+        ProductId::parse("myapp").unwrap(),
+        "MyApp".to_owned(),
+        KeyPrefix::parse("ACME").unwrap(),
+        "2026-01-01T00:00:00Z".to_owned(),
+    );
     let mut permalinks = BTreeMap::new();
     permalinks.insert(
         Permalink::parse("myapp-pro").unwrap(),
         product.product_id.clone(),
     );
     let tenant = Tenant {
-        tenant_id: tenant_id.clone(),
-        status: TenantStatus::Active,
-        token_hash: token.hash().to_hex(),
         seller_id: Some("kL0psVL2admJSYRNs-OCMg==".to_owned()),
-        sender: sender.clone(),
         permalinks,
-        gumroad_enabled: true,
-        refund_policy: RefundPolicy::Revoke,
-        created_at: "2026-01-01T00:00:00Z".to_owned(),
-        products: Default::default(),
-        variants: Vec::new(),
-        signing_kid: None,
-        signing_keys: Vec::new(),
+        ..Tenant::new(
+            tenant_id.clone(),
+            token.hash().to_hex(),
+            sender.clone(),
+            "2026-01-01T00:00:00Z".to_owned(),
+        )
     };
     store.create_tenant(&tenant).await.unwrap();
     store.create_product(&tenant_id, &product).await.unwrap();

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod domain;
 #[doc(hidden)]

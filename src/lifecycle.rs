@@ -11,7 +11,7 @@ use crate::domain::{
     seats,
 };
 use crate::gumroad::{EventKind, EventSubject, GumroadEvent, PlanUpdate};
-use crate::storage::{EventChange, EventStore, EventWrite, StoreError, Written};
+use crate::storage::{EventChange, EventStore, EventWrite, Mark, StoreError, Written};
 
 /// Event records and markers outlive any retry or late-arriving sale by far.
 const EVENT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -28,6 +28,35 @@ pub fn transition(current: LicenseStatus, kind: &EventKind, policy: RefundPolicy
         EventKind::SubscriptionEnded { .. } if current == Active => Expired,
         EventKind::SubscriptionRestarted if current == Expired => Active,
         _ => current,
+    }
+}
+
+/// What an event records on a license besides its status: the flags and times Gumroad's license API reports.
+pub fn marks(kind: &EventKind, now: OffsetDateTime) -> Vec<Mark> {
+    let at = |given: &Option<String>| given.clone().unwrap_or_else(|| rfc3339(now));
+    match kind {
+        EventKind::Refund { full: true } => vec![Mark::Flag("refunded", true)],
+        EventKind::Dispute => vec![Mark::Flag("chargebacked", true)],
+        EventKind::DisputeWon => vec![Mark::Flag("chargebacked", false)],
+        EventKind::Cancellation { cancelled_at } => {
+            vec![Mark::At("subscription_cancelled_at", at(cancelled_at))]
+        }
+        EventKind::SubscriptionEnded {
+            ended_at,
+            failed_payment,
+        } => {
+            let mut marks = vec![Mark::At("subscription_ended_at", at(ended_at))];
+            if *failed_payment {
+                marks.push(Mark::At("subscription_failed_at", at(ended_at)));
+            }
+            marks
+        }
+        EventKind::SubscriptionRestarted => vec![
+            Mark::Clear("subscription_cancelled_at"),
+            Mark::Clear("subscription_ended_at"),
+            Mark::Clear("subscription_failed_at"),
+        ],
+        EventKind::Refund { full: false } | EventKind::SubscriptionUpdated(_) => Vec::new(),
     }
 }
 
@@ -262,13 +291,15 @@ async fn change_license(
     ttl: i64,
 ) -> Result<Option<EventResult>, StoreError> {
     let to = transition(license.status, &event.kind, tenant.refund_policy);
-    let change = if to == license.status {
+    let marks = marks(&event.kind, OffsetDateTime::now_utc());
+    let change = if to == license.status && marks.is_empty() {
         EventChange::None
     } else {
         EventChange::License {
             key_hash: license.key_hash.clone(),
             from: license.status,
             to,
+            marks,
         }
     };
     let write = EventWrite {
@@ -305,16 +336,27 @@ mod tests {
             (Revoked, EventKind::Dispute, revoke, Revoked),
             (Suspended, EventKind::DisputeWon, revoke, Active),
             (Revoked, EventKind::DisputeWon, revoke, Revoked),
-            (Active, EventKind::Cancellation, revoke, Active),
             (
                 Active,
-                EventKind::SubscriptionEnded { ended_at: None },
+                EventKind::Cancellation { cancelled_at: None },
+                revoke,
+                Active,
+            ),
+            (
+                Active,
+                EventKind::SubscriptionEnded {
+                    ended_at: None,
+                    failed_payment: false,
+                },
                 revoke,
                 Expired,
             ),
             (
                 Suspended,
-                EventKind::SubscriptionEnded { ended_at: None },
+                EventKind::SubscriptionEnded {
+                    ended_at: None,
+                    failed_payment: false,
+                },
                 revoke,
                 Suspended,
             ),

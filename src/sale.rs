@@ -6,9 +6,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Email, EmailStatus, License, LicenseKey, LicenseStatus, Payment, Permalink, Product, SaleId,
-    Tenant, UsdCents, Variant, random_id, rfc3339, seats,
+    Email, EmailStatus, GumroadPurchase, KeySource, License, LicenseKey, LicenseStatus, Payment,
+    Permalink, Product, SaleId, Tenant, UsdCents, Variant, random_id, rfc3339, seats,
 };
+use crate::gumroad::EventKind;
 use crate::gumroad::{Gift, SalePing};
 use crate::mail::{Mailer, compose_key_email};
 use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
@@ -59,6 +60,12 @@ pub struct SaleOrder<'a> {
     /// The Gumroad permalink the sale resolved through, and Gumroad's product id.
     pub gumroad_permalink: Option<Permalink>,
     pub gumroad_product_id: Option<String>,
+    /// Gumroad's own key for the purchase, used when the product's key source is Gumroad.
+    pub gumroad_key: Option<String>,
+    pub purchase: Option<GumroadPurchase>,
+    /// What Gumroad already did to the sale (an imported past sale): minted in that state.
+    pub refunded: bool,
+    pub disputed: bool,
 }
 
 #[derive(Debug)]
@@ -122,11 +129,15 @@ impl<'a> SaleOrder<'a> {
             subscription_id: ping.subscription_id,
             is_recurring_charge: ping.is_recurring_charge,
             source: "gumroad",
-            send_email: true,
+            send_email: product.emails_key(),
             variants: ping.variants,
             gift: ping.gift,
             gumroad_permalink: Some(permalink.clone()),
             gumroad_product_id: ping.gumroad_product_id,
+            gumroad_key: ping.license_key,
+            purchase: Some(ping.purchase),
+            refunded: false,
+            disputed: false,
         }
     }
 
@@ -156,6 +167,10 @@ impl<'a> SaleOrder<'a> {
             gift: None,
             gumroad_permalink: None,
             gumroad_product_id: None,
+            gumroad_key: None,
+            purchase: None,
+            refunded: false,
+            disputed: false,
         }
     }
 }
@@ -164,9 +179,51 @@ fn unix(at: OffsetDateTime) -> i64 {
     at.unix_timestamp()
 }
 
-fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<NewSale, SaleError> {
+/// The key a sale's license carries: Gumroad's own for a product whose key source is Gumroad (when the ping has
+/// one and `own_key` allows it), keymint's otherwise.
+fn license_key(order: &SaleOrder<'_>, own_key: bool) -> Result<LicenseKey, SaleError> {
     let product = order.product;
-    let key = LicenseKey::generate(&product.key_prefix)?;
+    if product.key_source == KeySource::Gumroad {
+        match &order.gumroad_key {
+            Some(key) if own_key => return Ok(LicenseKey::from_string(key.clone())),
+            Some(_) => tracing::warn!(
+                product = %product.product_id,
+                "Gumroad's key is already another license's: minting a keymint key instead"
+            ),
+            None => tracing::warn!(
+                product = %product.product_id,
+                "the sale carries no license_key although the product keeps Gumroad's keys: minting a keymint key"
+            ),
+        }
+    }
+    Ok(LicenseKey::generate(&product.key_prefix)?)
+}
+
+/// The state Gumroad already left an imported sale in, as the lifecycle events would have.
+fn initial_status(tenant: &Tenant, order: &SaleOrder<'_>) -> LicenseStatus {
+    let mut status = LicenseStatus::Active;
+    if order.refunded {
+        status = crate::lifecycle::transition(
+            status,
+            &EventKind::Refund { full: true },
+            tenant.refund_policy,
+        );
+    }
+    if order.disputed {
+        status = crate::lifecycle::transition(status, &EventKind::Dispute, tenant.refund_policy);
+    }
+    status
+}
+
+fn mint(
+    tenant: &Tenant,
+    order: &SaleOrder<'_>,
+    now: OffsetDateTime,
+    own_key: bool,
+) -> Result<NewSale, SaleError> {
+    let product = order.product;
+    let key = license_key(order, own_key)?;
+    let status = initial_status(tenant, order);
     let key_hash = key.hash();
     let expires = product
         .duration_days
@@ -179,7 +236,7 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<N
         product_name: product.name.clone(),
         key,
         key_hash: key_hash.clone(),
-        status: LicenseStatus::Active,
+        status,
         activation_limit: seats(product.activation_limit, order.quantity),
         activations: 0,
         expires_at: expires.map(rfc3339),
@@ -192,12 +249,21 @@ fn mint(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Result<N
         email_status: EmailStatus::Pending,
         email_message_id: None,
         // The minting request holds the email claim from the start: no extra round trip to take it.
-        email_claim_until: order.send_email.then(|| unix(now + EMAIL_CLAIM)),
+        email_claim_until: (order.send_email && status == LicenseStatus::Active)
+            .then(|| unix(now + EMAIL_CLAIM)),
         ttl: expires.map(|at| unix(at + EXPIRED_LICENSE_RETENTION)),
         quantity: order.quantity,
         gumroad_permalink: order.gumroad_permalink.clone(),
         gumroad_product_id: order.gumroad_product_id.clone(),
         pending_change: None,
+        gumroad: order.purchase.clone(),
+        uses: 0,
+        refunded: order.refunded,
+        chargebacked: order.disputed,
+        disabled: false,
+        subscription_cancelled_at: None,
+        subscription_ended_at: None,
+        subscription_failed_at: None,
     };
     let payment = Payment {
         tenant_id: tenant.tenant_id.clone(),
@@ -256,8 +322,12 @@ pub async fn issue(
     {
         return renew(store, tenant, &order, license, now).await;
     }
-    let mut new_sale = mint(tenant, &order, now)?;
+    let mut new_sale = mint(tenant, &order, now, true)?;
     let mut written = store.write_sale(&new_sale).await?;
+    if matches!(written, SaleWrite::KeyTaken) {
+        new_sale = mint(tenant, &order, now, false)?;
+        written = store.write_sale(&new_sale).await?;
+    }
     for _ in 0..MARKER_RETRIES {
         let SaleWrite::Marked(status) = written else {
             break;
@@ -302,9 +372,9 @@ pub async fn issue(
             Ok(SaleResult::Duplicate)
         }
         SaleWrite::Duplicate(_) => Ok(SaleResult::Duplicate),
-        SaleWrite::Marked(_) => Err(SaleError::Storage(StoreError::Unavailable(
-            "the sale's event marker kept changing".to_owned(),
-        ))),
+        SaleWrite::Marked(_) | SaleWrite::KeyTaken => Err(SaleError::Storage(
+            StoreError::Unavailable("the sale's event marker kept changing".to_owned()),
+        )),
     }
 }
 
@@ -333,7 +403,7 @@ async fn renew(
         } else {
             license.status
         };
-        let mut minted = mint(tenant, order, now)?;
+        let mut minted = mint(tenant, order, now, true)?;
         minted.payment.license_id = license.license_id.clone();
         minted.payment.key_hash = license.key_hash.clone();
         let renewal = Renewal {

@@ -26,15 +26,14 @@ async fn tier(
 ) {
     let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
     let product = Product {
-        product_id: ProductId::parse(id).unwrap(),
-        name: format!("MyApp {id}"),
-        key_prefix: KeyPrefix::parse(prefix).unwrap(),
         activation_limit: seats,
-        duration_days: None,
         entitlements: entitlements.iter().map(|e| (*e).to_owned()).collect(),
-        seat_lease_seconds: None,
-        token_ttl_seconds: None,
-        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        ..Product::new(
+            ProductId::parse(id).unwrap(),
+            format!("MyApp {id}"),
+            KeyPrefix::parse(prefix).unwrap(),
+            "2026-01-01T00:00:00Z".to_owned(),
+        )
     };
     stack
         .store

@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 use super::tenant::load;
 use super::{CliError, Output, store};
 use crate::domain::{
-    KeyPrefix, MAX_SEATS, Permalink, Product, ProductId, TenantId, Variant, VariantMapping,
-    format_duration, parse_duration, parse_entitlements, rfc3339,
+    EmailKey, KeyPrefix, KeySource, MAX_SEATS, Permalink, Product, ProductId, TenantId, Variant,
+    VariantMapping, format_duration, parse_duration, parse_entitlements, rfc3339,
 };
 use crate::storage::StoreError;
 
@@ -38,6 +38,12 @@ pub enum ProductCommand {
         /// How long a signed lease lasts when seats do not expire (default 30d).
         #[arg(long)]
         token_ttl: Option<String>,
+        /// Whose keys its licenses carry: keymint's own (default) or the `license_key` Gumroad already issued.
+        #[arg(long, value_parser = ["gumroad", "keymint"])]
+        key_source: Option<String>,
+        /// Send the key email: `always` (default for keymint keys) or `never` (default for Gumroad's keys).
+        #[arg(long, value_parser = ["always", "never"])]
+        email_key: Option<String>,
     },
     /// Change a product: its name, and the key type of the licenses it issues from now on. Entitlements apply
     /// at once to every license of the product.
@@ -60,6 +66,12 @@ pub enum ProductCommand {
         /// How long a signed lease lasts when seats do not expire (90s, 12h, 7d), or `default` (30d).
         #[arg(long)]
         token_ttl: Option<String>,
+        /// Whose keys new licenses carry: keymint's own or the `license_key` Gumroad already issued.
+        #[arg(long, value_parser = ["gumroad", "keymint"])]
+        key_source: Option<String>,
+        /// Send the key email: `always`, `never`, or `default` (always for keymint keys, never for Gumroad's).
+        #[arg(long, value_parser = ["always", "never", "default"])]
+        email_key: Option<String>,
     },
     /// Delete a product that no permalink maps to any more. Its licenses stay valid.
     Delete {
@@ -123,6 +135,8 @@ fn optional_duration(raw: &str, none_word: &str) -> Result<Option<u64>, CliError
 
 fn product_json(tenant_id: &TenantId, product: &Product) -> serde_json::Value {
     json!({
+        "key_source": product.key_source.as_str(),
+        "email_key": if product.emails_key() { "always" } else { "never" },
         "seat_lease": product.seat_lease_seconds.map(format_duration),
         "token_ttl": product.token_ttl_seconds.map(format_duration),
         "tenant_id": tenant_id,
@@ -157,9 +171,16 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             entitlements,
             seat_lease,
             token_ttl,
+            key_source,
+            email_key,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let product = Product {
+                key_source: key_source
+                    .as_deref()
+                    .and_then(KeySource::parse)
+                    .unwrap_or_default(),
+                email_key: email_key.as_deref().and_then(EmailKey::parse),
                 seat_lease_seconds: seat_lease.as_deref().map(parse_duration).transpose()?,
                 token_ttl_seconds: token_ttl.as_deref().map(parse_duration).transpose()?,
                 product_id: ProductId::parse(&product_id)?,
@@ -197,6 +218,8 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             entitlements,
             seat_lease,
             token_ttl,
+            key_source,
+            email_key,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let product_id = ProductId::parse(&product_id)?;
@@ -246,6 +269,12 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             }
             if let Some(token_ttl) = token_ttl {
                 product.token_ttl_seconds = token_ttl;
+            }
+            if let Some(source) = key_source.as_deref().and_then(KeySource::parse) {
+                product.key_source = source;
+            }
+            if let Some(email_key) = email_key {
+                product.email_key = EmailKey::parse(&email_key);
             }
             store
                 .replace_product(&tenant_id, &product)

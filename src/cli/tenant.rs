@@ -131,21 +131,15 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             let base = api_base(api_url.as_deref())?;
             let token = WebhookToken::generate()?;
             let tenant = Tenant {
-                tenant_id: tenant_id.clone(),
-                status: TenantStatus::Active,
-                token_hash: token.hash().to_hex(),
                 seller_id: seller_id
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty()),
-                sender,
-                permalinks: Default::default(),
-                gumroad_enabled: true,
-                refund_policy: RefundPolicy::default(),
-                created_at: rfc3339(OffsetDateTime::now_utc()),
-                products: Default::default(),
-                variants: Vec::new(),
-                signing_kid: None,
-                signing_keys: Vec::new(),
+                ..Tenant::new(
+                    tenant_id.clone(),
+                    token.hash().to_hex(),
+                    sender,
+                    rfc3339(OffsetDateTime::now_utc()),
+                )
             };
             let (store, vault) = keyed_store().await?;
             let (signing_key, _) =

@@ -1,17 +1,19 @@
 //! The license domain: the typed values every other part speaks in (tenants, products, permalinks, sales,
 //! licenses and their keys). Strings are parsed into these once, at the edge, and never re-checked.
 
+mod gumroad;
 mod ids;
 mod key;
 mod records;
 mod tiers;
 
+pub use gumroad::{EmailKey, GumroadPurchase, KeySource};
 pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
 pub use key::{
     LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,
 };
 pub use records::{
-    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy,
+    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, SealedSecret,
     SealedSigningKey, Tenant, TenantStatus, rfc3339,
 };
 pub use tiers::{

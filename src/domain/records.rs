@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    Email, KeyPrefix, LicenseKey, Permalink, PlanChange, ProductId, SaleId, TenantId, Variant,
-    VariantMapping,
+    Email, EmailKey, GumroadPurchase, KeyPrefix, KeySource, LicenseKey, Permalink, PlanChange,
+    ProductId, SaleId, TenantId, Variant, VariantMapping,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,9 +57,45 @@ pub struct Tenant {
     /// The current and retired signing keys, records of their own loaded in the same read.
     #[serde(skip)]
     pub signing_keys: Vec<SealedSigningKey>,
+    /// Confirm each new sale with Gumroad's sales API before minting (`tenant set --verify-sales on`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_sales: bool,
+    /// The Gumroad access token read-back uses, sealed like a signing key (`kid` `gumroad-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gumroad_token: Option<SealedSecret>,
+}
+
+/// A secret sealed with AES-256-GCM under a KMS data key, with the tenant id and `kid` as encryption context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub kid: String,
+    pub sealed_data_key: String,
+    pub nonce: String,
+    pub ciphertext: String,
 }
 
 impl Tenant {
+    /// A new, active tenant with nothing mapped yet.
+    pub fn new(tenant_id: TenantId, token_hash: String, sender: Email, created_at: String) -> Self {
+        Self {
+            tenant_id,
+            status: TenantStatus::Active,
+            token_hash,
+            seller_id: None,
+            sender,
+            permalinks: BTreeMap::new(),
+            gumroad_enabled: true,
+            refund_policy: RefundPolicy::default(),
+            created_at,
+            products: BTreeMap::new(),
+            variants: Vec::new(),
+            signing_kid: None,
+            signing_keys: Vec::new(),
+            verify_sales: false,
+            gumroad_token: None,
+        }
+    }
+
     /// The key that signs the tenant's leases now.
     pub fn current_signing_key(&self) -> Option<&SealedSigningKey> {
         let kid = self.signing_kid.as_deref()?;
@@ -114,11 +150,46 @@ pub struct Product {
     /// How long a lease is good for when seats do not expire; `None`: 30 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ttl_seconds: Option<u64>,
+    /// Whose keys its licenses carry: keymint's own, or the ones Gumroad already issued.
+    #[serde(default)]
+    pub key_source: KeySource,
+    /// Whether the key email is sent; `None`: the key source's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_key: Option<EmailKey>,
     pub created_at: String,
 }
 
 impl Product {
     pub const DEFAULT_ACTIVATION_LIMIT: u32 = 3;
+
+    /// A product with the default key type: 3 activations, no expiry, no entitlements, seats held until freed.
+    pub fn new(
+        product_id: ProductId,
+        name: String,
+        key_prefix: KeyPrefix,
+        created_at: String,
+    ) -> Self {
+        Self {
+            product_id,
+            name,
+            key_prefix,
+            activation_limit: Self::DEFAULT_ACTIVATION_LIMIT,
+            duration_days: None,
+            entitlements: Vec::new(),
+            seat_lease_seconds: None,
+            token_ttl_seconds: None,
+            key_source: KeySource::default(),
+            email_key: None,
+            created_at,
+        }
+    }
+
+    /// Whether a sale of this product emails its key.
+    pub fn emails_key(&self) -> bool {
+        self.email_key
+            .unwrap_or(EmailKey::default_for(self.key_source))
+            == EmailKey::Always
+    }
     pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 30 * 24 * 3600;
 
     /// The longest a lease of this product can last.
@@ -252,6 +323,27 @@ pub struct License {
     /// A downgrade waiting for the end of the paid period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_change: Option<PlanChange>,
+    /// The sale as Gumroad described it, for answers in Gumroad's shapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gumroad: Option<GumroadPurchase>,
+    /// Gumroad's `uses` counter, kept by the Gumroad-compatible verify endpoint.
+    #[serde(default)]
+    pub uses: u64,
+    /// Set by a full refund or a dispute (whatever the refund policy did to the status), as Gumroad reports them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refunded: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chargebacked: bool,
+    /// Revoked by the seller by hand (`keymint license revoke`): Gumroad's "disabled" key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// When Gumroad said the subscription was cancelled, ended, or ended by failed payments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_cancelled_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_failed_at: Option<String>,
 }
 
 fn one() -> u32 {

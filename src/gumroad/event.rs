@@ -93,9 +93,13 @@ pub enum EventKind {
     },
     Dispute,
     DisputeWon,
-    Cancellation,
+    Cancellation {
+        cancelled_at: Option<String>,
+    },
     SubscriptionEnded {
         ended_at: Option<String>,
+        /// `ended_reason=failed_payment`.
+        failed_payment: bool,
     },
     SubscriptionRestarted,
     SubscriptionUpdated(Option<PlanUpdate>),
@@ -107,7 +111,7 @@ impl EventKind {
             Self::Refund { .. } => "refund",
             Self::Dispute => "dispute",
             Self::DisputeWon => "dispute_won",
-            Self::Cancellation => "cancellation",
+            Self::Cancellation { .. } => "cancellation",
             Self::SubscriptionEnded { .. } => "subscription_ended",
             Self::SubscriptionRestarted => "subscription_restarted",
             Self::SubscriptionUpdated(_) => "subscription_updated",
@@ -142,9 +146,12 @@ impl GumroadEvent {
             },
             "dispute" => EventKind::Dispute,
             "dispute_won" => EventKind::DisputeWon,
-            "cancellation" => EventKind::Cancellation,
+            "cancellation" => EventKind::Cancellation {
+                cancelled_at: form.get_nonempty("cancelled_at").map(one_line),
+            },
             "subscription_ended" => EventKind::SubscriptionEnded {
                 ended_at: form.get_nonempty("ended_at").map(one_line),
+                failed_payment: form.get_nonempty("ended_reason") == Some("failed_payment"),
             },
             "subscription_restarted" => EventKind::SubscriptionRestarted,
             "subscription_updated" => EventKind::SubscriptionUpdated(PlanUpdate::from_form(form)?),
@@ -262,7 +269,8 @@ mod tests {
         assert_eq!(
             event.kind,
             EventKind::SubscriptionEnded {
-                ended_at: Some("2026-06-01T00:00:00Z".into())
+                ended_at: Some("2026-06-01T00:00:00Z".into()),
+                failed_payment: false,
             }
         );
         let EventSubject::Subscription { id, purchase_ids } = &event.subject else {

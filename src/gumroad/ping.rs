@@ -1,6 +1,6 @@
 //! The kinds of ping Gumroad sends and the typed sale read from a sale ping.
 
-use crate::domain::{Email, Permalink, SaleId, UsdCents, Variant};
+use crate::domain::{Email, GumroadPurchase, Permalink, SaleId, UsdCents, Variant};
 
 use super::Form;
 
@@ -59,6 +59,39 @@ pub struct SalePing {
     pub gift: Option<Gift>,
     /// Gumroad's own product id (`product_id`), kept on the license for later look-ups.
     pub gumroad_product_id: Option<String>,
+    /// Gumroad's own key for the purchase (`license_key`), when the product has Gumroad licensing on.
+    pub license_key: Option<String>,
+    /// The sale as Gumroad described it, kept for Gumroad-shaped answers.
+    pub purchase: GumroadPurchase,
+}
+
+/// Gumroad's keys are `XXXXXXXX-XXXXXXXX-XXXXXXXX-XXXXXXXX`; anything printable up to 100 characters is taken, so
+/// a key Gumroad formats differently one day still works.
+fn parse_license_key(raw: Option<&str>) -> Result<Option<String>, PingError> {
+    match raw {
+        None => Ok(None),
+        Some(key) if key.len() > 100 || !key.chars().all(|c| c.is_ascii_graphic()) => {
+            Err(PingError::Invalid("Invalid license_key".to_owned()))
+        }
+        Some(key) => Ok(Some(key.to_owned())),
+    }
+}
+
+/// `custom_fields[<name>]=<value>` pairs, in Gumroad's order, each name once.
+fn custom_fields(form: &Form) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (key, value) in form.pairs() {
+        if let Some(name) = key
+            .strip_prefix("custom_fields[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            let name = one_line(name);
+            if !name.is_empty() && !fields.iter().any(|(n, _)| *n == name) {
+                fields.push((name, one_line(value)));
+            }
+        }
+    }
+    fields
 }
 
 /// What the gifter paid, and who they are; the giftee's own `price` is 0.
@@ -149,18 +182,44 @@ impl SalePing {
             }
             other => other.map(str::to_owned),
         };
+        let sale_id = SaleId::parse(sale_id).map_err(invalid)?;
+        let email = Email::parse(email).map_err(invalid)?;
+        let price = form
+            .get_nonempty("price")
+            .map(UsdCents::parse)
+            .transpose()
+            .map_err(invalid)?
+            .unwrap_or_default();
+        let variants = variants(form);
+        let text = |field: &str| form.get_nonempty(field).map(one_line);
+        let purchase = GumroadPurchase {
+            seller_id: text("seller_id"),
+            product_id: gumroad_product_id.clone(),
+            product_name: text("product_name"),
+            permalink: text("permalink"),
+            product_permalink: text("product_permalink"),
+            email: email.to_string(),
+            price: price.0,
+            currency: text("currency").map(|c| c.to_ascii_lowercase()),
+            quantity,
+            order_number: text("order_number"),
+            sale_id: sale_id.to_string(),
+            sale_timestamp: text("sale_timestamp"),
+            full_name: text("full_name"),
+            variants: variants.clone(),
+            custom_fields: custom_fields(form),
+            subscription_id: text("subscription_id"),
+            test: false,
+        };
         Ok(Self {
-            sale_id: SaleId::parse(sale_id).map_err(invalid)?,
-            email: Email::parse(email).map_err(invalid)?,
+            license_key: parse_license_key(form.get_nonempty("license_key"))?,
+            purchase,
+            sale_id,
+            email,
             product_refs,
             buyer_name: form.get_nonempty("full_name").map(one_line),
             product_name: form.get_nonempty("product_name").map(one_line),
-            price: form
-                .get_nonempty("price")
-                .map(UsdCents::parse)
-                .transpose()
-                .map_err(invalid)?
-                .unwrap_or_default(),
+            price,
             currency: form
                 .get_nonempty("currency")
                 .map(|c| c.to_ascii_lowercase())
@@ -170,7 +229,7 @@ impl SalePing {
             sale_timestamp: form.get_nonempty("sale_timestamp").map(one_line),
             subscription_id: form.get_nonempty("subscription_id").map(one_line),
             is_recurring_charge: form.flag("is_recurring_charge"),
-            variants: variants(form),
+            variants,
             is_preorder_authorization: form.flag("is_preorder_authorization"),
             gift,
             gumroad_product_id,

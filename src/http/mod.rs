@@ -1,6 +1,7 @@
 //! The HTTP adapter: API Gateway (HTTP API) requests in, JSON responses out. Routing and the mapping of every
 //! error to a status and body live here, and only here.
 
+mod gumroad_verify;
 mod jwks;
 mod license_api;
 mod response;
@@ -72,6 +73,13 @@ impl App {
             ] => {
                 if request.method() == lambda_http::http::Method::POST {
                     license_api::handle(self, tenant_id, action, &request).await
+                } else {
+                    response::method_not_allowed("POST")
+                }
+            }
+            ["gumroad", tenant_id, "v2", "licenses", "verify"] => {
+                if request.method() == lambda_http::http::Method::POST {
+                    gumroad_verify::handle(self, tenant_id, &request).await
                 } else {
                     response::method_not_allowed("POST")
                 }

@@ -114,6 +114,14 @@ mod tests {
             gumroad_permalink: None,
             gumroad_product_id: None,
             pending_change: None,
+            gumroad: None,
+            uses: 0,
+            refunded: false,
+            chargebacked: false,
+            disabled: false,
+            subscription_cancelled_at: None,
+            subscription_ended_at: None,
+            subscription_failed_at: None,
         }
     }
 

@@ -52,6 +52,13 @@ pub trait ActivationStore: Store {
         now: &str,
     ) -> Result<ActivateResult, StoreError>;
 
+    /// Adds one to the license's Gumroad-style `uses` counter, atomically; the new count, `None` without a license.
+    async fn count_use(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<u64>, StoreError>;
+
     /// Moves a machine's seat end to `until` (unix seconds) and records it as seen; `false` when it holds no seat.
     async fn renew_seat(
         &self,
@@ -193,6 +200,34 @@ impl ActivationStore for DynamoStore {
             LicenseStatus::Active => ActivateResult::LimitReached,
             other => ActivateResult::NotActive(other),
         })
+    }
+
+    async fn count_use(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(license_sk(key_hash)))
+            .update_expression("ADD uses :one")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .attributes()
+                .and_then(|a| a.get("uses"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())),
+            Err(err) if is_condition_failure(&err) => Ok(None),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn renew_seat(

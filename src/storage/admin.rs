@@ -275,7 +275,7 @@ impl DynamoStore {
         Ok(licenses)
     }
 
-    /// Sets a license's status and returns the license as stored; `NotFound` when there is none.
+    /// Sets a license's status by the seller's hand and returns the license as stored; `NotFound` when there is none.
     pub async fn set_license_status(
         &self,
         tenant_id: &TenantId,
@@ -288,10 +288,15 @@ impl DynamoStore {
             .table_name(&self.tables.licenses)
             .key("tenant_id", s(tenant_id.as_str()))
             .key("sk", s(license_sk(key_hash)))
-            .update_expression("SET #s = :s")
+            // The seller's own revocation is what Gumroad calls a disabled key; reinstating enables it again.
+            .update_expression("SET #s = :s, disabled = :disabled")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(
+                ":disabled",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(status == LicenseStatus::Revoked),
+            )
             .return_values(ReturnValue::AllNew)
             .send()
             .await;

@@ -472,6 +472,9 @@ impl Store for DynamoStore {
             };
             return Ok(SaleWrite::Duplicate(license.map(Box::new)));
         }
+        if reasons.failed(1) {
+            return Ok(SaleWrite::KeyTaken);
+        }
         if reasons.failed(3) {
             let status = reasons
                 .old(&[3])

@@ -2,21 +2,30 @@
 //! from) together with the event's idempotency record, in one transaction.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 
 use super::dynamo::{DynamoStore, Item, key_hash_of, license_sk, marker_sk, n, s, unavailable};
 use super::{Store, StoreError};
 use crate::domain::{License, LicenseStatus, PlanChange, ProductId, SaleId, TenantId};
 
+/// A fact an event records on the license besides its status, as Gumroad's own license API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    Flag(&'static str, bool),
+    At(&'static str, String),
+    Clear(&'static str),
+}
+
 /// What an event changes besides recording itself.
 #[derive(Debug, Clone)]
 pub enum EventChange {
     None,
-    /// The license's status moves `from` → `to` (only if it is still `from`).
+    /// The license's status moves `from` → `to` (only if it is still `from`), and the marks are recorded.
     License {
         key_hash: String,
         from: LicenseStatus,
         to: LicenseStatus,
+        marks: Vec<Mark>,
     },
     /// A tier or seat change: applied now, or (`deferred`) kept on the license until `to.effective_at`. Only if
     /// the license still has the product and limit it was computed from.
@@ -160,16 +169,47 @@ impl EventStore for DynamoStore {
         let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
         match &write.change {
             EventChange::None => {}
-            EventChange::License { key_hash, from, to } => {
-                let update = Update::builder()
+            EventChange::License {
+                key_hash,
+                from,
+                to,
+                marks,
+            } => {
+                let mut set = vec!["#status = :to".to_owned()];
+                let mut remove = Vec::new();
+                let mut update = Update::builder()
                     .table_name(&self.tables.licenses)
                     .key("tenant_id", s(tenant))
                     .key("sk", s(license_sk(key_hash)))
-                    .update_expression("SET #status = :to")
                     .condition_expression("#status = :from")
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":from", s(from.as_str()))
-                    .expression_attribute_values(":to", s(to.as_str()))
+                    .expression_attribute_values(":to", s(to.as_str()));
+                for (i, mark) in marks.iter().enumerate() {
+                    update = match mark {
+                        Mark::Flag(attr, value) => {
+                            set.push(format!("{attr} = :m{i}"));
+                            update.expression_attribute_values(
+                                format!(":m{i}"),
+                                AttributeValue::Bool(*value),
+                            )
+                        }
+                        Mark::At(attr, at) => {
+                            set.push(format!("{attr} = :m{i}"));
+                            update.expression_attribute_values(format!(":m{i}"), s(at))
+                        }
+                        Mark::Clear(attr) => {
+                            remove.push(*attr);
+                            update
+                        }
+                    };
+                }
+                let mut expression = format!("SET {}", set.join(", "));
+                if !remove.is_empty() {
+                    expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+                }
+                let update = update
+                    .update_expression(expression)
                     .build()
                     .map_err(corrupt)?;
                 items.push(TransactWriteItem::builder().update(update).build());

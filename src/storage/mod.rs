@@ -17,7 +17,7 @@ pub use activations::{ActivateResult, ActivationStore};
 pub use admin::LicenseFilter;
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables, backoff};
-pub use events::{EventChange, EventStore, EventWrite, Written};
+pub use events::{EventChange, EventStore, EventWrite, Mark, Written};
 pub use schema::{TableSpec, create_tables, table_specs};
 pub use signing::{Retirement, SigningKeyStore};
 
@@ -69,6 +69,8 @@ pub enum SaleWrite {
     Duplicate(Option<Box<License>>),
     /// An event for this sale arrived first and left this status (or the marker changed since it was read).
     Marked(LicenseStatus),
+    /// Another license already has this key (a Gumroad key seen twice): nothing was written.
+    KeyTaken,
 }
 
 /// How the key email ended.

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use keymint::domain::{
-    Email, KeyPrefix, Permalink, Product, ProductId, RefundPolicy, Tenant, TenantId, TenantStatus,
-    WebhookToken,
+    Email, KeyPrefix, Permalink, Product, ProductId, Tenant, TenantId, TenantStatus, WebhookToken,
 };
 use keymint::http::App;
 use keymint::storage::{DynamoStore, Tables};
@@ -110,15 +109,15 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
     let tenant_id = TenantId::parse(&unique("t")).unwrap();
     let token = WebhookToken::generate().unwrap();
     let product = Product {
-        product_id: ProductId::parse("myapp").unwrap(),
-        name: "MyApp".to_owned(),
-        key_prefix: KeyPrefix::parse("ACME").unwrap(),
         activation_limit: seed.activation_limit,
         duration_days: seed.duration_days,
-        entitlements: Vec::new(),
         seat_lease_seconds: seed.seat_lease_seconds,
-        token_ttl_seconds: None,
-        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        ..Product::new(
+            ProductId::parse("myapp").unwrap(),
+            "MyApp".to_owned(),
+            KeyPrefix::parse("ACME").unwrap(),
+            "2026-01-01T00:00:00Z".to_owned(),
+        )
     };
     let mut permalinks = std::collections::BTreeMap::new();
     if seed.map_product {
@@ -128,19 +127,16 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         );
     }
     let tenant = Tenant {
-        tenant_id: tenant_id.clone(),
         status: seed.status,
-        token_hash: token.hash().to_hex(),
         seller_id: seed.seller_id,
-        sender: Email::parse(&seed.sender).unwrap(),
         permalinks,
         gumroad_enabled: seed.gumroad_enabled,
-        refund_policy: RefundPolicy::Revoke,
-        created_at: "2026-01-01T00:00:00Z".to_owned(),
-        products: Default::default(),
-        variants: Vec::new(),
-        signing_kid: None,
-        signing_keys: Vec::new(),
+        ..Tenant::new(
+            tenant_id.clone(),
+            token.hash().to_hex(),
+            Email::parse(&seed.sender).unwrap(),
+            "2026-01-01T00:00:00Z".to_owned(),
+        )
     };
     stack.store.create_tenant(&tenant).await.unwrap();
     stack

@@ -66,6 +66,8 @@ pub struct SaleOrder<'a> {
     /// What Gumroad already did to the sale (an imported past sale): minted in that state.
     pub refunded: bool,
     pub disputed: bool,
+    /// When the sale happened, for an imported past sale: its expiry and renewals count from then.
+    pub sold_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl<'a> SaleOrder<'a> {
             purchase: Some(ping.purchase),
             refunded: false,
             disputed: false,
+            sold_at: None,
         }
     }
 
@@ -171,6 +174,7 @@ impl<'a> SaleOrder<'a> {
             purchase: None,
             refunded: false,
             disputed: false,
+            sold_at: None,
         }
     }
 }
@@ -225,10 +229,11 @@ fn mint(
     let key = license_key(order, own_key)?;
     let status = initial_status(tenant, order);
     let key_hash = key.hash();
+    let sold = order.sold_at.unwrap_or(now);
     let expires = product
         .duration_days
-        .map(|days| now + Duration::from_secs(u64::from(days) * 24 * 3600));
-    let created_at = rfc3339(now);
+        .map(|days| sold + Duration::from_secs(u64::from(days) * 24 * 3600));
+    let created_at = rfc3339(sold);
     let license = License {
         license_id: random_id("lic")?,
         tenant_id: tenant.tenant_id.clone(),
@@ -393,7 +398,8 @@ async fn renew(
         });
         let to_expires = match order.product.duration_days {
             Some(days) => {
-                let base = current_expiry.filter(|at| *at > now).unwrap_or(now);
+                let sold = order.sold_at.unwrap_or(now);
+                let base = current_expiry.filter(|at| *at > sold).unwrap_or(sold);
                 Some(base + Duration::from_secs(u64::from(days) * 24 * 3600))
             }
             None => current_expiry,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::gumroad_api::{ApiError, GumroadApi, RESOURCES, Subscription};
 use super::tenant::load;
-use super::{CliError, Output, store};
+use super::{CliError, Output, clients, store};
 use crate::domain::{TenantId, TokenHash, WebhookToken};
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +29,25 @@ pub enum GumroadCommand {
     },
     /// Delete one Gumroad resource subscription by id.
     Unsubscribe { id: String },
+    /// Import past Gumroad sales of mapped products as licenses (idempotent: run it again to resume).
+    Import {
+        tenant_id: String,
+        /// Only sales of this product (slug or URL); repeat for several.
+        #[arg(long = "product")]
+        products: Vec<String>,
+        /// Only sales after this day (YYYY-MM-DD).
+        #[arg(long)]
+        after: Option<String>,
+        /// Only sales before this day (YYYY-MM-DD).
+        #[arg(long)]
+        before: Option<String>,
+        /// Read everything and print the summary; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Email each imported license's key (products whose key email is on); by default nothing is sent.
+        #[arg(long)]
+        send_email: bool,
+    },
 }
 
 fn api() -> Result<GumroadApi, CliError> {
@@ -255,6 +274,38 @@ fn subscription_json(sub: &Subscription) -> serde_json::Value {
 
 pub async fn run(command: GumroadCommand, out: &mut Output) -> Result<(), CliError> {
     match command {
+        GumroadCommand::Import {
+            tenant_id,
+            products,
+            after,
+            before,
+            dry_run,
+            send_email,
+        } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let options = super::import::ImportOptions {
+                products: products
+                    .iter()
+                    .map(|p| crate::domain::Permalink::parse(p))
+                    .collect::<Result<_, _>>()?,
+                after: after
+                    .as_deref()
+                    .map(super::import::parse_date)
+                    .transpose()?,
+                before: before
+                    .as_deref()
+                    .map(super::import::parse_date)
+                    .transpose()?,
+                dry_run,
+                send_email,
+            };
+            let api = api()?;
+            let (store, mailer) = clients().await?;
+            let tenant = load(&store, &tenant_id).await?;
+            super::import::run(&store, &mailer, &api, &tenant, &options, out)
+                .await
+                .map_err(|err| api_error(err, &api, "the sales listing"))?;
+        }
         GumroadCommand::Subscribe {
             tenant_id,
             webhook_url,

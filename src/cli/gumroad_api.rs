@@ -73,6 +73,16 @@ struct Envelope {
     resource_subscription: Option<Subscription>,
     #[serde(default)]
     resource_subscriptions: Option<Vec<Subscription>>,
+    #[serde(default)]
+    sales: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    next_page_key: Option<String>,
+}
+
+/// One page of `GET /v2/sales`, newest first, and the key of the next page (`None` on the last).
+pub struct SalesPage {
+    pub sales: Vec<serde_json::Value>,
+    pub next_page_key: Option<String>,
 }
 
 /// Unreserved characters stay, everything else in a path segment is escaped.
@@ -170,6 +180,31 @@ impl GumroadApi {
             .call();
         let envelope = self.read(result)?;
         Ok(envelope.message.unwrap_or_default())
+    }
+
+    /// `GET /v2/sales?after=…&before=…&page_key=…`: one page of the seller's sales.
+    pub fn sales(
+        &self,
+        after: Option<&str>,
+        before: Option<&str>,
+        page_key: Option<&str>,
+    ) -> Result<SalesPage, ApiError> {
+        let mut request = self
+            .agent
+            .get(format!("{}/v2/sales", self.base))
+            .query("access_token", &self.token.0);
+        for (name, value) in [("after", after), ("before", before), ("page_key", page_key)] {
+            if let Some(value) = value {
+                request = request.query(name, value);
+            }
+        }
+        let envelope = self.read(request.call())?;
+        Ok(SalesPage {
+            sales: envelope
+                .sales
+                .ok_or_else(|| ApiError::BadResponse("the answer has no sales".to_owned()))?,
+            next_page_key: envelope.next_page_key.filter(|k| !k.is_empty()),
+        })
     }
 
     /// Error text with the token blotted out, in case a transport error quotes the request.

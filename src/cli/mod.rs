@@ -4,6 +4,7 @@
 mod dev;
 mod gumroad;
 mod gumroad_api;
+mod import;
 mod license;
 mod output;
 mod product;

@@ -77,6 +77,11 @@ impl Form {
         Ok(Self { pairs })
     }
 
+    /// A form from pairs already decoded (a sale read from Gumroad's API, in the ping's field names).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self { pairs }
+    }
+
     /// Every pair, in the order they came.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))

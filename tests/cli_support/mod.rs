@@ -190,7 +190,14 @@ struct GumroadState {
     /// `(id, resource_name, post_url)`
     subscriptions: Vec<(String, String, String)>,
     received: Vec<Received>,
+    /// The seller's sales, newest first, as `GET /v2/sales` lists them (`SALES_PAGE` a page).
+    sales: Vec<Value>,
+    /// How many of the next sales requests fail with 502 (listing and reading back alike).
+    failing_sales_requests: u32,
 }
+
+/// Sales per page of the fake's `GET /v2/sales` (Gumroad's are larger; small pages test the paging).
+pub const SALES_PAGE: usize = 2;
 
 /// A Gumroad API v2 stand-in for `/v2/resource_subscriptions`. Access tokens: `tok-good` may do everything,
 /// `tok-no-scope` lacks `view_sales` (403), anything else is refused (401). Post URLs on hosts ending in
@@ -281,6 +288,16 @@ impl FakeGumroad {
         self.state.lock().expect("state").received.clone()
     }
 
+    /// The sales `GET /v2/sales` lists (newest first) and `GET /v2/sales/:id` finds.
+    pub fn set_sales(&self, sales: Vec<Value>) {
+        self.state.lock().expect("state").sales = sales;
+    }
+
+    /// The next `n` sales requests answer 502, as Gumroad does when it is down.
+    pub fn fail_sales_requests(&self, n: u32) {
+        self.state.lock().expect("state").failing_sales_requests = n;
+    }
+
     /// `(id, resource_name, post_url)` of every live subscription.
     pub fn subscriptions(&self) -> Vec<(String, String, String)> {
         self.state.lock().expect("state").subscriptions.clone()
@@ -311,8 +328,45 @@ fn answer(state: &mut GumroadState, req: &Received) -> (u16, Value) {
         }
         _ => return refused(401, "The access token is invalid."),
     }
+    if req.path.starts_with("/v2/sales") && state.failing_sales_requests > 0 {
+        state.failing_sales_requests -= 1;
+        return refused(502, "Bad gateway");
+    }
     let base = "/v2/resource_subscriptions";
     match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v2/sales") => {
+            let start: usize = req
+                .query
+                .get("page_key")
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0);
+            let page: Vec<Value> = state
+                .sales
+                .iter()
+                .skip(start)
+                .take(SALES_PAGE)
+                .cloned()
+                .collect();
+            let next =
+                (start + SALES_PAGE < state.sales.len()).then(|| (start + SALES_PAGE).to_string());
+            (
+                200,
+                json!({"success": true, "sales": page, "next_page_key": next}),
+            )
+        }
+        ("GET", path) if path.starts_with("/v2/sales/") => {
+            let id = percent_encoding::percent_decode_str(&path["/v2/sales/".len()..])
+                .decode_utf8_lossy()
+                .into_owned();
+            match state.sales.iter().find(|s| s["id"] == id.as_str()) {
+                Some(sale) => (200, json!({"success": true, "sale": sale})),
+                // Gumroad answers a missing sale with HTTP 200.
+                None => (
+                    200,
+                    json!({"success": false, "message": "The sale was not found."}),
+                ),
+            }
+        }
         ("PUT", path) if path == base => {
             let resource = req.form.get("resource_name").cloned().unwrap_or_default();
             let post_url = req.form.get("post_url").cloned().unwrap_or_default();

@@ -181,7 +181,7 @@ impl Progress {
                 "#".repeat(filled),
                 " ".repeat(width - filled)
             ));
-        } else if done == total || done % 100 == 0 {
+        } else if done == total || done.is_multiple_of(100) {
             self.line(&format!("imported {done} of {total} sales"));
         }
     }

@@ -33,6 +33,10 @@ pub enum SaleError {
     /// The license is committed but its email is still owed; the retry will send it.
     #[error("email failed: {0}")]
     EmailFailed(String),
+    /// The license is committed and another request holds the right to send its email; a later retry sends it if
+    /// that request never did.
+    #[error("the key email is owed and claimed by another request")]
+    EmailOwed,
     #[error(transparent)]
     Randomness(#[from] crate::domain::RandomnessError),
 }
@@ -307,6 +311,10 @@ fn mint(
     })
 }
 
+/// How long a duplicate waits for another request that holds the email claim to record the email as sent.
+const OWED_EMAIL_POLL: Duration = Duration::from_millis(250);
+const OWED_EMAIL_POLLS: usize = 10;
+
 /// How many times a sale is re-minted because an event's marker changed while it was being written.
 const MARKER_RETRIES: usize = 5;
 
@@ -373,8 +381,22 @@ pub async fn issue(
                 .await?;
             if claimed {
                 deliver(store, mailer, tenant, &license).await?;
+                return Ok(SaleResult::Duplicate);
             }
-            Ok(SaleResult::Duplicate)
+            // Someone else holds the claim: a request sending right now (it records the email within a second or
+            // two), or one that died before sending. Wait a little for the first; for the second, answer 503 so
+            // that Gumroad comes back after the claim has run out and that retry sends the email.
+            for _ in 0..OWED_EMAIL_POLLS {
+                tokio::time::sleep(OWED_EMAIL_POLL).await;
+                let sent = store
+                    .get_license(&tenant.tenant_id, &license.key_hash)
+                    .await?
+                    .is_some_and(|l| l.email_status == EmailStatus::Sent);
+                if sent {
+                    return Ok(SaleResult::Duplicate);
+                }
+            }
+            Err(SaleError::EmailOwed)
         }
         SaleWrite::Duplicate(_) => Ok(SaleResult::Duplicate),
         SaleWrite::Marked(_) | SaleWrite::KeyTaken => Err(SaleError::Storage(

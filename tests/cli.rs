@@ -313,7 +313,7 @@ fn products_are_created_mapped_unmapped_and_deleted() {
         doc,
         json!({"tenant_id": t, "product_id": "lite", "name": "Lite", "key_prefix": "LITE",
                "activation_limit": 3, "duration_days": null, "entitlements": [],
-               "seat_lease": null, "token_ttl": null})
+               "seat_lease": null, "token_ttl": null, "key_source": "keymint", "email_key": "always"})
     );
 
     let human = ok(&[

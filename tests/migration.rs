@@ -2,8 +2,10 @@
 //! Gumroad's shapes, and products whose licenses keep the keys Gumroad already issued.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
+mod cli_support;
 mod common;
 
+use cli_support::{FakeGumroad, GOOD_TOKEN, ok_json_cmd};
 use common::*;
 use keymint::domain::{KeySource, ProductId, TenantId};
 use keymint::storage::Store;
@@ -276,5 +278,91 @@ async fn a_product_that_keeps_gumroads_keys_works_through_ping_activate_and_veri
             .as_str()
             .unwrap()
             .starts_with("ACME-")
+    );
+}
+
+fn api_sale(id: &str, email: &str, price: u64) -> Value {
+    json!({"id": id, "email": email, "seller_id": "kL0psVL2admJSYRNs-OCMg==", "product_id": GUMROAD_PRODUCT_ID,
+           "price": price, "quantity": 1, "created_at": "2026-05-04T19:38:56Z", "refunded": false})
+}
+
+#[tokio::test]
+async fn read_back_mints_only_sales_gumroad_confirms() {
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    let gumroad = FakeGumroad::start();
+    let set = ok_json_cmd(gumroad.keymint(GOOD_TOKEN).args([
+        "tenant",
+        "set",
+        &t.tenant_id,
+        "--verify-sales",
+        "on",
+    ]));
+    assert_eq!(set["verify_sales"], true);
+    let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
+    let stored = stack.store.load_tenant(&tenant_id).await.unwrap().unwrap();
+    let sealed = serde_json::to_string(&stored.gumroad_token).unwrap();
+    assert!(
+        !sealed.contains(GOOD_TOKEN),
+        "the token is stored sealed, never in plaintext"
+    );
+    let app = stack.app.clone().with_gumroad_api(&gumroad.url);
+    let ping = |body: String| Ping::new(&t.tenant_id, Some(&t.token), body);
+
+    let (real, real_buyer) = (sale_id(), buyer());
+    let (forged, forged_buyer) = (sale_id(), buyer());
+    let (cheap, cheap_buyer) = (sale_id(), buyer());
+    gumroad.set_sales(vec![
+        api_sale(&real, &real_buyer, 2900),
+        api_sale(&cheap, &cheap_buyer, 100),
+    ]);
+
+    let confirmed = send(&app, &ping(sale_body(&real, &real_buyer))).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let reads = gumroad.received().len();
+    let replay = send(&app, &ping(sale_body(&real, &real_buyer))).await;
+    assert_eq!(replay.json()["duplicate"], true);
+    assert_eq!(
+        gumroad.received().len(),
+        reads,
+        "a replay is not read back again"
+    );
+
+    for (sale, buyer) in [(&forged, &forged_buyer), (&cheap, &cheap_buyer)] {
+        let refused = send(&app, &ping(sale_body(sale, buyer))).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(refused.body, r#"{"error":"Invalid request"}"#);
+        assert!(emails_to(buyer).is_empty());
+    }
+    assert_eq!(
+        payments(&stack, &t.tenant_id).await.len(),
+        1,
+        "nothing written for them"
+    );
+
+    // Gumroad down: 503, which Gumroad retries; once it answers, the sale mints.
+    let (later, later_buyer) = (sale_id(), buyer());
+    let mut sales = vec![api_sale(&later, &later_buyer, 2900)];
+    sales.push(api_sale(&real, &real_buyer, 2900));
+    gumroad.set_sales(sales);
+    gumroad.fail_sales_requests(1);
+    let down = send(&app, &ping(sale_body(&later, &later_buyer))).await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert_eq!(payments(&stack, &t.tenant_id).await.len(), 1);
+    let retried = send(&app, &ping(sale_body(&later, &later_buyer))).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+
+    let off = ok_json_cmd(cli_support::keymint().args([
+        "tenant",
+        "set",
+        &t.tenant_id,
+        "--verify-sales",
+        "off",
+    ]));
+    assert_eq!(off["verify_sales"], false);
+    let unchecked = send(&app, &ping(sale_body(&forged, &forged_buyer))).await;
+    assert_eq!(
+        unchecked.status, 200,
+        "read-back off: pings are trusted again"
     );
 }

@@ -135,6 +135,11 @@ impl GumroadApi {
         &self.base
     }
 
+    /// The access token itself, for sealing it (read-back); never for printing.
+    pub fn token(&self) -> &str {
+        &self.token.0
+    }
+
     fn endpoint(&self) -> String {
         format!("{}/v2/resource_subscriptions", self.base)
     }

@@ -54,6 +54,10 @@ pub enum TenantCommand {
         /// Pin the Gumroad seller_id: pings carrying another seller_id are refused.
         #[arg(long)]
         seller_id: Option<String>,
+        /// Confirm every new sale with Gumroad's sales API before minting (`on` stores GUMROAD_ACCESS_TOKEN
+        /// sealed under KMS; `off` forgets it).
+        #[arg(long, value_parser = ["on", "off"])]
+        verify_sales: Option<String>,
     },
 }
 
@@ -104,6 +108,10 @@ fn status_str(status: TenantStatus) -> &'static str {
         TenantStatus::Suspended => "suspended",
     }
 }
+
+/// The `kid` the Gumroad access token for read-back is sealed under (the IAM policy allows only `tenant_id` and
+/// `kid` as encryption context).
+const READBACK_TOKEN_KID: &str = "gumroad-token";
 
 /// The answer of `create` and `rotate-token`: the only time the token is ever shown.
 fn print_token(out: &mut Output, tenant_id: &TenantId, token: &WebhookToken, url: &str) {
@@ -239,6 +247,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             gumroad,
             sender,
             seller_id,
+            verify_sales,
         } => {
             use aws_sdk_dynamodb::types::AttributeValue;
             let tenant_id = TenantId::parse(&tenant_id)?;
@@ -260,13 +269,37 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 }
                 changes.push(("seller_id", AttributeValue::S(seller)));
             }
-            if changes.is_empty() {
+            if changes.is_empty() && verify_sales.is_none() {
                 return Err(CliError::Invalid(
-                    "nothing to change: give --refund-policy, --gumroad, --sender or --seller-id"
+                    "nothing to change: give --refund-policy, --gumroad, --sender, --seller-id or --verify-sales"
                         .to_owned(),
                 ));
             }
             let store = store().await?;
+            match verify_sales.as_deref() {
+                Some("on") => {
+                    // Read (and checked) first, so that a missing token changes nothing.
+                    let api =
+                        super::gumroad_api::GumroadApi::from_env().map_err(CliError::Config)?;
+                    let (_, vault) = keyed_store().await?;
+                    let sealed = signing::seal(
+                        &vault,
+                        &tenant_id,
+                        READBACK_TOKEN_KID,
+                        api.token().as_bytes(),
+                    )
+                    .await?;
+                    let sealed = serde_dynamo::to_attribute_value(&sealed)
+                        .map_err(|e| CliError::Other(e.to_string()))?;
+                    changes.push(("gumroad_token", sealed));
+                    changes.push(("verify_sales", AttributeValue::Bool(true)));
+                }
+                Some(_) => {
+                    changes.push(("gumroad_token", AttributeValue::Null(true)));
+                    changes.push(("verify_sales", AttributeValue::Bool(false)));
+                }
+                None => {}
+            }
             store
                 .update_tenant(&tenant_id, &changes)
                 .await
@@ -349,6 +382,14 @@ fn show(tenant: &Tenant, out: &mut Output) {
                 "disabled"
             }
             .to_owned(),
+        ),
+        (
+            "Read-back",
+            if tenant.verify_sales {
+                "on: new sales are confirmed with Gumroad's sales API".to_owned()
+            } else {
+                "off".to_owned()
+            },
         ),
         ("Created", tenant.created_at.clone()),
     ]);
@@ -433,6 +474,7 @@ fn show(tenant: &Tenant, out: &mut Output) {
         "seller_id": tenant.seller_id,
         "refund_policy": tenant.refund_policy,
         "gumroad_enabled": tenant.gumroad_enabled,
+        "verify_sales": tenant.verify_sales,
         "created_at": tenant.created_at,
         "products": tenant.products.values().map(|p| json!({
             "product_id": p.product_id,

@@ -3,6 +3,7 @@
 mod event;
 mod form;
 mod ping;
+pub mod readback;
 
 pub use event::{EventKind, EventSubject, GumroadEvent, PlanDirection, PlanUpdate};
 pub use form::{BodyError, Form, MAX_BODY_BYTES};

@@ -27,6 +27,8 @@ pub struct App {
     pub tenants: Arc<TenantCache>,
     /// The signing keys this process has opened: KMS is asked once per key.
     pub keyring: Arc<Keyring>,
+    /// Gumroad's API, for reading sales back (`GUMROAD_API_URL`, default Gumroad's own).
+    pub gumroad_api: String,
 }
 
 impl App {
@@ -36,7 +38,17 @@ impl App {
             mailer,
             tenants: Arc::new(TenantCache::default()),
             keyring: Arc::new(Keyring::new(vault)),
+            gumroad_api: std::env::var("GUMROAD_API_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty())
+                .unwrap_or_else(|| crate::gumroad::readback::DEFAULT_API_URL.to_owned()),
         }
+    }
+
+    /// The same application reading sales back from another Gumroad API base (tests use a fake Gumroad).
+    pub fn with_gumroad_api(mut self, base: &str) -> Self {
+        self.gumroad_api = base.to_owned();
+        self
     }
 
     /// The same application with tenants re-read after `ttl` (tests that change a product or a key use zero).

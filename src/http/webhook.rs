@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::{App, response};
 use crate::auth::{AuthError, authenticate};
-use crate::domain::License;
+use crate::domain::{License, Tenant};
+use crate::gumroad::readback::{self, ReadBack};
 use crate::gumroad::{BodyError, EventSubject, Form, GumroadEvent, Ping, PingError, SalePing};
 use crate::lifecycle::{self, EventResult};
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
@@ -44,6 +45,12 @@ enum Failure {
     Ping(#[from] PingError),
     #[error(transparent)]
     Sale(#[from] SaleError),
+    /// Read-back is on and Gumroad does not confirm the sale: refused exactly like a wrong token.
+    #[error("Gumroad does not confirm the sale ({0})")]
+    Unconfirmed(&'static str),
+    /// Read-back is on and Gumroad (or the sealed token) cannot be reached: retry later.
+    #[error("sale read-back unavailable: {0}")]
+    ReadBack(String),
     #[error("deadline exceeded")]
     Deadline,
 }
@@ -56,6 +63,9 @@ impl Failure {
             Self::Auth(AuthError::Suspended) => "suspended",
             Self::Sale(SaleError::NoMapping(_) | SaleError::ProductNotFound(_)) => "unmapped",
             Self::Sale(SaleError::EmailFailed(_)) => "email_failed",
+            Self::Sale(SaleError::EmailOwed) => "email_pending",
+            Self::Unconfirmed(_) => "unconfirmed",
+            Self::ReadBack(_) => "unavailable",
             Self::Auth(AuthError::Unavailable(_))
             | Self::Sale(SaleError::Storage(_) | SaleError::Randomness(_))
             | Self::Deadline => "unavailable",
@@ -70,7 +80,9 @@ impl Failure {
                 response::error(415, &e.to_string())
             }
             Self::Body(e) => response::error(400, &e.to_string()),
-            Self::Auth(AuthError::Invalid) => response::error(400, "Invalid request"),
+            Self::Auth(AuthError::Invalid) | Self::Unconfirmed(_) => {
+                response::error(400, "Invalid request")
+            }
             Self::Auth(AuthError::Suspended) => response::error(403, "Tenant suspended"),
             Self::Ping(e) => response::error(400, &e.to_string()),
             Self::Sale(e @ (SaleError::NoMapping(_) | SaleError::ProductNotFound(_))) => {
@@ -78,10 +90,42 @@ impl Failure {
             }
             Self::Auth(AuthError::Unavailable(_))
             | Self::Sale(
-                SaleError::Storage(_) | SaleError::EmailFailed(_) | SaleError::Randomness(_),
+                SaleError::Storage(_)
+                | SaleError::EmailFailed(_)
+                | SaleError::EmailOwed
+                | SaleError::Randomness(_),
             )
+            | Self::ReadBack(_)
             | Self::Deadline => response::unavailable(),
         }
+    }
+}
+
+/// With read-back on, a sale keymint has not recorded yet must be one Gumroad confirms. Replays are not re-read.
+async fn confirm_with_gumroad(app: &App, tenant: &Tenant, ping: &SalePing) -> Result<(), Failure> {
+    if !tenant.verify_sales {
+        return Ok(());
+    }
+    let seen = app
+        .store
+        .sale_seen(&tenant.tenant_id, &ping.sale_id)
+        .await
+        .map_err(SaleError::Storage)?;
+    if seen {
+        return Ok(());
+    }
+    let sealed = tenant.gumroad_token.as_ref().ok_or_else(|| {
+        Failure::ReadBack("read-back is on but no Gumroad access token is stored".to_owned())
+    })?;
+    let token = app
+        .keyring
+        .secret(&tenant.tenant_id, sealed)
+        .await
+        .map_err(|e| Failure::ReadBack(e.to_string()))?;
+    match readback::confirm(&app.gumroad_api, &token, ping).await {
+        ReadBack::Confirmed => Ok(()),
+        ReadBack::Refuted(why) => Err(Failure::Unconfirmed(why)),
+        ReadBack::Unavailable(why) => Err(Failure::ReadBack(why)),
     }
 }
 
@@ -195,7 +239,9 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
         }
         Err(failure) => {
             let outcome = failure.outcome();
-            if outcome == "unavailable" || outcome == "email_failed" {
+            if outcome == "unconfirmed" {
+                tracing::warn!(tenant = %tenant_id, sale_id, outcome, duration_ms, error = %failure, "ping refused");
+            } else if outcome == "unavailable" || outcome == "email_failed" {
                 tracing::error!(tenant = %tenant_id, sale_id, outcome, duration_ms, error = %failure, "ping failed");
             } else {
                 tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping refused");
@@ -247,6 +293,7 @@ async fn process(
                 return Ok(Reply::Ignored("preorder_authorization"));
             }
             let (product, permalink) = sale::resolve_product(&tenant, &ping)?;
+            confirm_with_gumroad(app, &tenant, &ping).await?;
             let order = SaleOrder::from_ping(ping, product, permalink);
             let result =
                 sale::issue(app.store.as_ref(), app.mailer.as_ref(), &tenant, order).await?;

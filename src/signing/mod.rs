@@ -15,7 +15,9 @@ use keymint_verify::ed25519_dalek::SigningKey;
 use keymint_verify::{Jwk, Jwks, LeaseClaims};
 use time::OffsetDateTime;
 
-use crate::domain::{SealedSigningKey, Tenant, TenantId, random_bytes, random_id, rfc3339};
+use crate::domain::{
+    SealedSecret, SealedSigningKey, Tenant, TenantId, random_bytes, random_id, rfc3339,
+};
 use crate::storage::{SigningKeyStore, StoreError, TenantCache};
 
 pub use vault::{KeyVault, KmsVault, VaultError};
@@ -40,56 +42,45 @@ fn context<'a>(tenant_id: &'a str, kid: &'a str) -> [(&'static str, &'a str); 2]
     [("tenant_id", tenant_id), ("kid", kid)]
 }
 
-/// A new key pair for a tenant, its private half sealed: the record to store, and the key ready to sign.
-pub async fn seal_new(
+/// Seals `secret` for a tenant: AES-256-GCM under a fresh KMS data key, with the tenant id and `kid` as both KMS
+/// encryption context and AES associated data, so a sealed secret opens only as what it was sealed as.
+pub async fn seal(
     vault: &dyn KeyVault,
     tenant_id: &TenantId,
-    now: OffsetDateTime,
-) -> Result<(SealedSigningKey, SigningKey), SigningError> {
-    let kid = random_id("k")?
-        .replace('_', "")
-        .chars()
-        .take(12)
-        .collect::<String>();
-    let seed = random_bytes::<32>()?;
-    let key = SigningKey::from_bytes(&seed);
+    kid: &str,
+    secret: &[u8],
+) -> Result<SealedSecret, SigningError> {
     let data_key = vault
-        .generate_data_key(&context(tenant_id.as_str(), &kid))
+        .generate_data_key(&context(tenant_id.as_str(), kid))
         .await?;
     let nonce = random_bytes::<12>()?;
     let cipher = Aes256Gcm::new_from_slice(&data_key.plaintext)
         .map_err(|_| SigningError::Corrupt("the data key is not 32 bytes".to_owned()))?;
     let aad = format!("{tenant_id}:{kid}");
-    let sealed = cipher
+    let ciphertext = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
             Payload {
-                msg: &seed,
+                msg: secret,
                 aad: aad.as_bytes(),
             },
         )
         .map_err(|_| SigningError::Corrupt("sealing failed".to_owned()))?;
-    let record = SealedSigningKey {
-        public_key: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+    Ok(SealedSecret {
+        kid: kid.to_owned(),
         sealed_data_key: STANDARD.encode(&data_key.ciphertext),
         nonce: STANDARD.encode(nonce),
-        sealed_private_key: STANDARD.encode(sealed),
-        created_at: rfc3339(now),
-        retired_at: None,
-        publish_until: None,
-        ttl: None,
-        kid,
-    };
-    Ok((record, key))
+        ciphertext: STANDARD.encode(ciphertext),
+    })
 }
 
-/// Opens a sealed key: one KMS `Decrypt`, then AES-GCM, checked against the stored public key.
-pub async fn open(
+/// Opens a sealed secret: one KMS `Decrypt` of its data key, then AES-GCM.
+pub async fn unseal(
     vault: &dyn KeyVault,
     tenant_id: &TenantId,
-    sealed: &SealedSigningKey,
-) -> Result<SigningKey, SigningError> {
-    let corrupt = |what: &str| SigningError::Corrupt(format!("{what} of key {}", sealed.kid));
+    sealed: &SealedSecret,
+) -> Result<Vec<u8>, SigningError> {
+    let corrupt = |what: &str| SigningError::Corrupt(format!("{what} of sealed {}", sealed.kid));
     let blob = STANDARD
         .decode(&sealed.sealed_data_key)
         .map_err(|_| corrupt("data key"))?;
@@ -104,10 +95,10 @@ pub async fn open(
         return Err(corrupt("nonce length"));
     }
     let ciphertext = STANDARD
-        .decode(&sealed.sealed_private_key)
-        .map_err(|_| corrupt("private key"))?;
+        .decode(&sealed.ciphertext)
+        .map_err(|_| corrupt("ciphertext"))?;
     let aad = format!("{tenant_id}:{}", sealed.kid);
-    let seed = cipher
+    cipher
         .decrypt(
             Nonce::from_slice(&nonce),
             Payload {
@@ -115,11 +106,59 @@ pub async fn open(
                 aad: aad.as_bytes(),
             },
         )
-        .map_err(|_| corrupt("seal"))?;
-    let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt("private key length"))?;
+        .map_err(|_| corrupt("seal"))
+}
+
+/// A new key pair for a tenant, its private half sealed: the record to store, and the key ready to sign.
+pub async fn seal_new(
+    vault: &dyn KeyVault,
+    tenant_id: &TenantId,
+    now: OffsetDateTime,
+) -> Result<(SealedSigningKey, SigningKey), SigningError> {
+    let kid = random_id("k")?
+        .replace('_', "")
+        .chars()
+        .take(12)
+        .collect::<String>();
+    let seed = random_bytes::<32>()?;
+    let key = SigningKey::from_bytes(&seed);
+    let sealed = seal(vault, tenant_id, &kid, &seed).await?;
+    let record = SealedSigningKey {
+        public_key: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+        sealed_data_key: sealed.sealed_data_key,
+        nonce: sealed.nonce,
+        sealed_private_key: sealed.ciphertext,
+        created_at: rfc3339(now),
+        retired_at: None,
+        publish_until: None,
+        ttl: None,
+        kid,
+    };
+    Ok((record, key))
+}
+
+/// Opens a sealed signing key, checked against its stored public key.
+pub async fn open(
+    vault: &dyn KeyVault,
+    tenant_id: &TenantId,
+    sealed: &SealedSigningKey,
+) -> Result<SigningKey, SigningError> {
+    let secret = SealedSecret {
+        kid: sealed.kid.clone(),
+        sealed_data_key: sealed.sealed_data_key.clone(),
+        nonce: sealed.nonce.clone(),
+        ciphertext: sealed.sealed_private_key.clone(),
+    };
+    let seed: [u8; 32] = unseal(vault, tenant_id, &secret)
+        .await?
+        .try_into()
+        .map_err(|_| SigningError::Corrupt(format!("private key length of key {}", sealed.kid)))?;
     let key = SigningKey::from_bytes(&seed);
     if URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()) != sealed.public_key {
-        return Err(corrupt("public key"));
+        return Err(SigningError::Corrupt(format!(
+            "public key of key {}",
+            sealed.kid
+        )));
     }
     Ok(key)
 }
@@ -156,6 +195,8 @@ impl Signer {
 pub struct Keyring {
     vault: Arc<dyn KeyVault>,
     opened: Mutex<HashMap<(TenantId, String), Arc<Signer>>>,
+    /// Other sealed secrets (a tenant's Gumroad access token), by tenant and seal: a re-sealed one is opened anew.
+    secrets: Mutex<HashMap<(TenantId, String), Arc<String>>>,
 }
 
 impl Keyring {
@@ -163,7 +204,29 @@ impl Keyring {
         Self {
             vault,
             opened: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A sealed text secret of the tenant's, opened once per process (and again after it is re-sealed).
+    pub async fn secret(
+        &self,
+        tenant_id: &TenantId,
+        sealed: &SealedSecret,
+    ) -> Result<Arc<String>, SigningError> {
+        let id = (tenant_id.clone(), sealed.nonce.clone());
+        if let Some(secret) = self.secrets.lock().ok().and_then(|s| s.get(&id).cloned()) {
+            return Ok(secret);
+        }
+        let bytes = unseal(self.vault.as_ref(), tenant_id, sealed).await?;
+        let secret =
+            Arc::new(String::from_utf8(bytes).map_err(|_| {
+                SigningError::Corrupt(format!("sealed {} is not text", sealed.kid))
+            })?);
+        if let Ok(mut secrets) = self.secrets.lock() {
+            secrets.insert(id, Arc::clone(&secret));
+        }
+        Ok(secret)
     }
 
     pub fn vault(&self) -> &dyn KeyVault {

@@ -422,6 +422,21 @@ impl Store for DynamoStore {
         }))
     }
 
+    async fn sale_seen(&self, tenant_id: &TenantId, sale_id: &SaleId) -> Result<bool, StoreError> {
+        let payment = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sale_id", s(sale_id.as_str()))
+            .projection_expression("sale_id")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(payment.item().is_some())
+    }
+
     #[tracing::instrument(skip_all, fields(tenant = %sale.license.tenant_id, sale_id = %sale.payment.sale_id))]
     async fn write_sale(&self, sale: &NewSale) -> Result<SaleWrite, StoreError> {
         let license = &sale.license;

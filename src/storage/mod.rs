@@ -11,7 +11,7 @@ mod signing;
 
 use async_trait::async_trait;
 
-use crate::domain::{License, LicenseStatus, Payment, Tenant, TenantId};
+use crate::domain::{License, LicenseStatus, Payment, SaleId, Tenant, TenantId};
 
 pub use activations::{ActivateResult, ActivationStore};
 pub use admin::LicenseFilter;
@@ -85,6 +85,9 @@ pub enum EmailOutcome {
 pub trait Store: Send + Sync {
     /// The tenant with its products, in one consistent read.
     async fn load_tenant(&self, tenant_id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+
+    /// Whether a sale was recorded already (its payment exists): a replay, not a new sale.
+    async fn sale_seen(&self, tenant_id: &TenantId, sale_id: &SaleId) -> Result<bool, StoreError>;
 
     /// Writes the idempotency record, the license and the payment in one transaction.
     async fn write_sale(&self, sale: &NewSale) -> Result<SaleWrite, StoreError>;

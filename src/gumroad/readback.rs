@@ -1,0 +1,140 @@
+//! Reading a sale back from Gumroad's sales API before minting (`tenant set --verify-sales on`): Gumroad's pings
+//! are unsigned, so a leaked ping URL could otherwise mint keys for sales that never happened.
+
+use std::time::Duration;
+
+use super::SalePing;
+
+/// Gumroad's own API, unless `GUMROAD_API_URL` says otherwise (a test server, a proxy).
+pub const DEFAULT_API_URL: &str = "https://api.gumroad.com";
+/// The read-back's whole budget: the ping still answers well inside Gumroad's 5 s.
+const TIMEOUT: Duration = Duration::from_millis(2_000);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadBack {
+    Confirmed,
+    /// Gumroad does not know the sale, or knows it differently (which field, for the log).
+    Refuted(&'static str),
+    /// Gumroad slow, down or answering nonsense: the ping is answered 503 and Gumroad retries it.
+    Unavailable(String),
+}
+
+/// `GET /v2/sales/<sale_id>` with the seller's token, compared with the ping: the sale must exist and its
+/// `seller_id`, `product_id`, email and price must match.
+pub async fn confirm(api_base: &str, access_token: &str, ping: &SalePing) -> ReadBack {
+    let url = format!(
+        "{}/v2/sales/{}",
+        api_base.trim_end_matches('/'),
+        percent_encoding::utf8_percent_encode(
+            ping.sale_id.as_str(),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    let token = access_token.to_owned();
+    let fetched = tokio::task::spawn_blocking(move || fetch(&url, &token)).await;
+    let sale = match fetched {
+        Ok(Ok(Some(sale))) => sale,
+        Ok(Ok(None)) => return ReadBack::Refuted("sale not found"),
+        Ok(Err(why)) => return ReadBack::Unavailable(why),
+        Err(join) => return ReadBack::Unavailable(join.to_string()),
+    };
+    compare(&sale, ping)
+}
+
+/// The sale Gumroad answers with; `None` when Gumroad says it has none (HTTP 200 with `success: false`).
+fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, String> {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(TIMEOUT))
+        .user_agent(concat!("keymint/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    // Transport errors can quote the request; the token never leaves this function.
+    let mut response = agent
+        .get(url)
+        .query("access_token", token)
+        .call()
+        .map_err(|e| {
+            format!(
+                "Gumroad unreachable: {}",
+                e.to_string().replace(token, "<redacted>")
+            )
+        })?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(format!("Gumroad answered HTTP {status}"));
+    }
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(1024 * 1024)
+        .read_to_string()
+        .map_err(|_| "Gumroad's answer could not be read".to_owned())?;
+    let body: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| "Gumroad's answer is not JSON".to_owned())?;
+    if body.get("success").and_then(serde_json::Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    Ok(body.get("sale").cloned())
+}
+
+fn compare(sale: &serde_json::Value, ping: &SalePing) -> ReadBack {
+    let text = |field: &str| {
+        sale.get(field).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let purchase = &ping.purchase;
+    if purchase.seller_id.is_some() && text("seller_id") != purchase.seller_id {
+        return ReadBack::Refuted("seller_id");
+    }
+    if ping.gumroad_product_id.is_some() && text("product_id") != ping.gumroad_product_id {
+        return ReadBack::Refuted("product_id");
+    }
+    let email = text("email").or_else(|| text("purchase_email"));
+    if !email.is_some_and(|e| e.eq_ignore_ascii_case(ping.email.as_str())) {
+        return ReadBack::Refuted("email");
+    }
+    if text("price") != Some(ping.price.0.to_string()) {
+        return ReadBack::Refuted("price");
+    }
+    ReadBack::Confirmed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gumroad::Form;
+
+    fn ping() -> SalePing {
+        let body =
+            "seller_id=S&product_id=P&email=jane%40example.com&price=2900&sale_id=X1&permalink=app";
+        SalePing::from_form(
+            &Form::from_urlencoded(body.as_bytes()).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_field_that_matters_must_match() {
+        let sale = serde_json::json!({"id": "X1", "seller_id": "S", "product_id": "P", "email": "Jane@Example.com", "price": 2900});
+        assert_eq!(compare(&sale, &ping()), ReadBack::Confirmed);
+        for (field, value) in [
+            ("seller_id", serde_json::json!("other")),
+            ("product_id", serde_json::json!("other")),
+            ("email", serde_json::json!("mallory@example.com")),
+            ("price", serde_json::json!(100)),
+        ] {
+            let mut changed = sale.clone();
+            changed[field] = value;
+            assert_eq!(
+                compare(&changed, &ping()),
+                ReadBack::Refuted(field),
+                "{field}"
+            );
+        }
+    }
+}

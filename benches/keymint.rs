@@ -27,6 +27,9 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Request, Service, service_fn};
 use serde_json::{Value, json};
 
+#[path = "support/license_api.rs"]
+mod license_api;
+
 type Item = std::collections::HashMap<String, AttributeValue>;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -870,6 +873,22 @@ async fn main() {
         new_sale_p50 / f.p50
     ));
     report.line("");
+
+    // The license API, on one license the bench sold above.
+    let (status, body) = invoke(&app, &pings.event(Kind::NewSale)).await;
+    assert_eq!(status, 200, "{body}");
+    let sold: Value = serde_json::from_str(&body).unwrap();
+    license_api::section(
+        &mut report,
+        &app,
+        &ddb,
+        &ddb_count,
+        &tables,
+        &pings.seeded.tenant_id,
+        sold["license"]["key"].as_str().unwrap(),
+        env_usize("BENCH_LICENSE_N", n),
+    )
+    .await;
 
     // Concurrency.
     report.line(format!(

@@ -1,0 +1,352 @@
+//! The license API's share of the benchmark: `validate`, `activate`, `deactivate` (with and without a lease) and
+//! the Gumroad-compatible verify, in-process, each against its own floor (the bare DynamoDB calls it cannot avoid),
+//! with DynamoDB requests per call counted by the interceptor.
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use keymint::http::App;
+use keymint::storage::Tables;
+use serde_json::{Value, json};
+
+use super::{Counter, Report, invoke, ms, stats, unique};
+
+fn api_event(path: &str, content_type: &str, body: &str) -> String {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": {"content-type": content_type, "user-agent": "bench-app"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "local.example", "domainPrefix": "local",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7",
+                     "userAgent": "bench-app"},
+            "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
+            "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
+        },
+        "body": body, "isBase64Encoded": false,
+    })
+    .to_string()
+}
+
+fn call(tenant: &str, action: &str, body: Value) -> String {
+    api_event(
+        &format!("/v1/{tenant}/licenses/{action}"),
+        "application/json",
+        &body.to_string(),
+    )
+}
+
+/// One kind of license API call: how to make its request, and whether the answer is the right one.
+struct Case {
+    label: &'static str,
+    request: Box<dyn Fn(usize) -> String>,
+    ok: fn(u16, &str) -> bool,
+}
+
+fn lease_ok(status: u16, body: &str) -> bool {
+    status == 200 && body.contains("\"lease\":\"ey")
+}
+
+fn plain_ok(status: u16, body: &str) -> bool {
+    status == 200 && !body.contains("\"lease\"")
+}
+
+/// The calls, on one license of the bench tenant with one machine holding a seat.
+fn cases(tenant: &str, key: &str) -> Vec<Case> {
+    let (t, k) = (tenant.to_owned(), key.to_owned());
+    let validate = {
+        let (t, k) = (t.clone(), k.clone());
+        move |_| call(&t, "validate", json!({"key": k, "product_id": "myapp"}))
+    };
+    let validate_lease = {
+        let (t, k) = (t.clone(), k.clone());
+        move |i| call(&t, "validate", json!({"key": k, "machine_id": "bench-held", "nonce": format!("n{i}")}))
+    };
+    let activate_held = {
+        let (t, k) = (t.clone(), k.clone());
+        move |i| call(&t, "activate", json!({"key": k, "machine_id": "bench-held", "nonce": format!("n{i}")}))
+    };
+    let activate_new = {
+        let (t, k) = (t.clone(), k.clone());
+        move |i| call(&t, "activate", json!({"key": k, "machine_id": format!("bench-{i}")}))
+    };
+    let deactivate = {
+        let (t, k) = (t.clone(), k.clone());
+        move |i| call(&t, "deactivate", json!({"key": k, "machine_id": format!("bench-{i}")}))
+    };
+    let verify = move |_| {
+        api_event(
+            &format!("/gumroad/{t}/v2/licenses/verify"),
+            "application/x-www-form-urlencoded",
+            &format!("product_id=32-nPAicqbLj8B_WswVlMw%3D%3D&license_key={k}"),
+        )
+    };
+    vec![
+        Case {
+            label: "validate (no machine: no lease)",
+            request: Box::new(validate),
+            ok: plain_ok,
+        },
+        Case {
+            label: "validate with machine_id and nonce (lease)",
+            request: Box::new(validate_lease),
+            ok: lease_ok,
+        },
+        Case {
+            label: "activate, machine already holds a seat (lease)",
+            request: Box::new(activate_held),
+            ok: lease_ok,
+        },
+        Case {
+            label: "activate a new machine (lease)",
+            request: Box::new(activate_new),
+            ok: lease_ok,
+        },
+        Case {
+            label: "deactivate that machine",
+            request: Box::new(deactivate),
+            ok: |status, body| status == 200 && body.contains("\"deactivated\":true"),
+        },
+        Case {
+            label: "Gumroad-compatible verify (counts a use)",
+            request: Box::new(verify),
+            ok: |status, body| status == 200 && body.contains("\"success\":true"),
+        },
+    ]
+}
+
+/// The floors: the DynamoDB calls each kind of call cannot avoid, straight from the SDK, on the same items.
+struct Floor<'a> {
+    ddb: &'a aws_sdk_dynamodb::Client,
+    tables: &'a Tables,
+    tenant: String,
+    key_hash: String,
+}
+
+impl Floor<'_> {
+    fn key(&self, sk: String) -> [(String, AttributeValue); 2] {
+        [
+            ("tenant_id".to_owned(), AttributeValue::S(self.tenant.clone())),
+            ("sk".to_owned(), AttributeValue::S(sk)),
+        ]
+    }
+
+    async fn get(&self, sk: String) {
+        let [(a, av), (b, bv)] = self.key(sk);
+        self.ddb
+            .get_item()
+            .table_name(&self.tables.licenses)
+            .key(a, av)
+            .key(b, bv)
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    fn license_sk(&self) -> String {
+        format!("LICENSE#{}", self.key_hash)
+    }
+
+    fn seat(&self, delta: i64) -> TransactWriteItem {
+        let [(a, av), (b, bv)] = self.key(self.license_sk());
+        let update = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key(a, av)
+            .key(b, bv)
+            .update_expression("SET activations = activations + :d")
+            .expression_attribute_values(":d", AttributeValue::N(delta.to_string()))
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// One round of `which`'s calls; its latency in ms.
+    async fn round(&self, which: usize, i: usize) -> f64 {
+        let started = Instant::now();
+        let machine_sk = |m: &str| format!("ACTIVATION#{}#{m}", self.key_hash);
+        match which {
+            0 => self.get(self.license_sk()).await,
+            1 => {
+                self.get(self.license_sk()).await;
+                self.get(machine_sk("bench-held")).await;
+            }
+            2 => {
+                // The seat is held already: the conditional put fails, as keymint's does.
+                self.get(self.license_sk()).await;
+                let mut item: std::collections::HashMap<String, AttributeValue> =
+                    self.key(machine_sk("bench-held")).into_iter().collect();
+                item.insert("machine_id".into(), AttributeValue::S("bench-held".into()));
+                let put = Put::builder()
+                    .table_name(&self.tables.licenses)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(sk)")
+                    .build()
+                    .unwrap();
+                let _ = self
+                    .ddb
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .transact_items(self.seat(0))
+                    .send()
+                    .await;
+            }
+            3 => {
+                self.get(self.license_sk()).await;
+                let mut item: std::collections::HashMap<String, AttributeValue> =
+                    self.key(machine_sk(&format!("floor-{i}"))).into_iter().collect();
+                item.insert("machine_id".into(), AttributeValue::S(format!("floor-{i}")));
+                let put = Put::builder()
+                    .table_name(&self.tables.licenses)
+                    .set_item(Some(item))
+                    .build()
+                    .unwrap();
+                self.ddb
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .transact_items(self.seat(0))
+                    .send()
+                    .await
+                    .unwrap();
+                self.get(self.license_sk()).await;
+            }
+            4 => {
+                self.get(self.license_sk()).await;
+                let [(a, av), (b, bv)] = self.key(machine_sk(&format!("floor-{i}")));
+                let delete = Delete::builder()
+                    .table_name(&self.tables.licenses)
+                    .key(a, av)
+                    .key(b, bv)
+                    .build()
+                    .unwrap();
+                self.ddb
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().delete(delete).build())
+                    .transact_items(self.seat(0))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                self.get(self.license_sk()).await;
+                let [(a, av), (b, bv)] = self.key(self.license_sk());
+                self.ddb
+                    .update_item()
+                    .table_name(&self.tables.licenses)
+                    .key(a, av)
+                    .key(b, bv)
+                    .update_expression("ADD floor_uses :one")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        ms(started.elapsed())
+    }
+}
+
+/// The license API section of the report.
+#[allow(clippy::too_many_arguments)]
+pub async fn section(
+    report: &mut Report,
+    app: &App,
+    ddb: &aws_sdk_dynamodb::Client,
+    ddb_count: &Counter,
+    tables: &Tables,
+    tenant: &str,
+    key: &str,
+    n: usize,
+) {
+    let (status, body) = invoke(
+        app,
+        &call(tenant, "activate", json!({"key": key, "machine_id": "bench-held"})),
+    )
+    .await;
+    assert!(lease_ok(status, &body), "bench: activate answered {status} {body}");
+    let cases = cases(tenant, key);
+    // Warm-up: the tenant cache and the signing key (one KMS Decrypt per process), connections.
+    for case in &cases {
+        for i in 0..50 {
+            invoke(app, &(case.request)(1_000_000 + i)).await;
+        }
+    }
+    let floor = Floor {
+        ddb,
+        tables,
+        tenant: tenant.to_owned(),
+        key_hash: keymint::domain::sha256_hex(key),
+    };
+    report.line(format!(
+        "### License API in-process, {n} sequential calls each, against its floor (the same DynamoDB calls straight from the SDK)"
+    ));
+    report.line("");
+    report.line("| call | p50 ms | p99 ms | floor p50 ms | p50 / floor | DynamoDB requests per call | wrong answers |");
+    report.line("|---|---:|---:|---:|---:|---|---:|");
+    for (which, case) in cases.iter().enumerate() {
+        let mut samples = Vec::with_capacity(n);
+        let mut wrong = 0;
+        ddb_count.take();
+        for i in 0..n {
+            let event = (case.request)(i);
+            let started = Instant::now();
+            let (status, body) = invoke(app, &event).await;
+            samples.push(ms(started.elapsed()));
+            if !(case.ok)(status, &body) {
+                wrong += 1;
+                if wrong <= 2 {
+                    eprintln!("bench: {} answered {status} {body}", case.label);
+                }
+            }
+        }
+        let (requests, ops) = ddb_count.take();
+        let mut floor_samples = Vec::with_capacity(n);
+        for i in 0..n {
+            floor_samples.push(floor.round(which, i).await);
+        }
+        ddb_count.take();
+        let (s, f) = (stats(&mut samples), stats(&mut floor_samples));
+        let ops: Vec<String> = ops
+            .iter()
+            .map(|(op, c)| format!("{op} × {}", *c as f64 / n as f64))
+            .collect();
+        report.line(format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2}× | {} ({}) | {wrong} |",
+            case.label,
+            s.p50,
+            s.p99,
+            f.p50,
+            s.p50 / f.p50,
+            requests as f64 / n as f64,
+            ops.join(", ")
+        ));
+    }
+    report.line("");
+
+    // What signing a lease costs by itself, once the key is open: no AWS call.
+    let key = keymint_verify::ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let claims = keymint_verify::LeaseClaims {
+        iss: tenant.to_owned(),
+        sub: "lic_bench".to_owned(),
+        product_id: "myapp".to_owned(),
+        machine_id: "bench-held".to_owned(),
+        status: "active".to_owned(),
+        entitlements: vec!["export".to_owned()],
+        license_expires_at: None,
+        iat: 1_777_923_536,
+        exp: 1_780_515_536,
+        nonce: Some("n".to_owned()),
+    };
+    let mut signing = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        std::hint::black_box(keymint_verify::sign("kbench", &claims, &key));
+        signing.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let s = stats(&mut signing);
+    report.line(format!(
+        "Signing one lease in memory (Ed25519, JWS compact): p50 {:.1} µs, p99 {:.1} µs over {n}: the lease itself adds \
+         no DynamoDB or KMS request once the tenant's key is open (one KMS Decrypt per key and process).",
+        s.p50, s.p99
+    ));
+    report.line("");
+}

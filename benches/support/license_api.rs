@@ -59,19 +59,43 @@ fn cases(tenant: &str, key: &str) -> Vec<Case> {
     };
     let validate_lease = {
         let (t, k) = (t.clone(), k.clone());
-        move |i| call(&t, "validate", json!({"key": k, "machine_id": "bench-held", "nonce": format!("n{i}")}))
+        move |i| {
+            call(
+                &t,
+                "validate",
+                json!({"key": k, "machine_id": "bench-held", "nonce": format!("n{i}")}),
+            )
+        }
     };
     let activate_held = {
         let (t, k) = (t.clone(), k.clone());
-        move |i| call(&t, "activate", json!({"key": k, "machine_id": "bench-held", "nonce": format!("n{i}")}))
+        move |i| {
+            call(
+                &t,
+                "activate",
+                json!({"key": k, "machine_id": "bench-held", "nonce": format!("n{i}")}),
+            )
+        }
     };
     let activate_new = {
         let (t, k) = (t.clone(), k.clone());
-        move |i| call(&t, "activate", json!({"key": k, "machine_id": format!("bench-{i}")}))
+        move |i| {
+            call(
+                &t,
+                "activate",
+                json!({"key": k, "machine_id": format!("bench-{i}")}),
+            )
+        }
     };
     let deactivate = {
         let (t, k) = (t.clone(), k.clone());
-        move |i| call(&t, "deactivate", json!({"key": k, "machine_id": format!("bench-{i}")}))
+        move |i| {
+            call(
+                &t,
+                "deactivate",
+                json!({"key": k, "machine_id": format!("bench-{i}")}),
+            )
+        }
     };
     let verify = move |_| {
         api_event(
@@ -125,7 +149,10 @@ struct Floor<'a> {
 impl Floor<'_> {
     fn key(&self, sk: String) -> [(String, AttributeValue); 2] {
         [
-            ("tenant_id".to_owned(), AttributeValue::S(self.tenant.clone())),
+            (
+                "tenant_id".to_owned(),
+                AttributeValue::S(self.tenant.clone()),
+            ),
             ("sk".to_owned(), AttributeValue::S(sk)),
         ]
     }
@@ -192,8 +219,10 @@ impl Floor<'_> {
             }
             3 => {
                 self.get(self.license_sk()).await;
-                let mut item: std::collections::HashMap<String, AttributeValue> =
-                    self.key(machine_sk(&format!("floor-{i}"))).into_iter().collect();
+                let mut item: std::collections::HashMap<String, AttributeValue> = self
+                    .key(machine_sk(&format!("floor-{i}")))
+                    .into_iter()
+                    .collect();
                 item.insert("machine_id".into(), AttributeValue::S(format!("floor-{i}")));
                 let put = Put::builder()
                     .table_name(&self.tables.licenses)
@@ -259,10 +288,17 @@ pub async fn section(
 ) {
     let (status, body) = invoke(
         app,
-        &call(tenant, "activate", json!({"key": key, "machine_id": "bench-held"})),
+        &call(
+            tenant,
+            "activate",
+            json!({"key": key, "machine_id": "bench-held"}),
+        ),
     )
     .await;
-    assert!(lease_ok(status, &body), "bench: activate answered {status} {body}");
+    assert!(
+        lease_ok(status, &body),
+        "bench: activate answered {status} {body}"
+    );
     let cases = cases(tenant, key);
     // Warm-up: the tenant cache and the signing key (one KMS Decrypt per process), connections.
     for case in &cases {

@@ -4,9 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 
-use super::dynamo::{
-    DynamoStore, from_item, is_condition_failure, license_sk, n, s, to_item, unavailable,
-};
+use super::dynamo::{DynamoStore, conditional, from_item, license_sk, n, s, to_item, unavailable};
 use super::{Store, StoreError};
 use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
 
@@ -178,10 +176,7 @@ impl ActivationStore for DynamoStore {
             return Ok(ActivateResult::AlreadyActive);
         }
         if !reasons.failed(1) {
-            return Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {}",
-                reasons.summary()
-            )));
+            return Err(reasons.unexpected());
         }
         let Some(old) = reasons.old(&[1]) else {
             return Ok(ActivateResult::NotFound);
@@ -219,15 +214,12 @@ impl ActivationStore for DynamoStore {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out
-                .attributes()
+        Ok(conditional(result)?.and_then(|out| {
+            out.attributes()
                 .and_then(|a| a.get("uses"))
                 .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())),
-            Err(err) if is_condition_failure(&err) => Ok(None),
-            Err(err) => Err(unavailable(err)),
-        }
+                .and_then(|n| n.parse().ok())
+        }))
     }
 
     async fn renew_seat(
@@ -250,11 +242,7 @@ impl ActivationStore for DynamoStore {
             .expression_attribute_values(":until", n(until))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        Ok(conditional(result)?.is_some())
     }
 
     async fn activate_reclaiming(
@@ -337,10 +325,7 @@ impl ActivationStore for DynamoStore {
         match self.transact(items).await? {
             None => Ok(true),
             Some(reasons) if reasons.failed(0) => Ok(false),
-            Some(reasons) => Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {}",
-                reasons.summary()
-            ))),
+            Some(reasons) => Err(reasons.unexpected()),
         }
     }
 
@@ -376,10 +361,7 @@ impl ActivationStore for DynamoStore {
         match self.transact(items).await? {
             None => Ok(true),
             Some(reasons) if reasons.failed(0) => Ok(false),
-            Some(reasons) => Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {}",
-                reasons.summary()
-            ))),
+            Some(reasons) => Err(reasons.unexpected()),
         }
     }
 }

@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::StoreError;
 use super::dynamo::{
-    DynamoStore, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX, from_item,
-    is_condition_failure, license_sk, s, to_item, unavailable,
+    DynamoStore, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX, conditional,
+    from_item, license_sk, s, to_item, unavailable,
 };
 use crate::domain::{
     Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, Tenant, TenantId,
@@ -84,11 +84,7 @@ impl DynamoStore {
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 
     /// Creates a product under an existing tenant; `AlreadyExists` when the id is taken.
@@ -118,11 +114,7 @@ impl DynamoStore {
             .condition_expression("attribute_exists(sk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 
     /// Maps a permalink's variant to a product; mapping it again moves it.
@@ -167,11 +159,7 @@ impl DynamoStore {
             .condition_expression("attribute_exists(sk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 
     /// Deletes a product; `NotFound` when there is none.
@@ -225,11 +213,7 @@ impl DynamoStore {
             .expression_attribute_names("#p", permalink.as_str())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 
     /// A tenant's licenses that match `filter`, newest first, at most `limit` of them.
@@ -300,11 +284,8 @@ impl DynamoStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => from_item(out.attributes.unwrap_or_default()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        let out = conditional(result)?.ok_or(StoreError::NotFound)?;
+        from_item(out.attributes.unwrap_or_default())
     }
 
     /// Maps a permalink slug to a product (`Some`) or removes the mapping (`None`).

@@ -152,6 +152,22 @@ where
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// The one idiom for a conditional write: `Some(output)` when it applied, `None` when its condition did not
+/// hold, `Unavailable` for every other failure.
+pub(crate) fn conditional<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+) -> Result<Option<T>, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(err) if is_condition_failure(&err) => Ok(None),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
 impl DynamoStore {
     pub(crate) fn put_if_new(
         &self,
@@ -375,6 +391,11 @@ impl Reasons {
             .collect::<Vec<_>>()
             .join(",")
     }
+
+    /// A cancellation none of the caller's conditions explains: retry later.
+    pub(crate) fn unexpected(&self) -> StoreError {
+        StoreError::Unavailable(format!("transaction cancelled: {}", self.summary()))
+    }
 }
 
 pub(crate) fn key_hash_of(item: &Item) -> Option<String> {
@@ -499,10 +520,7 @@ impl Store for DynamoStore {
                 .unwrap_or(LicenseStatus::Active);
             return Ok(SaleWrite::Marked(status));
         }
-        Err(StoreError::Unavailable(format!(
-            "transaction cancelled: {}",
-            reasons.summary()
-        )))
+        Err(reasons.unexpected())
     }
 
     async fn license_for_subscription(
@@ -584,10 +602,7 @@ impl Store for DynamoStore {
             None => Ok(Written::Applied),
             Some(reasons) if reasons.failed(0) || reasons.failed(1) => Ok(Written::Duplicate),
             Some(reasons) if reasons.failed(2) => Ok(Written::Stale),
-            Some(reasons) => Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {}",
-                reasons.summary()
-            ))),
+            Some(reasons) => Err(reasons.unexpected()),
         }
     }
 
@@ -631,11 +646,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":sent", s("sent"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        Ok(conditional(result)?.is_some())
     }
 
     async fn record_email(

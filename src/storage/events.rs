@@ -272,10 +272,7 @@ impl EventStore for DynamoStore {
             None => Ok(Written::Applied),
             Some(reasons) if reasons.failed(0) => Ok(Written::Duplicate),
             Some(reasons) if reasons.failed(1) || reasons.failed(2) => Ok(Written::Stale),
-            Some(reasons) => Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {}",
-                reasons.summary()
-            ))),
+            Some(reasons) => Err(reasons.unexpected()),
         }
     }
 }

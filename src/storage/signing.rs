@@ -80,10 +80,7 @@ impl SigningKeyStore for DynamoStore {
         match self.transact(items).await? {
             None => Ok(true),
             Some(reasons) if reasons.failed(1) => Ok(false),
-            Some(reasons) => Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {}",
-                reasons.summary()
-            ))),
+            Some(reasons) => Err(reasons.unexpected()),
         }
     }
 }

@@ -78,13 +78,6 @@ fn import(f: &Fixture, extra: &[&str]) -> Value {
     ok_json_cmd(&mut cmd)
 }
 
-fn license_items(items: &[Item]) -> Vec<&Item> {
-    items
-        .iter()
-        .filter(|i| s(i, "sk").starts_with("LICENSE#"))
-        .collect()
-}
-
 #[tokio::test]
 async fn an_import_pages_through_every_sale_and_running_it_again_changes_nothing() {
     let f = fixture().await;

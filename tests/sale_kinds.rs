@@ -90,13 +90,6 @@ fn with_tier(body: String, tier: &str) -> String {
     )
 }
 
-fn license_items(items: &[Item]) -> Vec<&Item> {
-    items
-        .iter()
-        .filter(|i| s(i, "sk").starts_with("LICENSE#"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_preorder_mints_once_at_release_and_never_at_authorization() {
     let stack = stack().await;

@@ -197,6 +197,17 @@ impl UsdCents {
     }
 }
 
+/// Buyer names and product names are data: at most 200 characters, no line breaks or other control characters,
+/// so they can never become an email header or split a log line.
+pub fn one_line(raw: &str) -> String {
+    raw.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 macro_rules! string_conversions {
     ($($name:ident),*) => {$(
         impl TryFrom<String> for $name {

@@ -8,7 +8,9 @@ mod records;
 mod tiers;
 
 pub use gumroad::{EmailKey, GumroadPurchase, KeySource};
-pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
+pub use ids::{
+    Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents, one_line,
+};
 pub use key::{
     LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,
 };

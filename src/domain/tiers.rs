@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{InvalidValue, Permalink, ProductId};
+use super::{InvalidValue, Permalink, ProductId, one_line};
 
 /// The most seats a license can hold, whatever a product's limit times a sale's quantity comes to. A sale above it
 /// is capped, never refused: a `400` on a real sale is final and would lose the license.
@@ -27,8 +27,8 @@ pub struct Variant {
 
 impl Variant {
     pub fn new(category: &str, name: &str) -> Result<Self, InvalidValue> {
-        let category = clean(category);
-        let name = clean(name);
+        let category = one_line(category);
+        let name = one_line(name);
         if category.is_empty() || name.is_empty() {
             return Err(InvalidValue(
                 "invalid variant: expected <CATEGORY>=<NAME>, e.g. Tier=Team".to_owned(),
@@ -42,7 +42,7 @@ impl Variant {
         let (category, name) = raw.split_once('=').ok_or_else(|| {
             InvalidValue(format!(
                 "invalid variant '{}': expected <CATEGORY>=<NAME>, e.g. Tier=Team",
-                clean(raw)
+                one_line(raw)
             ))
         })?;
         Self::new(category, name)
@@ -77,16 +77,6 @@ impl fmt::Display for Variant {
     }
 }
 
-/// At most 200 characters, no control characters, trimmed.
-fn clean(raw: &str) -> String {
-    raw.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect::<String>()
-        .trim()
-        .to_owned()
-}
-
 /// A permalink and one of its variants, sold as a keymint product of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantMapping {
@@ -115,7 +105,7 @@ pub fn parse_entitlements(raw: &str) -> Result<Vec<String>, InvalidValue> {
         if !ok {
             return Err(InvalidValue(format!(
                 "invalid entitlement '{}': use 1 to 64 characters of a-z, 0-9, '-', '_', '.' and ':'",
-                clean(name)
+                one_line(name)
             )));
         }
         if !entitlements.iter().any(|e| e == name) {
@@ -139,7 +129,7 @@ pub fn parse_duration(raw: &str) -> Result<u64, InvalidValue> {
     let invalid = || {
         InvalidValue(format!(
             "invalid duration '{}': a whole number and a unit, e.g. 90s, 45m, 12h or 7d (at most 365d)",
-            clean(raw)
+            one_line(raw)
         ))
     };
     let split = raw.len().checked_sub(1).ok_or_else(invalid)?;

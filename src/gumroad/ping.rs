@@ -1,5 +1,6 @@
 //! The kinds of ping Gumroad sends and the typed sale read from a sale ping.
 
+pub use crate::domain::one_line;
 use crate::domain::{Email, GumroadPurchase, Permalink, SaleId, UsdCents, Variant};
 
 use super::Form;
@@ -235,17 +236,6 @@ impl SalePing {
             gumroad_product_id,
         })
     }
-}
-
-/// Buyer names and product names are data: at most 200 characters, no line breaks or other control characters,
-/// so they can never become an email header or split a log line.
-pub fn one_line(raw: &str) -> String {
-    raw.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 #[cfg(test)]

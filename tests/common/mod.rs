@@ -357,6 +357,14 @@ pub async fn events(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.events, tenant_id).await
 }
 
+/// The license records among a tenant's items (not its activations or pointers).
+pub fn license_items(items: &[Item]) -> Vec<&Item> {
+    items
+        .iter()
+        .filter(|i| s(i, "sk").starts_with("LICENSE#"))
+        .collect()
+}
+
 /// Every record a tenant's pings could have written.
 pub async fn writes(stack: &Stack, tenant_id: &str) -> usize {
     licenses(stack, tenant_id).await.len()

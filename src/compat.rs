@@ -138,7 +138,7 @@ pub fn purchase(license: &License, key: &LicenseKey) -> Value {
         "subscription_id": license.subscription_id,
         "variants": variants_text(license),
         "license_key": key.expose(),
-        "is_gift_receiver_purchase": false,
+        "is_gift_receiver_purchase": p.is_gift_receiver_purchase,
         "test": p.test,
         "id": license.sale_id,
         "created_at": created_at,

@@ -240,7 +240,7 @@ async fn tenants_have_their_own_keys_and_rotation_keeps_old_leases_verifiable() 
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body, r#"{"error":"Not found"}"#);
     let reply = jwks(&app, &a.tenant_id).await;
-    assert_eq!(reply.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(reply.header("cache-control"), Some("public, max-age=60"));
     let jwk = &reply.json()["keys"][0];
     assert_eq!(jwk["kty"], "OKP");
     assert_eq!(jwk["crv"], "Ed25519");

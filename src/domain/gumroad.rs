@@ -100,4 +100,6 @@ pub struct GumroadPurchase {
     pub subscription_id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_gift_receiver_purchase: bool,
 }

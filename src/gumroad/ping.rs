@@ -211,6 +211,7 @@ impl SalePing {
             custom_fields: custom_fields(form),
             subscription_id: text("subscription_id"),
             test: false,
+            is_gift_receiver_purchase: gift.is_some(),
         };
         Ok(Self {
             license_key: parse_license_key(form.get_nonempty("license_key"))?,

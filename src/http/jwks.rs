@@ -17,6 +17,9 @@ pub async fn handle(app: &App, tenant_id: &str) -> Response<Body> {
         return response::error(404, "Not found");
     };
     let answer = tokio::time::timeout(DEADLINE, async {
+        // Read fresh, not from the tenant cache: a rotated key is published the moment it is made, while the
+        // functions' signers switch to it within the cache's minute, so it is never used before it is published.
+        app.tenants.forget(&tenant_id);
         let Some(tenant) = app.tenants.tenant(app.store.as_ref(), &tenant_id).await? else {
             return Ok(None);
         };
@@ -35,7 +38,7 @@ pub async fn handle(app: &App, tenant_id: &str) -> Response<Body> {
     match answer {
         Ok(Ok(Some(jwks))) => {
             let mut reply = response::json(200, &serde_json::json!(jwks));
-            if let Ok(value) = "public, max-age=300".parse() {
+            if let Ok(value) = "public, max-age=60".parse() {
                 reply.headers_mut().insert(CACHE_CONTROL, value);
             }
             reply

@@ -690,6 +690,7 @@ async fn seed(store: &DynamoStore, sender: &Email) -> Seeded {
         seat_lease_seconds: None,
         token_ttl_seconds: None,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
+        file: None,
     };
     let mut permalinks = BTreeMap::new();
     permalinks.insert(

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gumroad;
@@ -15,6 +16,8 @@ pub mod http;
 pub mod licensing;
 pub mod lifecycle;
 pub mod mail;
+pub mod portal;
+pub mod rotation;
 pub mod sale;
 pub mod signing;
 pub mod storage;

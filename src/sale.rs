@@ -10,7 +10,7 @@ use crate::domain::{
     Tenant, UsdCents, Variant, random_id, rfc3339, seats,
 };
 use crate::gumroad::{Gift, SalePing};
-use crate::mail::{Mailer, compose_key_email};
+use crate::mail::{Mailer, compose_key_email_with};
 use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
 
 /// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
@@ -377,7 +377,11 @@ pub async fn deliver(
     tenant: &Tenant,
     license: &License,
 ) -> Result<EmailStatus, SaleError> {
-    let email = compose_key_email(&tenant.sender, license);
+    let download = match mailer.download_links() {
+        Some(links) => links.for_license(tenant, license).await,
+        None => None,
+    };
+    let email = compose_key_email_with(&tenant.sender, license, download.as_ref());
     match mailer.send(&email).await {
         Ok(message_id) => {
             let outcome = EmailOutcome::Sent { message_id };

@@ -35,6 +35,7 @@ async fn tier(
         seat_lease_seconds: None,
         token_ttl_seconds: None,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
+        file: None,
     };
     stack
         .store

@@ -169,6 +169,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 duration_days: duration_days.map(check_duration).transpose()?,
                 entitlements: parse_entitlements(entitlements.as_deref().unwrap_or_default())?,
                 created_at: rfc3339(OffsetDateTime::now_utc()),
+                file: None,
             };
             let store = store().await?;
             load(&store, &tenant_id).await?;

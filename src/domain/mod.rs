@@ -1,11 +1,13 @@
 //! The license domain: the typed values every other part speaks in (tenants, products, permalinks, sales,
 //! licenses and their keys). Strings are parsed into these once, at the edge, and never re-checked.
 
+mod files;
 mod ids;
 mod key;
 mod records;
 mod tiers;
 
+pub use files::ProductFile;
 pub use ids::{Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents};
 pub use key::{
     LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,

@@ -115,6 +115,9 @@ pub struct Product {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ttl_seconds: Option<u64>,
     pub created_at: String,
+    /// The file buyers download (`keymint product file`); `None` until one is uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<super::ProductFile>,
 }
 
 impl Product {

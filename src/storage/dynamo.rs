@@ -444,6 +444,12 @@ impl Store for DynamoStore {
             )?,
             self.marker_check(tenant, sale.payment.sale_id.as_str(), sale.marker)?,
         ];
+        // The buyer's portal finds their licenses through this pointer.
+        items.push(self.put_if_new(
+            &self.tables.licenses,
+            super::portal::email_pointer(license),
+            "sk",
+        )?);
         if let Some(subscription_id) = &license.subscription_id {
             let mut pointer = Item::new();
             pointer.insert("tenant_id".into(), s(tenant));

@@ -119,6 +119,7 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         seat_lease_seconds: seed.seat_lease_seconds,
         token_ttl_seconds: None,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
+        file: None,
     };
     let mut permalinks = std::collections::BTreeMap::new();
     if seed.map_product {

@@ -7,6 +7,8 @@ mod gumroad_api;
 mod license;
 mod output;
 mod product;
+mod product_file;
+mod s3;
 mod tenant;
 
 use std::process::ExitCode;

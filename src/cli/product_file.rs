@@ -77,7 +77,7 @@ pub async fn run(
     let multipart = size > super::s3::PART_SIZE as u64;
     s3.upload(&key, open(path)?, size, |sent| {
         if multipart {
-            let percent = if size == 0 { 100 } else { sent * 100 / size };
+            let percent = (sent * 100).checked_div(size).unwrap_or(100);
             eprintln!(
                 "keymint: uploaded {} of {} ({percent}%)",
                 mib(sent),

@@ -38,6 +38,8 @@ pub enum PortalError {
     Mail(#[from] MailError),
     #[error("cannot presign the download: {0}")]
     Presign(String),
+    #[error("{0}")]
+    NotConfigured(&'static str),
 }
 
 /// Limits and lifetimes of the portal. The defaults are what the README documents.
@@ -153,7 +155,7 @@ impl Portal {
         let (bucket, credentials) = self
             .files
             .as_ref()
-            .ok_or_else(|| PortalError::Presign("downloads are not configured".to_owned()))?;
+            .ok_or(PortalError::NotConfigured("downloads are not configured"))?;
         let credentials = credentials
             .provide_credentials()
             .await
@@ -229,12 +231,19 @@ pub async fn request_link(
     {
         return Ok(LinkOutcome::Limited);
     }
-    if store.licenses_by_email(tenant_id, email).await?.is_empty() {
+    // The link goes to the address as the buyer bought with it (the lookup ignores letter case).
+    let Some(to) = store
+        .licenses_by_email(tenant_id, email)
+        .await?
+        .into_iter()
+        .next()
+        .map(|license| license.buyer_email)
+    else {
         return Ok(LinkOutcome::NoLicenses);
-    }
+    };
     let Some(base) = portal.base_url() else {
-        return Err(PortalError::Presign(
-            "the API's URL is not known yet".to_owned(),
+        return Err(PortalError::NotConfigured(
+            "the API's URL is not known yet (set KEYMINT_PUBLIC_URL)",
         ));
     };
     let token = new_signin_token()?;
@@ -242,18 +251,13 @@ pub async fn request_link(
         .put_signin(
             tenant_id,
             &sha256_hex(&token),
-            email,
+            &to,
             now + SIGNIN_LINK_LIFETIME,
         )
         .await?;
     let link = format!("{base}/portal/{tenant_id}/signin?token={token}");
     mailer
-        .send(&pages::signin_email(
-            &tenant.sender,
-            email,
-            tenant_id,
-            &link,
-        ))
+        .send(&pages::signin_email(&tenant.sender, &to, tenant_id, &link))
         .await?;
     Ok(LinkOutcome::Sent)
 }

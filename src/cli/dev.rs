@@ -50,20 +50,9 @@ struct BucketSpec {
 
 fn files_bucket_spec(template: &str) -> Result<BucketSpec, String> {
     let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
-    let resources = doc
-        .get("Resources")
-        .and_then(Value::as_mapping)
-        .ok_or("template.yaml has no Resources")?;
+    let resources = template_resources(&doc)?;
     let var = crate::files::Bucket::ENV;
-    let logical_id = resources
-        .values()
-        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function"))
-        .filter_map(|r| {
-            r.get("Properties")?
-                .get("Environment")?
-                .get("Variables")?
-                .get(var)
-        })
+    let logical_id = function_env(resources, var)
         .find_map(|v| match v {
             Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str(),
             Value::Mapping(map) => map.get("Ref").and_then(Value::as_str),
@@ -125,21 +114,33 @@ fn get_att_arn(value: &Value) -> Option<&str> {
     (attr == "Arn").then_some(id)
 }
 
-fn signing_key_spec(template: &str) -> Result<KmsKeySpec, String> {
-    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
-    let resources = doc
-        .get("Resources")
+/// The template's `Resources`.
+fn template_resources(doc: &Value) -> Result<&serde_yaml::Mapping, String> {
+    doc.get("Resources")
         .and_then(Value::as_mapping)
-        .ok_or("template.yaml has no Resources")?;
-    let logical_id = resources
+        .ok_or_else(|| "template.yaml has no Resources".to_owned())
+}
+
+/// The values the template's functions give the environment variable `var`.
+fn function_env<'a>(
+    resources: &'a serde_yaml::Mapping,
+    var: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    resources
         .values()
         .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function"))
-        .filter_map(|r| {
+        .filter_map(move |r| {
             r.get("Properties")?
                 .get("Environment")?
                 .get("Variables")?
-                .get(SIGNING_KEY_VAR)
+                .get(var)
         })
+}
+
+fn signing_key_spec(template: &str) -> Result<KmsKeySpec, String> {
+    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let resources = template_resources(&doc)?;
+    let logical_id = function_env(resources, SIGNING_KEY_VAR)
         .find_map(get_att_arn)
         .ok_or_else(|| {
             format!("template.yaml: no function's environment has `{SIGNING_KEY_VAR}: !GetAtt <key>.Arn`")

@@ -34,28 +34,32 @@ impl MacKey {
         Self(bytes)
     }
 
-    fn mac(&self, purpose: &str, tenant: &TenantId, data: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    /// HMAC-SHA-256 over the purpose, the tenant and the data. `None` cannot happen (HMAC takes keys of any
+    /// length); it keeps a panic off the request path all the same.
+    fn mac(&self, purpose: &str, tenant: &TenantId, data: &[u8]) -> Option<Hmac<Sha256>> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).ok()?;
         // Purpose and tenant first, separated by a byte no label contains: a tag for one use never fits another.
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
         mac.update(tenant.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(data);
-        mac
+        Some(mac)
     }
 
     fn tag(&self, purpose: &str, tenant: &TenantId, data: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac(purpose, tenant, data).finalize().into_bytes())
+        self.mac(purpose, tenant, data)
+            .map(|mac| URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+            .unwrap_or_default()
     }
 
     /// Constant-time check of a presented tag.
     fn verify(&self, purpose: &str, tenant: &TenantId, data: &[u8], tag: &str) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+        let (Ok(tag), Some(mac)) = (URL_SAFE_NO_PAD.decode(tag), self.mac(purpose, tenant, data))
+        else {
             return false;
         };
-        self.mac(purpose, tenant, data).verify_slice(&tag).is_ok()
+        mac.verify_slice(&tag).is_ok()
     }
 
     /// `payload.tag`, with the payload base64url-encoded.

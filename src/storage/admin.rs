@@ -195,11 +195,9 @@ impl DynamoStore {
             .expression_attribute_values(":file", value)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        super::dynamo::conditional(result)?
+            .map(|_| ())
+            .ok_or(StoreError::NotFound)
     }
 
     /// Deletes a product; `NotFound` when there is none.

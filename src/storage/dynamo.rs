@@ -143,6 +143,21 @@ where
     StoreError::Unavailable(DisplayErrorContext(&err).to_string())
 }
 
+/// The answer of a single conditional write: `Some` when it was written, `None` when its condition did not hold.
+pub(crate) fn conditional<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+) -> Result<Option<T>, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(err) if is_condition_failure(&err) => Ok(None),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
 pub(crate) fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 
 use super::dynamo::{
-    DynamoStore, Item, LICENSE_SK_PREFIX, from_item, is_condition_failure, key_hash_of, license_sk,
-    n, s, subscription_sk, to_item, unavailable,
+    DynamoStore, Item, LICENSE_SK_PREFIX, conditional, from_item, key_hash_of, license_sk, n, s,
+    subscription_sk, to_item, unavailable,
 };
 use super::{ActivationStore, Store, StoreError};
 use crate::domain::{Activation, Email, License, LicenseStatus, TenantId, sha256_hex};
@@ -170,11 +170,7 @@ impl PortalStore for DynamoStore {
             .expression_attribute_values(":ttl", n(ttl))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        Ok(conditional(result)?.is_some())
     }
 
     async fn put_signin(
@@ -200,18 +196,11 @@ impl PortalStore for DynamoStore {
         token_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.events)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(signin_sk(token_hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out
-            .item()
+        let item = self
+            .read_item(&self.tables.events, tenant_id, &signin_sk(token_hash))
+            .await?;
+        Ok(item
+            .as_ref()
             .and_then(|item| item.get("expires_at"))
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok())
@@ -235,15 +224,12 @@ impl PortalStore for DynamoStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out
-                .attributes()
-                .and_then(|item| item.get("email"))
-                .and_then(|v| v.as_s().ok())
-                .and_then(|raw| Email::parse(raw).ok())),
-            Err(err) if is_condition_failure(&err) => Ok(None),
-            Err(err) => Err(unavailable(err)),
-        }
+        Ok(conditional(result)?
+            .as_ref()
+            .and_then(|out| out.attributes())
+            .and_then(|item| item.get("email"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|raw| Email::parse(raw).ok()))
     }
 
     async fn licenses_by_email(
@@ -289,16 +275,9 @@ impl PortalStore for DynamoStore {
                 return Ok(Some(license));
             }
             let moved = self
-                .client
-                .get_item()
-                .table_name(&self.tables.licenses)
-                .key("tenant_id", s(tenant_id.as_str()))
-                .key("sk", s(moved_sk(&hash)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            match moved.item().and_then(key_hash_of) {
+                .read_item(&self.tables.licenses, tenant_id, &moved_sk(&hash))
+                .await?;
+            match moved.as_ref().and_then(key_hash_of) {
                 Some(next) => hash = next,
                 None => return Ok(None),
             }
@@ -309,18 +288,11 @@ impl PortalStore for DynamoStore {
     }
 
     async fn sealed_mac_key(&self, tenant_id: &TenantId) -> Result<Option<Vec<u8>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.tenants)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(MAC_KEY_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out
-            .item()
+        let item = self
+            .read_item(&self.tables.tenants, tenant_id, MAC_KEY_SK)
+            .await?;
+        Ok(item
+            .as_ref()
             .and_then(|item| item.get("sealed_key"))
             .and_then(|v| v.as_b().ok())
             .map(|blob| blob.as_ref().to_vec()))
@@ -447,14 +419,34 @@ impl PortalStore for DynamoStore {
     }
 }
 
-/// Every license of a tenant, read page by page: only `keymint license index`, once, for licenses sold before
-/// the email index existed.
 impl DynamoStore {
+    /// Every license of a tenant, read page by page: only `keymint license index`, once, for licenses sold
+    /// before the email index existed.
     pub async fn all_licenses(&self, tenant_id: &TenantId) -> Result<Vec<License>, StoreError> {
         self.query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)
             .await?
             .into_iter()
             .map(from_item)
             .collect()
+    }
+
+    /// One item of a tenant's partition, read consistently.
+    async fn read_item(
+        &self,
+        table: &str,
+        tenant_id: &TenantId,
+        sk: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
     }
 }

@@ -536,7 +536,7 @@ async fn licenses_are_found_by_email_through_the_index_and_old_ones_are_indexed_
     let key = buy(&app, &t, &customer).await;
     let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
     // The sale wrote one pointer for the buyer's address.
-    let items = common::licenses(&stack, &t.tenant_id).await;
+    let items = common::license_table(&stack, &t.tenant_id).await;
     let pointers: Vec<_> = items
         .iter()
         .filter(|i| common::s(i, "sk").starts_with("EMAIL#"))

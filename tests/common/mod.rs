@@ -351,7 +351,18 @@ async fn query_all(stack: &Stack, table: &str, tenant_id: &str) -> Vec<Item> {
         .to_vec()
 }
 
+/// The licenses table's records of a tenant, without the portal's email index pointers (`EMAIL#…`, see
+/// `portal::email_pointers`).
 pub async fn licenses(stack: &Stack, tenant_id: &str) -> Vec<Item> {
+    query_all(stack, &stack.tables.licenses, tenant_id)
+        .await
+        .into_iter()
+        .filter(|item| !s(item, "sk").starts_with("EMAIL#"))
+        .collect()
+}
+
+/// Every record of a tenant in the licenses table, email index pointers included.
+pub async fn license_table(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.licenses, tenant_id).await
 }
 

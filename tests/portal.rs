@@ -10,7 +10,7 @@ mod common;
 use common::portal::*;
 use common::{Ping, Seed, api, buyer, emails_to, sale_body, sale_id, seed, send, stack};
 use keymint::domain::{Email, TenantId};
-use keymint::storage::PortalStore;
+use keymint::storage::{PortalStore, Store};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -610,4 +610,117 @@ async fn licenses_are_found_by_email_through_the_index_and_old_ones_are_indexed_
     assert_eq!(listed["licenses"][0]["key"], json!(new_key));
     cli_support::ok(&["license", "revoke", &t.tenant_id, &new_key]);
     cli_support::fails(&["license", "rotate", &t.tenant_id, &new_key], 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_replaced_while_machines_come_and_go_keeps_every_seat_exact() {
+    let stack = stack().await;
+    let app = portal_app(&stack, settings()).await;
+    let t = seed(
+        &stack,
+        Seed {
+            activation_limit: 20,
+            ..Seed::default()
+        },
+    )
+    .await;
+    let customer = buyer();
+    let key = buy(&app, &t, &customer).await;
+    for machine in 0..3 {
+        let r = api(
+            &stack,
+            &t.tenant_id,
+            "activate",
+            json!({"key": key, "machine_id": format!("m{machine}")}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let tenant = stack
+        .store
+        .load_tenant(&TenantId::parse(&t.tenant_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let old_hash = license_of(&stack, &t, &customer).await.key_hash;
+
+    // Machines activate with the old key while the key is replaced: each either got in before the move (and
+    // moved with it) or is refused after it; none is lost or counted twice.
+    let activations = (3..11).map(|machine| {
+        let (stack, tenant, key) = (&stack, &t.tenant_id, &key);
+        async move {
+            api(
+                stack,
+                tenant,
+                "activate",
+                json!({"key": key, "machine_id": format!("m{machine}")}),
+            )
+            .await
+            .status
+        }
+    });
+    let (statuses, rotated) = tokio::join!(
+        futures_join_all(activations),
+        keymint::rotation::rotate(&stack.store, &tenant, &old_hash)
+    );
+    let new = rotated.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 404),
+        "{statuses:?}"
+    );
+    let items = common::license_table(&stack, &t.tenant_id).await;
+    let under = |hash: &str| {
+        items
+            .iter()
+            .filter(|i| common::s(i, "sk").starts_with(&format!("ACTIVATION#{hash}#")))
+            .count()
+    };
+    let license = license_of(&stack, &t, &customer).await;
+    assert_eq!(license.key_hash, new.key_hash);
+    assert_eq!(under(&old_hash), 0, "no machine left behind on the old key");
+    assert_eq!(
+        under(&new.key_hash),
+        usize::try_from(license.activations).unwrap(),
+        "the seat count is the machines that moved"
+    );
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(usize::try_from(license.activations).unwrap(), 3 + admitted);
+    assert_eq!(
+        items
+            .iter()
+            .filter(|i| common::s(i, "sk").starts_with("LICENSE#"))
+            .count(),
+        1
+    );
+}
+
+/// Runs the futures concurrently and collects their outputs as they finish.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs = Vec::new();
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    // Poll all of them together: a simple join without another dependency.
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for slot in pending.iter_mut() {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => {
+                        outputs.push(out);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs
 }

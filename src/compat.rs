@@ -86,7 +86,7 @@ pub async fn verify(
     }
     let uses = if request.increment {
         store
-            .count_use(&tenant_id, &license.key_hash)
+            .count_gumroad_use(&tenant_id, &license.key_hash)
             .await?
             .ok_or(VerifyError::NotFound)?
     } else {

@@ -64,9 +64,23 @@ pub fn kms_vault(sdk: &SdkConfig) -> Result<KmsVault, String> {
 pub async fn app_from_env() -> Result<App, String> {
     let tables = Tables::from_env()?;
     let sdk = aws().await;
-    Ok(App::new(
+    Ok(App::with_portal(
         Arc::new(dynamo_store(&sdk, tables)),
         Arc::new(ses_mailer(&sdk)),
         Arc::new(kms_vault(&sdk)?),
+        crate::portal::PortalSettings::default(),
+        files(&sdk),
     ))
+}
+
+/// The bucket of product files (`KEYMINT_FILES_BUCKET`) and the credentials downloads are presigned with;
+/// `None` without a bucket (downloads are off).
+pub fn files(
+    sdk: &SdkConfig,
+) -> Option<(
+    crate::files::Bucket,
+    aws_credential_types::provider::SharedCredentialsProvider,
+)> {
+    let bucket = crate::files::Bucket::from_env(sdk.region().map(|r| r.as_ref()))?;
+    Some((bucket, sdk.credentials_provider()?))
 }

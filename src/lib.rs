@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod domain;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gumroad;
@@ -16,6 +17,8 @@ pub mod http;
 pub mod licensing;
 pub mod lifecycle;
 pub mod mail;
+pub mod portal;
+pub mod rotation;
 pub mod sale;
 pub mod signing;
 pub mod storage;

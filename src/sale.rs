@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::gumroad::EventKind;
 use crate::gumroad::{Gift, SalePing};
-use crate::mail::{Mailer, compose_key_email};
+use crate::mail::{Mailer, compose_key_email_with};
 use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
 
 /// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
@@ -475,7 +475,11 @@ pub async fn deliver(
     tenant: &Tenant,
     license: &License,
 ) -> Result<EmailStatus, SaleError> {
-    let email = compose_key_email(&tenant.sender, license);
+    let download = match mailer.download_links() {
+        Some(links) => links.for_license(tenant, license).await,
+        None => None,
+    };
+    let email = compose_key_email_with(&tenant.sender, license, download.as_ref());
     match mailer.send(&email).await {
         Ok(message_id) => {
             let outcome = EmailOutcome::Sent { message_id };

@@ -321,3 +321,82 @@ async fn even_at_trace_level_the_sdk_logs_no_secret() {
     assert_absent(&logs, "license key", &key);
     assert_absent(&logs, "buyer's email", &buyer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_logs_outcomes_but_no_link_cookie_token_key_or_address() {
+    use common::portal::*;
+    capture();
+    let stack = stack().await;
+    let app = portal_app(&stack, settings()).await;
+    let t = seed(&stack, Seed::default()).await;
+    let buyer = buyer();
+    let reply = send(
+        &app,
+        &Ping::new(&t.tenant_id, Some(&t.token), sale_body(&sale_id(), &buyer)),
+    )
+    .await;
+    let key = reply.json()["license"]["key"].as_str().unwrap().to_owned();
+
+    ask_for_link(&app, &t.tenant_id, &stranger()).await;
+    let cookie = sign_in(&app, &t.tenant_id, &buyer).await;
+    let token = token_of(signin_links(&buyer).last().unwrap());
+    let page = get(
+        &app,
+        &format!("/portal/{}/licenses", t.tenant_id),
+        Some(&cookie),
+    )
+    .await;
+    let csrf = csrf_of(&page.body);
+    let license_id = page
+        .body
+        .split("/licenses/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let replace = format!("/portal/{}/licenses/{license_id}/replace", t.tenant_id);
+    post(&app, &replace, &[("csrf", "wrong")], Some(&cookie)).await;
+    let done = post(
+        &app,
+        &replace,
+        &[("csrf", &csrf), ("confirm", "yes")],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(done.status, 303);
+    let new_page = get(
+        &app,
+        &format!("/portal/{}/licenses", t.tenant_id),
+        Some(&cookie),
+    )
+    .await;
+    let new_key = new_page
+        .body
+        .split("class=\"key\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+
+    let logs = captured();
+    let lines = lines_about(&logs, &t.tenant_id);
+    for outcome in [
+        "sent",
+        "no_licenses",
+        "signed_in",
+        "csrf_refused",
+        "key-replaced",
+    ] {
+        assert!(
+            has_line(&lines, &json!({"tenant": t.tenant_id, "outcome": outcome})),
+            "no portal line with outcome {outcome}"
+        );
+    }
+    assert_absent(&logs, "sign-in token", &token);
+    let (_, session) = cookie.split_once('=').unwrap();
+    assert_absent(&logs, "session cookie", session);
+    assert_absent(&logs, "CSRF token", &csrf);
+    assert_absent(&logs, "license key", &key);
+    assert_absent(&logs, "new license key", &new_key);
+    assert_absent(&logs, "buyer's address", &buyer);
+}

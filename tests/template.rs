@@ -13,7 +13,11 @@
 //!   statement open to every principal, and is kept (`Retain`) like the tables: it alone can decrypt the
 //!   tenants' signing keys;
 //! * the function's environment names every table with a plain `!Ref`, and the signing key as
-//!   `KEYMINT_SIGNING_KEY_ID: !GetAtt <key>.Arn`.
+//!   `KEYMINT_SIGNING_KEY_ID: !GetAtt <key>.Arn`;
+//! * every S3 bucket is private (all four public access blocks), encrypted, versioned and kept (`Retain`); the
+//!   function reads product files only through presigned `GetObject` URLs (`presigned_get_object()` in the
+//!   code), allowed on the objects of the template's own bucket (`!Sub "${Bucket.Arn}/<prefix>*"`, the one
+//!   object wildcard allowed) and named in its environment as `KEYMINT_FILES_BUCKET: !Ref <bucket>`.
 //!
 //! The checks are plain functions over the template text, so the tests at the bottom feed them broken templates
 //! and make sure each mistake is caught.
@@ -53,7 +57,12 @@ const OPERATIONS: &[(&str, &str)] = &[
     // Envelope encryption of the tenants' signing keys.
     ("generate_data_key", "kms:GenerateDataKey"),
     ("decrypt", "kms:Decrypt"),
+    // A presigned download is a GetObject that S3 authorizes as the role that signed it (src/files/).
+    ("presigned_get_object", "s3:GetObject"),
 ];
+
+/// The environment variable through which the function learns its bucket of product files.
+const FILES_BUCKET_VAR: &str = "KEYMINT_FILES_BUCKET";
 
 /// Operations this test cannot map to IAM actions yet; calling one (as an SDK fluent operation, without
 /// arguments) fails the test until a mapping is added.
@@ -597,6 +606,56 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         }
     }
 
+    // Buckets: private, encrypted, versioned, kept.
+    let buckets: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::S3::Bucket")
+        .map(|(id, _)| id.clone())
+        .collect();
+    if buckets.is_empty() && called.iter().any(|a| a.starts_with("s3:")) {
+        problems.push("the code calls S3 but the template has no AWS::S3::Bucket".to_owned());
+    }
+    for id in &buckets {
+        let bucket = resources[id];
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            if bucket.get(policy).and_then(Value::as_str) != Some("Retain") {
+                problems.push(format!("{id}: {policy} is not Retain"));
+            }
+        }
+        let props = bucket.get("Properties").cloned().unwrap_or(Value::Null);
+        for flag in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
+            let on = props
+                .get("PublicAccessBlockConfiguration")
+                .and_then(|p| p.get(flag))
+                .and_then(Value::as_bool);
+            if on != Some(true) {
+                problems.push(format!(
+                    "{id}: PublicAccessBlockConfiguration.{flag} is not true"
+                ));
+            }
+        }
+        if props.get("BucketEncryption").is_none() {
+            problems.push(format!("{id}: no BucketEncryption"));
+        }
+        let versioning = props
+            .get("VersioningConfiguration")
+            .and_then(|v| v.get("Status"))
+            .and_then(Value::as_str);
+        if versioning != Some("Enabled") {
+            problems.push(format!("{id}: versioning is not Enabled"));
+        }
+        if props.get("AccessControl").is_some() || props.get("WebsiteConfiguration").is_some() {
+            problems.push(format!(
+                "{id}: has a canned ACL or a website: it must stay private"
+            ));
+        }
+    }
+
     // The function: its environment names every table; its permissions come from one role of its own.
     let functions: Vec<(&String, &&Value)> = resources
         .iter()
@@ -650,6 +709,19 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         _ => problems.push(format!(
             "{function_id}: {SIGNING_KEY_VAR} is not `!GetAtt <an AWS::KMS::Key of this template>.Arn`"
         )),
+    }
+    let files_bucket = props
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(|v| v.get(FILES_BUCKET_VAR))
+        .and_then(ref_target)
+        .map(str::to_owned);
+    for bucket in &buckets {
+        if files_bucket.as_ref() != Some(bucket) {
+            problems.push(format!(
+                "{function_id}: the environment does not name the bucket {bucket} (`{FILES_BUCKET_VAR}: !Ref {bucket}`)"
+            ));
+        }
     }
     for key in &kms_keys {
         if signing_key.as_ref().is_none_or(|(id, _)| id != key) {
@@ -781,7 +853,9 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         for resource in &st.resources {
             let mut texts = Vec::new();
             strings_in(resource, &mut texts);
-            if texts.iter().any(|t| t.contains('*')) {
+            let s3_objects = st.actions.iter().all(|a| a.starts_with("s3:"))
+                && bucket_objects(resource, &buckets);
+            if texts.iter().any(|t| t.contains('*')) && !s3_objects {
                 problems.push(format!(
                     "{}: resource {resource:?} is or contains *",
                     st.origin
@@ -830,6 +904,9 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
                     // This template's own key by ARN: never `*`, an alias, or a key elsewhere.
                     get_att(resource)
                         .is_some_and(|(id, attr)| attr == "Arn" && kms_keys.contains(&id))
+                } else if action.starts_with("s3:") {
+                    // Objects of this template's own bucket, by ARN.
+                    bucket_objects(resource, &buckets)
                 } else if action.starts_with("ses:") {
                     let mut texts = Vec::new();
                     strings_in(resource, &mut texts);
@@ -866,6 +943,23 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
     problems
 }
 
+/// `!Sub "${Bucket.Arn}/<prefix>*"` for a bucket of this template: its objects (under a prefix), and only the
+/// trailing `*` as wildcard.
+fn bucket_objects(resource: &Value, buckets: &BTreeSet<String>) -> bool {
+    let Some(sub) = intrinsic(resource, "Sub").and_then(Value::as_str) else {
+        return false;
+    };
+    buckets.iter().any(|bucket| {
+        sub.strip_prefix(&format!("${{{bucket}.Arn}}/"))
+            .and_then(|rest| rest.strip_suffix('*'))
+            .is_some_and(|prefix| {
+                prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'))
+            })
+    })
+}
+
 fn read_template() -> String {
     let path = Path::new(ROOT).join("template.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -897,6 +991,7 @@ fn the_request_path_calls_at_least_the_sale_operations() {
         "ses:SendEmail",
         "kms:Decrypt",
         "kms:GenerateDataKey",
+        "s3:GetObject",
     ] {
         assert!(
             called.contains(action),
@@ -944,6 +1039,7 @@ Resources:
           KEYMINT_PAYMENTS_TABLE: !Ref LicensesTable
           KEYMINT_EVENTS_TABLE: !Ref LicensesTable
           KEYMINT_SIGNING_KEY_ID: !GetAtt SigningKey.Arn
+          KEYMINT_FILES_BUCKET: !Ref Files
   Logs:
     Type: AWS::Logs::LogGroup
   FnRole:
@@ -962,6 +1058,10 @@ Resources:
               - Effect: Allow
                 Action: ses:SendEmail
                 Resource: !Sub arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}
+              - Sid: Downloads
+                Effect: Allow
+                Action: s3:GetObject
+                Resource: !Sub "${Files.Arn}/products/*"
               - Sid: Envelope
                 Effect: Allow
                 Action: [kms:Decrypt, kms:GenerateDataKey]
@@ -985,6 +1085,14 @@ Resources:
             Principal: { AWS: !Sub "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" }
             Action: kms:*
             Resource: "*"
+  Files:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: AES256 } }] }
+      VersioningConfiguration: { Status: Enabled }
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true }
   TenantsTable:
     Type: AWS::DynamoDB::Table
     DeletionPolicy: Retain
@@ -1012,6 +1120,7 @@ fn good_calls() -> BTreeSet<String> {
         "ses:SendEmail",
         "kms:Decrypt",
         "kms:GenerateDataKey",
+        "s3:GetObject",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -1416,4 +1525,69 @@ fn kms_calls_with_arguments_are_not_sdk_operations() {
         .unwrap_err();
         assert!(err.contains(&format!("`.{op}()`")), "{err}");
     }
+}
+
+#[test]
+fn a_bucket_that_is_public_unversioned_unencrypted_or_not_kept_is_rejected() {
+    assert_caught(
+        "BlockPublicPolicy: true",
+        "BlockPublicPolicy: false",
+        "Files: PublicAccessBlockConfiguration.BlockPublicPolicy is not true",
+    );
+    assert_caught(
+        "      VersioningConfiguration: { Status: Enabled }\n",
+        "",
+        "Files: versioning is not Enabled",
+    );
+    assert_caught(
+        "      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: AES256 } }] }\n",
+        "",
+        "Files: no BucketEncryption",
+    );
+    assert_caught(
+        "  Files:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\n",
+        "  Files:\n    Type: AWS::S3::Bucket\n",
+        "Files: DeletionPolicy is not Retain",
+    );
+    assert_caught(
+        "      VersioningConfiguration: { Status: Enabled }\n",
+        "      VersioningConfiguration: { Status: Enabled }\n      AccessControl: PublicRead\n",
+        "it must stay private",
+    );
+    assert_caught(
+        "          KEYMINT_FILES_BUCKET: !Ref Files\n",
+        "",
+        "the environment does not name the bucket Files",
+    );
+}
+
+#[test]
+fn s3_beyond_the_buckets_objects_is_rejected() {
+    let resource = "Resource: !Sub \"${Files.Arn}/products/*\"";
+    assert_caught(resource, "Resource: \"*\"", "is or contains *");
+    assert_caught(
+        resource,
+        "Resource: !GetAtt Files.Arn",
+        "not one of this stack's own resources",
+    );
+    assert_caught(
+        resource,
+        "Resource: \"arn:aws:s3:::someone-else/*\"",
+        "is or contains *",
+    );
+    assert_caught(
+        resource,
+        "Resource: !Sub \"${Files.Arn}/*/secret*\"",
+        "is or contains *",
+    );
+    assert_caught(
+        "Action: s3:GetObject",
+        "Action: [s3:GetObject, s3:PutObject]",
+        "IAM grants s3:PutObject, which the request-path code never calls",
+    );
+    assert_caught(
+        "Action: s3:GetObject",
+        "Action: [\"s3:*\"]",
+        "is a wildcard",
+    );
 }

@@ -29,6 +29,61 @@ pub enum DevCommand {
     },
     /// Verify an SES sender identity (against the SES emulator locally).
     VerifySender { email: String },
+    /// Create the bucket for product files that template.yaml gives the function (KEYMINT_FILES_BUCKET), with
+    /// its versioning, encryption and public access block, and print the `export` line for its name.
+    CreateBucket {
+        #[arg(long, default_value = "template.yaml")]
+        template: String,
+        #[arg(long, default_value = "keymint-local-files")]
+        name: String,
+    },
+}
+
+/// The settings of the template's bucket for product files that a local copy reproduces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BucketSpec {
+    logical_id: String,
+    versioned: bool,
+    encrypted: bool,
+    private: bool,
+}
+
+fn files_bucket_spec(template: &str) -> Result<BucketSpec, String> {
+    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let resources = template_resources(&doc)?;
+    let var = crate::files::Bucket::ENV;
+    let logical_id = function_env(resources, var)
+        .find_map(|v| match v {
+            Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str(),
+            Value::Mapping(map) => map.get("Ref").and_then(Value::as_str),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!("template.yaml: no function's environment has `{var}: !Ref <bucket>`")
+        })?;
+    let props = resources
+        .get(logical_id)
+        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::S3::Bucket"))
+        .ok_or_else(|| {
+            format!("template.yaml: {var} names {logical_id}, which is not an AWS::S3::Bucket")
+        })?
+        .get("Properties");
+    let get = |path: &[&str]| path.iter().try_fold(props?, |value, key| value.get(*key));
+    let block = [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ];
+    Ok(BucketSpec {
+        logical_id: logical_id.to_owned(),
+        versioned: get(&["VersioningConfiguration", "Status"]).and_then(Value::as_str)
+            == Some("Enabled"),
+        encrypted: get(&["BucketEncryption"]).is_some(),
+        private: block.iter().all(|flag| {
+            get(&["PublicAccessBlockConfiguration", flag]).and_then(Value::as_bool) == Some(true)
+        }),
+    })
 }
 
 /// The `AWS::KMS::Key` of the template that the function's environment names as
@@ -59,21 +114,33 @@ fn get_att_arn(value: &Value) -> Option<&str> {
     (attr == "Arn").then_some(id)
 }
 
-fn signing_key_spec(template: &str) -> Result<KmsKeySpec, String> {
-    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
-    let resources = doc
-        .get("Resources")
+/// The template's `Resources`.
+fn template_resources(doc: &Value) -> Result<&serde_yaml::Mapping, String> {
+    doc.get("Resources")
         .and_then(Value::as_mapping)
-        .ok_or("template.yaml has no Resources")?;
-    let logical_id = resources
+        .ok_or_else(|| "template.yaml has no Resources".to_owned())
+}
+
+/// The values the template's functions give the environment variable `var`.
+fn function_env<'a>(
+    resources: &'a serde_yaml::Mapping,
+    var: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    resources
         .values()
         .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function"))
-        .filter_map(|r| {
+        .filter_map(move |r| {
             r.get("Properties")?
                 .get("Environment")?
                 .get("Variables")?
-                .get(SIGNING_KEY_VAR)
+                .get(var)
         })
+}
+
+fn signing_key_spec(template: &str) -> Result<KmsKeySpec, String> {
+    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let resources = template_resources(&doc)?;
+    let logical_id = function_env(resources, SIGNING_KEY_VAR)
         .find_map(get_att_arn)
         .ok_or_else(|| {
             format!("template.yaml: no function's environment has `{SIGNING_KEY_VAR}: !GetAtt <key>.Arn`")
@@ -234,6 +301,16 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
             out.line(format!("export {SIGNING_KEY_VAR}={arn}"));
             out.document(serde_json::json!({ SIGNING_KEY_VAR: arn }));
         }
+        DevCommand::CreateBucket { template, name } => {
+            let text = std::fs::read_to_string(&template)
+                .map_err(|e| CliError::Config(format!("cannot read {template}: {e}")))?;
+            let spec = files_bucket_spec(&text).map_err(CliError::Config)?;
+            let s3 = super::s3::S3::connect(Some(&name)).await?;
+            s3.create_bucket(spec.versioned, spec.encrypted, spec.private)?;
+            let var = crate::files::Bucket::ENV;
+            out.line(format!("export {var}={name}"));
+            out.document(serde_json::json!({ var: name, "template_bucket": spec.logical_id }));
+        }
         DevCommand::VerifySender { email } => {
             let email = crate::domain::Email::parse(&email)?;
             let sdk = crate::config::aws().await;
@@ -304,6 +381,20 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("not an AWS::KMS::Key"), "{err}");
         assert!(signing_key_spec("Resources: [").is_err());
+    }
+
+    #[test]
+    fn the_files_bucket_comes_from_the_template() {
+        let spec = files_bucket_spec(include_str!("../../template.yaml")).unwrap();
+        assert_eq!(
+            spec,
+            BucketSpec {
+                logical_id: "ProductFilesBucket".to_owned(),
+                versioned: true,
+                encrypted: true,
+                private: true,
+            }
+        );
     }
 
     #[test]

@@ -302,7 +302,7 @@ pub async fn run(command: GumroadCommand, out: &mut Output) -> Result<(), CliErr
             let api = api()?;
             let (store, mailer) = clients().await?;
             let tenant = load(&store, &tenant_id).await?;
-            super::import::run(&store, &mailer, &api, &tenant, &options, out)
+            super::import::run(&store, mailer.as_ref(), &api, &tenant, &options, out)
                 .await
                 .map_err(|err| api_error(err, &api, "the sales listing"))?;
         }

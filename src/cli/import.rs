@@ -13,7 +13,7 @@ use super::gumroad_api::{ApiError, GumroadApi, SalesPage};
 use super::{CliError, Output};
 use crate::domain::{Permalink, Tenant};
 use crate::gumroad::{Form, SalePing};
-use crate::mail::SesMailer;
+use crate::mail::Mailer;
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::storage::{DynamoStore, EventStore};
 
@@ -196,7 +196,7 @@ impl Progress {
 #[allow(clippy::too_many_lines)]
 pub async fn run(
     store: &DynamoStore,
-    mailer: &SesMailer,
+    mailer: &dyn Mailer,
     api: &GumroadApi,
     tenant: &Tenant,
     options: &ImportOptions,
@@ -225,7 +225,7 @@ pub async fn run(
 
 async fn import_one(
     store: &DynamoStore,
-    mailer: &SesMailer,
+    mailer: &dyn Mailer,
     tenant: &Tenant,
     options: &ImportOptions,
     sale: &Value,

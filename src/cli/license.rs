@@ -12,8 +12,11 @@ use crate::domain::{
     Activation, Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant,
     TenantId, TenantStatus, random_id, rfc3339,
 };
+use crate::rotation::RotateError;
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
-use crate::storage::{ActivationStore, DynamoStore, EventStore, LicenseFilter, Store, StoreError};
+use crate::storage::{
+    ActivationStore, DynamoStore, EventStore, LicenseFilter, PortalStore, Store, StoreError,
+};
 
 const DEFAULT_LIST_LIMIT: u32 = 50;
 
@@ -49,6 +52,17 @@ pub enum LicenseCommand {
     Revoke { tenant_id: String, key: String },
     /// Make a revoked or suspended license active again.
     Reinstate { tenant_id: String, key: String },
+    /// Replace a license's key: a new key (emailed to the buyer), the old one refused at once; status, seats,
+    /// machines and history stay. Refused for revoked licenses.
+    Rotate {
+        tenant_id: String,
+        key: String,
+        /// Do not email the new key (print it only).
+        #[arg(long)]
+        no_email: bool,
+    },
+    /// Make licenses sold before the email index existed findable by email (the portal, `list --email`); once.
+    Index { tenant_id: String },
     /// Issue a license by hand (a giveaway, a replacement), written exactly like a sale's.
     Issue {
         tenant_id: String,
@@ -91,7 +105,22 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
             let store = store().await?;
             load(&store, &tenant_id).await?;
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let licenses = store.list_licenses(&tenant_id, &filter, limit).await?;
+            let licenses = match &filter.buyer_email {
+                // Through the email index: one query for the buyer's pointers, never the whole partition.
+                Some(email) => {
+                    let mut found = store.licenses_by_email(&tenant_id, email).await?;
+                    found.retain(|l| {
+                        filter
+                            .product_id
+                            .as_ref()
+                            .is_none_or(|p| *p == l.product_id)
+                            && filter.email_status.is_none_or(|s| s == l.email_status)
+                    });
+                    found.truncate(limit);
+                    found
+                }
+                None => store.list_licenses(&tenant_id, &filter, limit).await?,
+            };
             list(&tenant_id, &licenses, out);
         }
         LicenseCommand::Show { tenant_id, key } => {
@@ -146,7 +175,7 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
                 )));
             }
             // A seller's explicit resend is not a ping's retry: no claim, no once-only rule.
-            sale::deliver(&store, &mailer, &tenant, &license)
+            sale::deliver(&store, mailer.as_ref(), &tenant, &license)
                 .await
                 .map_err(|e| email_error(e, &tenant, &license, "the license is kept"))?;
             let sent = store
@@ -164,6 +193,32 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
                 "to": sent.buyer_email.as_str(),
                 "email_status": sent.email_status.as_str(),
                 "email_message_id": sent.email_message_id,
+            }));
+        }
+        LicenseCommand::Rotate {
+            tenant_id,
+            key,
+            no_email,
+        } => rotate(&tenant_id, &key, no_email, out).await?,
+        LicenseCommand::Index { tenant_id } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let store = store().await?;
+            load(&store, &tenant_id).await?;
+            let mut added = 0;
+            let licenses = store.all_licenses(&tenant_id).await?;
+            for license in &licenses {
+                if store.index_license(license).await? {
+                    added += 1;
+                }
+            }
+            out.line(format!(
+                "Indexed {added} license(s) of tenant {tenant_id} by buyer email ({} already were).",
+                licenses.len() - added
+            ));
+            out.document(json!({
+                "tenant_id": tenant_id,
+                "licenses": licenses.len(),
+                "indexed": added,
             }));
         }
         LicenseCommand::Revoke { tenant_id, key } => {
@@ -201,7 +256,7 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
             let sale_id = SaleId::parse(&random_id("manual")?)?;
             let order =
                 SaleOrder::manual(sale_id.clone(), product, buyer_email, buyer_name, !no_email);
-            match sale::issue(&store, &mailer, &tenant, order).await {
+            match sale::issue(&store, mailer.as_ref(), &tenant, order).await {
                 Ok(SaleResult::Created { license, .. }) => issued(&license, out),
                 Ok(SaleResult::Duplicate | SaleResult::Renewed { .. }) => {
                     return Err(CliError::Other(
@@ -223,6 +278,59 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
         }
     }
     Ok(())
+}
+
+async fn rotate(
+    tenant_id: &str,
+    key: &str,
+    no_email: bool,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let tenant_id = TenantId::parse(tenant_id)?;
+    let key = parse_key(key)?;
+    let (store, mailer) = clients().await?;
+    let tenant = load(&store, &tenant_id).await?;
+    let old = find(&store, &tenant_id, &key).await?;
+    let new = crate::rotation::rotate(&store, &tenant, &old.key_hash)
+        .await
+        .map_err(|err| match err {
+            RotateError::NotFound => {
+                CliError::NotFound(format!("no license with that key for tenant '{tenant_id}'"))
+            }
+            RotateError::Storage(err) => err.into(),
+            err @ (RotateError::Revoked | RotateError::TooManyMachines(_) | RotateError::Busy) => {
+                CliError::Conflict(err.to_string())
+            }
+            RotateError::Randomness(err) => err.into(),
+        })?;
+    out.line(format!(
+        "Replaced the key of license {} ({}, {}): the old key no longer works.",
+        new.license_id, new.product_id, new.buyer_email
+    ));
+    out.fields(&[("New key", new.key.expose().to_owned())]);
+    let mut doc = license_json(&new);
+    doc["previous_key"] = json!(old.key.expose());
+    if no_email {
+        out.line(format!(
+            "Email:    not sent (--no-email); buyer {}",
+            new.buyer_email
+        ));
+        out.document(doc);
+        return Ok(());
+    }
+    match sale::deliver(&store, mailer.as_ref(), &tenant, &new).await {
+        Ok(_) => {
+            out.line(format!("Email:    sent to {}", new.buyer_email));
+            doc["email_status"] = json!("sent");
+            out.document(doc);
+            Ok(())
+        }
+        Err(err) => {
+            doc["email_status"] = json!("failed");
+            out.document(doc);
+            Err(email_error(err, &tenant, &new, "the key is replaced"))
+        }
+    }
 }
 
 fn parse_email(raw: &str) -> Result<Email, CliError> {

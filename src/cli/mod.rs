@@ -8,13 +8,17 @@ mod import;
 mod license;
 mod output;
 mod product;
+mod product_file;
+mod s3;
 mod tenant;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::mail::SesMailer;
+use std::sync::Arc;
+
+use crate::mail::Mailer;
 use crate::storage::{DynamoStore, StoreError, Tables};
 
 pub use output::Output;
@@ -181,14 +185,36 @@ pub(crate) async fn keyed_store() -> Result<(DynamoStore, crate::signing::KmsVau
     Ok((crate::config::dynamo_store(&sdk, tables), vault))
 }
 
-/// The store and the mailer, from one SDK configuration, for commands that send key emails.
-pub(crate) async fn clients() -> Result<(DynamoStore, SesMailer), CliError> {
+/// The store and the mailer, from one SDK configuration, for commands that send key emails. When the stack's
+/// API URL (`KEYMINT_API_URL`), signing key and files bucket are configured, key emails carry the product's
+/// download link as the function's do.
+pub(crate) async fn clients() -> Result<(DynamoStore, Arc<dyn Mailer>), CliError> {
     let tables = Tables::from_env().map_err(CliError::Config)?;
     let sdk = crate::config::aws().await;
-    Ok((
-        crate::config::dynamo_store(&sdk, tables),
-        crate::config::ses_mailer(&sdk),
-    ))
+    let store = crate::config::dynamo_store(&sdk, tables);
+    let ses: Arc<dyn Mailer> = Arc::new(crate::config::ses_mailer(&sdk));
+    let api_url = std::env::var("KEYMINT_API_URL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let (Some(api_url), Ok(vault), Some(files)) = (
+        api_url,
+        crate::config::kms_vault(&sdk),
+        crate::config::files(&sdk),
+    ) else {
+        return Ok((store, ses));
+    };
+    let settings = crate::portal::PortalSettings {
+        public_url: Some(api_url),
+        ..crate::portal::PortalSettings::default()
+    };
+    let mut portal = crate::portal::Portal::new(Arc::new(vault), settings);
+    portal.files = Some(files);
+    let mailer = crate::portal::WithDownloads {
+        mailer: ses,
+        portal: Arc::new(portal),
+        store: Arc::new(store.clone()),
+    };
+    Ok((store, Arc::new(mailer)))
 }
 
 /// clap's usage error as one line: the message and what it lists, without the usage block and tips.

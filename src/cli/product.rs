@@ -87,6 +87,13 @@ pub enum ProductCommand {
         #[arg(long)]
         variant: Option<String>,
     },
+    /// Upload the file buyers download (into the stack's bucket) and record its name, size and SHA-256.
+    File {
+        tenant_id: String,
+        product_id: String,
+        /// The file to upload; large files go up in parts, with progress on stderr.
+        path: String,
+    },
     /// Remove a permalink mapping (slug or https://…/l/<slug> URL), or one of its variant mappings.
     Unmap {
         tenant_id: String,
@@ -161,6 +168,11 @@ fn no_such_product(tenant_id: &TenantId, product_id: &ProductId) -> CliError {
 
 pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliError> {
     match command {
+        ProductCommand::File {
+            tenant_id,
+            product_id,
+            path,
+        } => super::product_file::run(&tenant_id, &product_id, &path, out).await?,
         ProductCommand::Create {
             tenant_id,
             product_id,
@@ -190,6 +202,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 duration_days: duration_days.map(check_duration).transpose()?,
                 entitlements: parse_entitlements(entitlements.as_deref().unwrap_or_default())?,
                 created_at: rfc3339(OffsetDateTime::now_utc()),
+                file: None,
             };
             let store = store().await?;
             load(&store, &tenant_id).await?;

@@ -453,6 +453,23 @@ fn show(tenant: &Tenant, out: &mut Output) {
             ));
         }
     }
+    let files: Vec<_> = tenant
+        .products
+        .values()
+        .filter_map(|p| p.file.as_ref().map(|f| (p, f)))
+        .collect();
+    if !files.is_empty() {
+        out.line("Downloads:");
+        for (product, file) in files {
+            out.line(format!(
+                "  {}  {}  {}  sha256 {}",
+                product.product_id,
+                file.name,
+                file.human_size(),
+                file.sha256
+            ));
+        }
+    }
     if tenant.permalinks.is_empty() && tenant.variants.is_empty() {
         out.line("Permalinks: (none)");
     } else {
@@ -476,14 +493,20 @@ fn show(tenant: &Tenant, out: &mut Output) {
         "gumroad_enabled": tenant.gumroad_enabled,
         "verify_sales": tenant.verify_sales,
         "created_at": tenant.created_at,
-        "products": tenant.products.values().map(|p| json!({
-            "product_id": p.product_id,
-            "name": p.name,
-            "key_prefix": p.key_prefix,
-            "activation_limit": p.activation_limit,
-            "duration_days": p.duration_days,
-            "entitlements": p.entitlements,
-        })).collect::<Vec<_>>(),
+        "products": tenant.products.values().map(|p| {
+            let mut product = json!({
+                "product_id": p.product_id,
+                "name": p.name,
+                "key_prefix": p.key_prefix,
+                "activation_limit": p.activation_limit,
+                "duration_days": p.duration_days,
+                "entitlements": p.entitlements,
+            });
+            if let Some(file) = &p.file {
+                product["file"] = json!(file);
+            }
+            product
+        }).collect::<Vec<_>>(),
         "permalinks": tenant.permalinks,
         "signing_keys": keys.iter().map(|k| json!({
             "kid": k.kid,

@@ -1,12 +1,14 @@
 //! The license domain: the typed values every other part speaks in (tenants, products, permalinks, sales,
 //! licenses and their keys). Strings are parsed into these once, at the edge, and never re-checked.
 
+mod files;
 mod gumroad;
 mod ids;
 mod key;
 mod records;
 mod tiers;
 
+pub use files::ProductFile;
 pub use gumroad::{EmailKey, GumroadPurchase, KeySource};
 pub use ids::{
     Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents, one_line,

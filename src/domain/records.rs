@@ -157,6 +157,9 @@ pub struct Product {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_key: Option<EmailKey>,
     pub created_at: String,
+    /// The file buyers download (`keymint product file`); `None` until one is uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<super::ProductFile>,
 }
 
 impl Product {
@@ -181,6 +184,7 @@ impl Product {
             key_source: KeySource::default(),
             email_key: None,
             created_at,
+            file: None,
         }
     }
 

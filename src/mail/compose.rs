@@ -1,6 +1,7 @@
 //! The key email: a subject naming the product, and plain-text and HTML bodies with the key, the product,
 //! the activation limit and the expiry.
 
+use super::DownloadLink;
 use crate::domain::{Email, License};
 
 #[derive(Clone)]
@@ -22,6 +23,15 @@ impl std::fmt::Debug for KeyEmail {
 }
 
 pub fn compose_key_email(from: &Email, license: &License) -> KeyEmail {
+    compose_key_email_with(from, license, None)
+}
+
+/// The key email, with the product's download link and checksum when there is one.
+pub fn compose_key_email_with(
+    from: &Email,
+    license: &License,
+    download: Option<&DownloadLink>,
+) -> KeyEmail {
     let product = strip_line_breaks(&license.product_name);
     let greeting_name = license.buyer_name.as_deref().map(strip_line_breaks);
     let expiry = license
@@ -35,24 +45,47 @@ pub fn compose_key_email(from: &Email, license: &License) -> KeyEmail {
         Some(name) => format!("Hi {name},"),
         None => "Hi,".to_owned(),
     };
-    let text = format!(
+    let mut text = format!(
         "{greeting}\n\nThank you for buying {product}. Your license key is:\n\n    {key}\n\n\
          Product: {product}\nActivations allowed: {limit}\nExpires: {expiry}\n\n\
          Keep this email: you will need the key to activate the software.\n"
     );
-    let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\">\
-         <p>{greeting}</p><p>Thank you for buying <strong>{product_h}</strong>. Your license key is:</p>\
-         <p style=\"font-family:monospace;font-size:18px\">{key_h}</p>\
-         <table><tr><td>Product</td><td>{product_h}</td></tr>\
-         <tr><td>Activations allowed</td><td>{limit}</td></tr>\
-         <tr><td>Expires</td><td>{expiry_h}</td></tr></table>\
-         <p>Keep this email: you will need the key to activate the software.</p></body></html>",
-        greeting = escape_html(&greeting),
-        product_h = escape_html(&product),
-        key_h = escape_html(key),
-        expiry_h = escape_html(&expiry),
-    );
+    if let Some(download) = download {
+        text.push_str(&format!(
+            "\nDownload {name} ({size}): {url}\nSHA-256: {sha}\n\
+             The link works for 30 days; afterwards, sign in to the license portal for a fresh one.\n",
+            name = download.name,
+            size = download.size,
+            url = download.url,
+            sha = download.sha256,
+        ));
+    }
+    // maud escapes every value: names and product names are data, never markup.
+    let html = maud::html! {
+        (maud::DOCTYPE)
+        html {
+            body style="font-family:sans-serif" {
+                p { (greeting) }
+                p { "Thank you for buying " strong { (product) } ". Your license key is:" }
+                p style="font-family:monospace;font-size:18px" { (key) }
+                table {
+                    tr { td { "Product" } td { (product) } }
+                    tr { td { "Activations allowed" } td { (limit) } }
+                    tr { td { "Expires" } td { (expiry) } }
+                }
+                p { "Keep this email: you will need the key to activate the software." }
+                @if let Some(download) = download {
+                    p {
+                        a href=(download.url) { "Download " (download.name) } " (" (download.size) ")"
+                        br;
+                        "SHA-256: " code { (download.sha256) }
+                    }
+                    p { "The link works for 30 days; afterwards, sign in to the license portal for a fresh one." }
+                }
+            }
+        }
+    }
+    .into_string();
     KeyEmail {
         from: from.clone(),
         to: license.buyer_email.clone(),
@@ -66,21 +99,6 @@ fn strip_line_breaks(raw: &str) -> String {
     raw.chars()
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect()
-}
-
-pub fn escape_html(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -148,5 +166,23 @@ mod tests {
         assert!(!email.subject.contains('\n') && !email.subject.contains('\r'));
         assert!(!email.html.contains("<script>") && !email.html.contains("<b>Jane"));
         assert!(email.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_download_link_and_its_checksum_are_in_both_bodies() {
+        let from = Email::parse("sales@acme.dev").unwrap_or_else(|e| panic!("{e}"));
+        let link = DownloadLink {
+            url: "https://api.example/portal/acme/download/abc.def".into(),
+            name: "App.dmg".into(),
+            size: "12.0 MB".into(),
+            sha256: "ab".repeat(32),
+        };
+        let email = compose_key_email_with(&from, &license("MyApp", None), Some(&link));
+        for body in [&email.text, &email.html] {
+            assert!(
+                body.contains(&link.url) && body.contains(&link.sha256),
+                "{body}"
+            );
+        }
     }
 }

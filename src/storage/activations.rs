@@ -51,7 +51,7 @@ pub trait ActivationStore: Store {
     ) -> Result<ActivateResult, StoreError>;
 
     /// Adds one to the license's Gumroad-style `uses` counter, atomically; the new count, `None` without a license.
-    async fn count_use(
+    async fn count_gumroad_use(
         &self,
         tenant_id: &TenantId,
         key_hash: &str,
@@ -197,7 +197,7 @@ impl ActivationStore for DynamoStore {
         })
     }
 
-    async fn count_use(
+    async fn count_gumroad_use(
         &self,
         tenant_id: &TenantId,
         key_hash: &str,

@@ -162,6 +162,32 @@ impl DynamoStore {
         conditional(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 
+    /// Records the file a product is delivered as; `NotFound` when there is no such product.
+    pub async fn set_product_file(
+        &self,
+        tenant_id: &TenantId,
+        product_id: &ProductId,
+        file: &crate::domain::ProductFile,
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(file)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tenants)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(product_sk(product_id)))
+            .update_expression("SET #file = :file")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_names("#file", "file")
+            .expression_attribute_values(":file", value)
+            .send()
+            .await;
+        super::dynamo::conditional(result)?
+            .map(|_| ())
+            .ok_or(StoreError::NotFound)
+    }
+
     /// Deletes a product; `NotFound` when there is none.
     pub async fn delete_product(
         &self,

@@ -143,17 +143,7 @@ where
     StoreError::Unavailable(DisplayErrorContext(&err).to_string())
 }
 
-pub(crate) fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
-}
-
-/// The one idiom for a conditional write: `Some(output)` when it applied, `None` when its condition did not
-/// hold, `Unavailable` for every other failure.
+/// The answer of a single conditional write: `Some` when it was written, `None` when its condition did not hold.
 pub(crate) fn conditional<T, E, R>(
     result: Result<T, SdkError<E, R>>,
 ) -> Result<Option<T>, StoreError>
@@ -166,6 +156,15 @@ where
         Err(err) if is_condition_failure(&err) => Ok(None),
         Err(err) => Err(unavailable(err)),
     }
+}
+
+pub(crate) fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 impl DynamoStore {
@@ -480,6 +479,12 @@ impl Store for DynamoStore {
             )?,
             self.marker_check(tenant, sale.payment.sale_id.as_str(), sale.marker)?,
         ];
+        // The buyer's portal finds their licenses through this pointer.
+        items.push(self.put_if_new(
+            &self.tables.licenses,
+            super::portal::email_pointer(license),
+            "sk",
+        )?);
         if let Some(subscription_id) = &license.subscription_id {
             let mut pointer = Item::new();
             pointer.insert("tenant_id".into(), s(tenant));

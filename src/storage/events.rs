@@ -131,7 +131,8 @@ impl EventStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         match payment.item().and_then(key_hash_of) {
-            Some(hash) => self.get_license(tenant_id, &hash).await,
+            // The payment keeps the hash it was made under; the license may have had its key replaced since.
+            Some(hash) => super::PortalStore::current_license(self, tenant_id, &hash).await,
             None => Ok(None),
         }
     }

@@ -6,6 +6,7 @@ mod admin;
 mod cache;
 mod dynamo;
 mod events;
+mod portal;
 mod schema;
 mod signing;
 
@@ -18,6 +19,7 @@ pub use admin::LicenseFilter;
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables, backoff};
 pub use events::{EventChange, EventStore, EventWrite, Mark, Written};
+pub use portal::{MAX_MACHINES_TO_MOVE, PortalStore, Replaced};
 pub use schema::{TableSpec, create_tables, table_specs};
 pub use signing::{Retirement, SigningKeyStore};
 
@@ -36,8 +38,8 @@ pub enum StoreError {
 }
 
 /// Every port the function uses, implemented together by `DynamoStore`.
-pub trait Backend: Store + EventStore + ActivationStore + SigningKeyStore {}
-impl<T: Store + EventStore + ActivationStore + SigningKeyStore> Backend for T {}
+pub trait Backend: Store + EventStore + ActivationStore + SigningKeyStore + PortalStore {}
+impl<T: Store + EventStore + ActivationStore + SigningKeyStore + PortalStore> Backend for T {}
 
 /// Everything one sale writes, committed together or not at all.
 #[derive(Debug, Clone)]

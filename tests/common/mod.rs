@@ -15,6 +15,7 @@ use keymint::http::App;
 use keymint::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 
+pub mod portal;
 pub mod private_dynamodb;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -345,7 +346,18 @@ async fn query_all(stack: &Stack, table: &str, tenant_id: &str) -> Vec<Item> {
         .to_vec()
 }
 
+/// The licenses table's records of a tenant, without the portal's email index pointers (`EMAIL#…`, see
+/// `portal::email_pointers`).
 pub async fn licenses(stack: &Stack, tenant_id: &str) -> Vec<Item> {
+    query_all(stack, &stack.tables.licenses, tenant_id)
+        .await
+        .into_iter()
+        .filter(|item| !s(item, "sk").starts_with("EMAIL#"))
+        .collect()
+}
+
+/// Every record of a tenant in the licenses table, email index pointers included.
+pub async fn license_table(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.licenses, tenant_id).await
 }
 
@@ -399,11 +411,24 @@ fn http_get(url: &str) -> String {
 
 /// The messages moto's SES accepted for `to`: `source`, `subject`, `body` (the HTML part), `destinations`.
 pub fn emails_to(to: &str) -> Vec<Value> {
-    let data: Value = serde_json::from_str(&http_get(&format!(
-        "{}/moto-api/data.json",
-        env("AWS_ENDPOINT_URL_SES")
-    )))
-    .unwrap();
+    let url = format!("{}/moto-api/data.json", env("AWS_ENDPOINT_URL_SES"));
+    // moto's dump of every model fails once for each new S3 object version while S3 (the same server) is in
+    // use: the next dump succeeds.
+    let text = (0..20)
+        .find_map(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let mut response = ureq::get(&url).call().ok()?;
+            response
+                .body_mut()
+                .with_config()
+                .limit(512 * 1024 * 1024)
+                .read_to_string()
+                .ok()
+        })
+        .unwrap_or_else(|| http_get(&url));
+    let data: Value = serde_json::from_str(&text).unwrap();
     data["ses"]["Message"]
         .as_array()
         .cloned()

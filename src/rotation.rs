@@ -1,0 +1,85 @@
+//! Replacing a license's key (a leaked or lost key): a new key of the same product, the old one refused at once.
+//! Status, seats, machines, expiry and history stay; only the key and its hash change. The buyer's portal and
+//! `keymint license rotate` share this path.
+
+use crate::domain::{License, LicenseKey, LicenseStatus, Tenant};
+use crate::storage::{Backend, MAX_MACHINES_TO_MOVE, Replaced, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("no such license")]
+    NotFound,
+    #[error("the license is revoked: its key cannot be replaced")]
+    Revoked,
+    #[error(
+        "the license holds {0} machines; free some first (at most {MAX_MACHINES_TO_MOVE} move with a new key)"
+    )]
+    TooManyMachines(u32),
+    #[error("the license kept changing while its key was being replaced; try again")]
+    Busy,
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Randomness(#[from] crate::domain::RandomnessError),
+}
+
+/// How many times the move is recomputed when a machine comes or goes meanwhile.
+const ATTEMPTS: usize = 5;
+
+/// Gives the license whose key hashes to `key_hash` a new key and returns the license under it. The key prefix
+/// is the product's (the license's own prefix when the product is gone).
+#[tracing::instrument(skip_all, fields(tenant = %tenant.tenant_id))]
+pub async fn rotate(
+    store: &dyn Backend,
+    tenant: &Tenant,
+    key_hash: &str,
+) -> Result<License, RotateError> {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            crate::storage::backoff(u32::try_from(attempt).unwrap_or(5)).await;
+        }
+        let old = store
+            .get_license(&tenant.tenant_id, key_hash)
+            .await?
+            .ok_or(RotateError::NotFound)?;
+        if old.status == LicenseStatus::Revoked {
+            return Err(RotateError::Revoked);
+        }
+        if old.activations > MAX_MACHINES_TO_MOVE {
+            return Err(RotateError::TooManyMachines(old.activations));
+        }
+        let machines = store.activations(&tenant.tenant_id, key_hash).await?;
+        let new = rekeyed(tenant, &old)?;
+        match store.replace_key(&old, &machines, &new).await? {
+            Replaced::Done => {
+                tracing::info!(license = %new.license_id, machines = machines.len(), "key replaced");
+                return Ok(new);
+            }
+            Replaced::Stale => continue,
+        }
+    }
+    Err(RotateError::Busy)
+}
+
+/// The same license under a fresh key; its key email is owed again.
+fn rekeyed(tenant: &Tenant, old: &License) -> Result<License, RotateError> {
+    let prefix = match tenant.products.get(&old.product_id) {
+        Some(product) => product.key_prefix.clone(),
+        None => {
+            let raw = old.key.expose().split('-').next().unwrap_or_default();
+            crate::domain::KeyPrefix::parse(raw).map_err(|_| {
+                RotateError::Storage(StoreError::Corrupt(
+                    "license key without a prefix".to_owned(),
+                ))
+            })?
+        }
+    };
+    let key = LicenseKey::generate(&prefix)?;
+    let mut new = old.clone();
+    new.key_hash = key.hash();
+    new.key = key;
+    new.email_status = crate::domain::EmailStatus::Pending;
+    new.email_message_id = None;
+    new.email_claim_until = None;
+    Ok(new)
+}

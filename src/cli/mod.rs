@@ -7,6 +7,7 @@ mod gumroad_api;
 mod license;
 mod output;
 mod product;
+mod ses;
 mod tenant;
 
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Subscribe the tenant's ping URL to Gumroad's resource events (Gumroad API v2).
     #[command(subcommand)]
     Gumroad(gumroad::GumroadCommand),
+    /// Verify sender identities in SES; show them and whether the account is still in the SES sandbox.
+    #[command(subcommand)]
+    Ses(ses::SesCommand),
     /// Local development helpers used by infra/local/up and the tests.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -158,6 +162,12 @@ pub(crate) fn without_debug(detail: &str) -> &str {
     detail
 }
 
+/// An AWS SDK error as one line: `what` (the service and operation) and the SDK's description.
+pub(crate) fn aws_error<E: std::error::Error + 'static>(what: &str, err: &E) -> CliError {
+    let detail = aws_sdk_ses::error::DisplayErrorContext(err).to_string();
+    CliError::Aws(format!("{what}: {}", first_line(without_debug(&detail))))
+}
+
 pub(crate) fn first_line(text: &str) -> String {
     text.lines()
         .next()
@@ -167,23 +177,31 @@ pub(crate) fn first_line(text: &str) -> String {
         .collect()
 }
 
-/// The store the CLI administers, configured exactly like the function.
-pub(crate) async fn store() -> Result<DynamoStore, CliError> {
-    Ok(clients().await?.0)
+/// The SDK configuration and the table names, configured exactly like the function. The tables are read first,
+/// so that missing configuration fails before any call is made.
+pub(crate) async fn configured() -> Result<(aws_config::SdkConfig, Tables), CliError> {
+    let tables = Tables::from_env().map_err(CliError::Config)?;
+    Ok((crate::config::aws().await, tables))
 }
 
-/// The store and the KMS key that seals signing keys, for commands that make a tenant's signing key.
-pub(crate) async fn keyed_store() -> Result<(DynamoStore, crate::signing::KmsVault), CliError> {
-    let tables = Tables::from_env().map_err(CliError::Config)?;
-    let sdk = crate::config::aws().await;
+/// The store the CLI administers.
+pub(crate) async fn store() -> Result<DynamoStore, CliError> {
+    let (sdk, tables) = configured().await?;
+    Ok(crate::config::dynamo_store(&sdk, tables))
+}
+
+/// The store and the KMS key that seals signing keys, for commands that make a tenant's signing key, and the SDK
+/// configuration they came from.
+pub(crate) async fn keyed_store()
+-> Result<(DynamoStore, crate::signing::KmsVault, aws_config::SdkConfig), CliError> {
+    let (sdk, tables) = configured().await?;
     let vault = crate::config::kms_vault(&sdk).map_err(CliError::Config)?;
-    Ok((crate::config::dynamo_store(&sdk, tables), vault))
+    Ok((crate::config::dynamo_store(&sdk, tables), vault, sdk))
 }
 
 /// The store and the mailer, from one SDK configuration, for commands that send key emails.
 pub(crate) async fn clients() -> Result<(DynamoStore, SesMailer), CliError> {
-    let tables = Tables::from_env().map_err(CliError::Config)?;
-    let sdk = crate::config::aws().await;
+    let (sdk, tables) = configured().await?;
     Ok((
         crate::config::dynamo_store(&sdk, tables),
         crate::config::ses_mailer(&sdk),
@@ -265,6 +283,7 @@ async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
         Command::Product(cmd) => product::run(cmd, out).await,
         Command::License(cmd) => license::run(cmd, out).await,
         Command::Gumroad(cmd) => gumroad::run(cmd, out).await,
+        Command::Ses(cmd) => ses::run(cmd, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
     }
 }

@@ -151,7 +151,12 @@ pub fn new_tenant(api_url: &str) -> NewTenant {
 }
 
 pub fn new_tenant_from(tenant_id: &str, sender: &str, api_url: &str) -> NewTenant {
-    let doc = ok_json(&[
+    new_tenant_with(tenant_id, sender, api_url, &[])
+}
+
+/// A tenant made with extra arguments to `tenant create` (`--skip-ses-check` for a sender SES does not know).
+pub fn new_tenant_with(tenant_id: &str, sender: &str, api_url: &str, extra: &[&str]) -> NewTenant {
+    let mut args = vec![
         "tenant",
         "create",
         tenant_id,
@@ -159,7 +164,9 @@ pub fn new_tenant_from(tenant_id: &str, sender: &str, api_url: &str) -> NewTenan
         sender,
         "--api-url",
         api_url,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let doc = ok_json(&args);
     NewTenant {
         tenant_id: tenant_id.to_owned(),
         token: doc["token"].as_str().expect("token").to_owned(),

@@ -643,12 +643,18 @@ fn a_failed_key_email_keeps_the_license_and_says_to_resend() {
     let doc: Value =
         serde_json::from_str(&stdout_of(&output)).expect("the license is still printed");
     assert_eq!(doc["email_status"], "failed");
+    assert_eq!(doc["email_failure"], "sender_not_verified");
     let key = doc["key"].as_str().unwrap();
     let stderr = stderr_of(&output);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with("keymint: the license is issued, but the key email to"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("sender not verified in SES")
+            && stderr.contains(&format!("`keymint ses verify {unverified}`")),
+        "the reason and its fix: {stderr}"
     );
     assert!(
         stderr.contains(&format!("keymint license resend {t} {key}")),

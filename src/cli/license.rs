@@ -9,8 +9,8 @@ use time::format_description::well_known::Rfc3339;
 use super::tenant::load;
 use super::{CliError, Output, clients, store};
 use crate::domain::{
-    Activation, Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant,
-    TenantId, TenantStatus, random_id, rfc3339,
+    Activation, Email, EmailFailure, EmailStatus, License, LicenseKey, LicenseStatus, ProductId,
+    SaleId, Tenant, TenantId, TenantStatus, random_id, rfc3339,
 };
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::storage::{ActivationStore, DynamoStore, EventStore, LicenseFilter, Store, StoreError};
@@ -271,15 +271,31 @@ fn sale_error(err: SaleError) -> CliError {
 
 fn email_error(err: SaleError, tenant: &Tenant, license: &License, kept: &str) -> CliError {
     match err {
-        SaleError::EmailFailed(reason) => CliError::EmailFailed(format!(
-            "{kept}, but the key email to {} failed ({}): check that {} is verified in SES, then run `keymint license resend {} {}`",
+        SaleError::EmailFailed(mail) => CliError::EmailFailed(format!(
+            "{kept}, but the key email to {} failed ({}: {}): {}, then run `keymint license resend {} {}`",
             license.buyer_email,
-            super::first_line(super::without_debug(&reason)),
-            tenant.sender,
+            mail.reason.describe(),
+            super::first_line(super::without_debug(&mail.detail)),
+            email_fix(mail.reason, &tenant.sender),
             tenant.tenant_id,
             license.key.expose(),
         )),
         other => sale_error(other),
+    }
+}
+
+/// What the seller does about a failed key email, by its category.
+pub(crate) fn email_fix(reason: EmailFailure, sender: &Email) -> String {
+    match reason {
+        EmailFailure::SenderNotVerified => format!(
+            "verify {sender} in SES (`keymint ses verify {sender}`, or its domain)"
+        ),
+        EmailFailure::RecipientNotVerified => {
+            "the SES account is in the sandbox, where only verified addresses receive mail: request production access (`keymint ses status` says how)".to_owned()
+        }
+        EmailFailure::Other => format!(
+            "check that {sender} is verified in SES and that SES answers (`keymint doctor`)"
+        ),
     }
 }
 
@@ -371,6 +387,7 @@ fn license_json(license: &License) -> Value {
         "activations": license.activations,
         "email_status": license.email_status.as_str(),
         "email_message_id": license.email_message_id,
+        "email_failure": license.email_failure.map(EmailFailure::as_str),
         "quantity": license.quantity,
         "gumroad_permalink": license.gumroad_permalink,
         "gumroad_product_id": license.gumroad_product_id,
@@ -429,9 +446,12 @@ fn show(license: &License, activations: &[Activation], out: &mut Output) {
         Some(name) => format!("{name} <{}>", license.buyer_email),
         None => license.buyer_email.to_string(),
     };
-    let email = match &license.email_message_id {
-        Some(id) => format!("{} (message id {id})", license.email_status.as_str()),
-        None => license.email_status.as_str().to_owned(),
+    let email = match (&license.email_message_id, license.email_failure) {
+        (_, Some(reason)) if license.email_status == EmailStatus::Failed => {
+            format!("failed ({})", reason.describe())
+        }
+        (Some(id), _) => format!("{} (message id {id})", license.email_status.as_str()),
+        (None, _) => license.email_status.as_str().to_owned(),
     };
     out.fields(&[
         ("Key", license.key.expose().to_owned()),

@@ -11,7 +11,7 @@ pub use key::{
     LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,
 };
 pub use records::{
-    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy,
+    Activation, EmailFailure, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy,
     SealedSigningKey, Tenant, TenantStatus, rfc3339,
 };
 pub use tiers::{

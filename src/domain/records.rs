@@ -210,6 +210,46 @@ impl EmailStatus {
     }
 }
 
+/// Why a key email was not sent, in the seller's terms: each category has its own fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailFailure {
+    /// SES does not know the tenant's sender (nor its domain) as a verified identity: `keymint ses verify`.
+    SenderNotVerified,
+    /// The account is in the SES sandbox, where only verified recipients get mail: request production access.
+    RecipientNotVerified,
+    /// Anything else: throttling, a timeout, SES unreachable, a permission missing.
+    Other,
+}
+
+impl EmailFailure {
+    pub const ALL: [Self; 3] = [
+        Self::SenderNotVerified,
+        Self::RecipientNotVerified,
+        Self::Other,
+    ];
+
+    /// The name in logs, in the `Reason` dimension of the `EmailFailures` metric, and on the license.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SenderNotVerified => "sender_not_verified",
+            Self::RecipientNotVerified => "recipient_not_verified",
+            Self::Other => "other",
+        }
+    }
+
+    /// A few words for people: "sender not verified".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SenderNotVerified => "sender not verified in SES",
+            Self::RecipientNotVerified => {
+                "recipient not verified (the SES account is in the sandbox)"
+            }
+            Self::Other => "SES failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct License {
     pub license_id: String,
@@ -235,6 +275,9 @@ pub struct License {
     pub email_status: EmailStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_message_id: Option<String>,
+    /// Why the last attempt failed, while `email_status` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_failure: Option<EmailFailure>,
     /// Unix seconds until which one sender holds the right to send the key email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_claim_until: Option<i64>,

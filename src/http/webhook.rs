@@ -195,7 +195,10 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
         }
         Err(failure) => {
             let outcome = failure.outcome();
-            if outcome == "unavailable" || outcome == "email_failed" {
+            if let Failure::Sale(SaleError::EmailFailed(mail)) = &failure {
+                let reason = mail.reason.as_str();
+                tracing::error!(tenant = %tenant_id, sale_id, outcome, reason, duration_ms, error = %failure, "ping failed");
+            } else if outcome == "unavailable" {
                 tracing::error!(tenant = %tenant_id, sale_id, outcome, duration_ms, error = %failure, "ping failed");
             } else {
                 tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping refused");

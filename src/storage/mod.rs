@@ -11,7 +11,7 @@ mod signing;
 
 use async_trait::async_trait;
 
-use crate::domain::{License, LicenseStatus, Payment, Tenant, TenantId};
+use crate::domain::{EmailFailure, License, LicenseStatus, Payment, Tenant, TenantId};
 
 pub use activations::{ActivateResult, ActivationStore};
 pub use admin::LicenseFilter;
@@ -75,7 +75,7 @@ pub enum SaleWrite {
 #[derive(Debug, Clone)]
 pub enum EmailOutcome {
     Sent { message_id: String },
-    Failed,
+    Failed { reason: EmailFailure },
 }
 
 /// The storage a ping needs. `DynamoStore` is the real one.

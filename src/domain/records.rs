@@ -311,6 +311,25 @@ impl License {
         self.pending_change = None;
     }
 
+    /// Whether the buyer is still owed the key email at `now`: an active, unexpired license whose email failed, or
+    /// is still pending after the claim of whoever was sending it ran out (a send that crashed or timed out). A
+    /// license issued without an email (no claim was ever taken) owes none, nor does one that is not active.
+    pub fn email_owed(&self, now: OffsetDateTime) -> bool {
+        let active = self.status == LicenseStatus::Active
+            && self
+                .expires_at
+                .as_deref()
+                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+                .is_none_or(|at| at > now);
+        let stalled = |claim_until: i64| claim_until < now.unix_timestamp();
+        active
+            && match self.email_status {
+                EmailStatus::Failed => true,
+                EmailStatus::Pending => self.email_claim_until.is_some_and(stalled),
+                EmailStatus::Sent => false,
+            }
+    }
+
     /// The pending change, once its time has come (`now` in RFC 3339).
     pub fn due_change(&self, now: &str) -> Option<&PlanChange> {
         self.pending_change
@@ -377,5 +396,47 @@ impl serde::Serialize for LicenseKey {
 impl<'de> serde::Deserialize<'de> for LicenseKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(LicenseKey::from_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license(
+        status: &str,
+        email_status: &str,
+        claim: Option<i64>,
+        expires: Option<&str>,
+    ) -> License {
+        let doc = serde_json::json!({
+            "license_id": "lic_1", "tenant_id": "acme", "product_id": "myapp", "product_name": "MyApp",
+            "key": "ACME-00000-00000-00000-00000-00000-00000", "key_hash": "h", "status": status,
+            "activation_limit": 3, "buyer_email": "jane@example.com", "sale_id": "s1", "source": "gumroad",
+            "created_at": "2026-01-01T00:00:00Z", "email_status": email_status,
+            "email_claim_until": claim, "expires_at": expires,
+        });
+        serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_email_is_owed_when_it_failed_or_its_claim_ran_out_on_an_active_license() {
+        let now =
+            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let t = now.unix_timestamp();
+        assert!(license("active", "failed", None, None).email_owed(now));
+        assert!(license("active", "pending", Some(t - 1), None).email_owed(now));
+        assert!(
+            !license("active", "pending", Some(t + 30), None).email_owed(now),
+            "still being sent"
+        );
+        assert!(
+            !license("active", "pending", None, None).email_owed(now),
+            "issued with --no-email"
+        );
+        assert!(!license("active", "sent", None, None).email_owed(now));
+        assert!(!license("revoked", "failed", None, None).email_owed(now));
+        assert!(!license("active", "failed", None, Some("2020-01-01T00:00:00Z")).email_owed(now));
+        assert!(license("active", "failed", None, Some("2099-01-01T00:00:00Z")).email_owed(now));
     }
 }

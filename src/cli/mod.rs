@@ -2,6 +2,7 @@
 //! prints a short human answer, or exactly one JSON document with `--json`; failures are one line on stderr.
 
 mod dev;
+mod doctor;
 mod gumroad;
 mod gumroad_api;
 mod license;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Verify sender identities in SES; show them and whether the account is still in the SES sandbox.
     #[command(subcommand)]
     Ses(ses::SesCommand),
+    /// Check what a working deployment needs (tables, KMS key, SES, the API, Gumroad subscriptions, failed key
+    /// emails) and print a checklist with the fix for each failure.
+    Doctor(doctor::DoctorArgs),
     /// Local development helpers used by infra/local/up and the tests.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -80,6 +84,9 @@ pub enum CliError {
     /// The license is stored but its key email could not be sent. The answer is still printed.
     #[error("{0}")]
     EmailFailed(String),
+    /// `doctor` found at least one failing check. The checklist is still printed.
+    #[error("{0}")]
+    ChecksFailed(String),
     #[error("{0}")]
     Other(String),
 }
@@ -96,12 +103,13 @@ impl CliError {
             Self::Conflict(_) => 7,
             Self::Gumroad(_) => 8,
             Self::EmailFailed(_) => 9,
+            Self::ChecksFailed(_) => 10,
         }
     }
 
     /// Failures after which the command's answer still describes what was done.
     fn keeps_answer(&self) -> bool {
-        matches!(self, Self::EmailFailed(_))
+        matches!(self, Self::EmailFailed(_) | Self::ChecksFailed(_))
     }
 }
 
@@ -284,6 +292,7 @@ async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
         Command::License(cmd) => license::run(cmd, out).await,
         Command::Gumroad(cmd) => gumroad::run(cmd, out).await,
         Command::Ses(cmd) => ses::run(cmd, out).await,
+        Command::Doctor(args) => doctor::run(args, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
     }
 }

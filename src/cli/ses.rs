@@ -81,6 +81,14 @@ impl Quota {
         self.max_24_hours <= 200.0
     }
 
+    /// What is left of today's quota, as a share of it.
+    pub(crate) fn headroom(&self) -> f64 {
+        if self.max_24_hours <= 0.0 {
+            return 0.0;
+        }
+        ((self.max_24_hours - self.sent_24_hours) / self.max_24_hours).max(0.0)
+    }
+
     pub(crate) fn describe(&self) -> String {
         format!(
             "{} emails in 24 hours, {} a second; {} sent in the last 24 hours",
@@ -577,12 +585,14 @@ mod tests {
             sent_24_hours: 150.0,
         };
         assert!(sandbox.in_sandbox());
+        assert!((sandbox.headroom() - 0.25).abs() < 1e-9);
         let production = Quota {
             max_24_hours: 50_000.0,
             max_per_second: 14.0,
             sent_24_hours: 60_000.0,
         };
         assert!(!production.in_sandbox());
+        assert!(production.headroom() == 0.0);
         assert_eq!(
             production.describe(),
             "50,000 emails in 24 hours, 14 a second; 60,000 sent in the last 24 hours"

@@ -288,6 +288,18 @@ impl FakeGumroad {
         self.state.lock().expect("state").received.clone()
     }
 
+    /// A subscription Gumroad already has (made in Gumroad's own settings, or by an earlier `subscribe`), for post
+    /// URLs `keymint gumroad subscribe` would refuse (a local API); returns its id.
+    pub fn add_subscription(&self, resource_name: &str, post_url: &str) -> String {
+        let mut state = self.state.lock().expect("state");
+        state.next_id += 1;
+        let id = format!("sub{:04}==", state.next_id);
+        state
+            .subscriptions
+            .push((id.clone(), resource_name.to_owned(), post_url.to_owned()));
+        id
+    }
+
     /// `(id, resource_name, post_url)` of every live subscription.
     pub fn subscriptions(&self) -> Vec<(String, String, String)> {
         self.state.lock().expect("state").subscriptions.clone()

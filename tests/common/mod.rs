@@ -16,6 +16,7 @@ use keymint::http::App;
 use keymint::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 
+pub mod local_api;
 pub mod private_dynamodb;
 
 pub type Item = HashMap<String, AttributeValue>;

@@ -132,7 +132,7 @@ pub async fn run(args: DoctorArgs, out: &mut Output) -> Result<(), CliError> {
             list.fail(
                 "tables",
                 missing,
-                "export the stack's CliEnvironment output (README, Deploy → 4)",
+                "export the stack's CliEnvironment output (README: Deploy, Read the outputs)",
             );
             None
         }
@@ -496,14 +496,10 @@ async fn check_sender(ses: &SesAdmin, tenant: &Tenant, list: &mut Checklist) {
                 Err(err) => list.fail("ses-sender", err.to_string(), AWS_FIX),
             }
         }
-        other => list.fail(
-            "ses-sender",
-            unverified_sender(sender, other, &ses.region),
-            match other {
-                SenderStanding::Pending { identity } => format!("keymint ses verify {identity}"),
-                _ => format!("keymint ses verify {sender}"),
-            },
-        ),
+        other => {
+            let (problem, fix) = unverified_sender(sender, other, &ses.region);
+            list.fail("ses-sender", problem, fix);
+        }
     }
 }
 

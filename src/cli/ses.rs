@@ -259,10 +259,12 @@ impl SesAdmin {
     pub(crate) async fn require_verified(&self, sender: &Email) -> Result<(), CliError> {
         match self.sender_standing(sender).await? {
             SenderStanding::Verified { .. } => Ok(()),
-            other => Err(CliError::Conflict(format!(
-                "{}; or pass --skip-ses-check to verify it later",
-                unverified_sender(sender, &other, &self.region)
-            ))),
+            other => {
+                let (problem, fix) = unverified_sender(sender, &other, &self.region);
+                Err(CliError::Conflict(format!(
+                    "{problem}: {fix}; or pass --skip-ses-check to verify it later"
+                )))
+            }
         }
     }
 }
@@ -307,19 +309,35 @@ fn standing(
     SenderStanding::NotVerified
 }
 
-/// One line saying why `sender` cannot send yet and which command fixes it.
-pub(crate) fn unverified_sender(sender: &Email, standing: &SenderStanding, region: &str) -> String {
+/// Why `sender` cannot send yet, and the command that fixes it.
+pub(crate) fn unverified_sender(
+    sender: &Email,
+    standing: &SenderStanding,
+    region: &str,
+) -> (String, String) {
+    let domain = sender.domain().to_ascii_lowercase();
     match standing {
-        SenderStanding::Pending { identity } if identity.contains('@') => format!(
-            "the SES verification of sender {sender} in {region} is still pending: click the link SES mailed to it (or send a new one with `keymint ses verify {sender}`)"
+        SenderStanding::Pending { identity } if identity.contains('@') => (
+            format!("the SES verification of sender {sender} in {region} is still pending"),
+            format!(
+                "click the link SES mailed to it (or send a new one with `keymint ses verify {sender}`)"
+            ),
         ),
-        SenderStanding::Pending { identity } => format!(
-            "the SES verification of {identity} (sender {sender}) in {region} is still pending: add the DNS records `keymint ses verify {identity}` prints, and wait for SES to see them"
+        SenderStanding::Pending { identity } => (
+            format!(
+                "the SES verification of {identity} (sender {sender}) in {region} is still pending"
+            ),
+            format!(
+                "add the DNS records `keymint ses verify {identity}` prints, and wait for SES to see them"
+            ),
         ),
-        _ => format!(
-            "sender {sender} is not a verified SES identity in {region} (neither the address nor {}): run `keymint ses verify {sender}` (or `keymint ses verify {}` for every address at the domain)",
-            sender.domain().to_ascii_lowercase(),
-            sender.domain().to_ascii_lowercase()
+        _ => (
+            format!(
+                "sender {sender} is not a verified SES identity in {region} (neither the address nor {domain})"
+            ),
+            format!(
+                "run `keymint ses verify {sender}` (or `keymint ses verify {domain}` for every address at the domain)"
+            ),
         ),
     }
 }

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub struct LocalApi {
     /// `http://127.0.0.1:<port>`, with no trailing slash.
@@ -60,48 +59,34 @@ impl LocalApi {
     }
 }
 
-/// The API Gateway HTTP API (payload 2.0) event for a request.
+/// The API Gateway HTTP API (payload 2.0) event for a request, built as the tests build theirs.
 fn event(request: &tiny_http::Request, body: &[u8]) -> Value {
     let (path, raw_query) = request.url().split_once('?').unwrap_or((request.url(), ""));
-    let query: serde_json::Map<String, Value> = form_urlencoded::parse(raw_query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), json!(v)))
+    let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
         .collect();
-    let headers: serde_json::Map<String, Value> = request
+    let headers: Vec<(String, String)> = request
         .headers()
         .iter()
         .map(|h| {
             (
                 h.field.as_str().as_str().to_ascii_lowercase(),
-                json!(h.value.as_str()),
+                h.value.as_str().to_owned(),
             )
         })
         .collect();
-    let (body, is_base64) = match std::str::from_utf8(body) {
-        Ok(text) => (text.to_owned(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    let ping = super::Ping {
+        method: request.method().as_str(),
+        path: path.to_owned(),
+        query: query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect(),
+        body: body.to_vec(),
+        base64: false,
     };
-    let method = request.method().as_str().to_owned();
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1",
-            "domainPrefix": "local",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": "keymint-test"},
-            "requestId": super::unique("req"), "routeKey": "$default", "stage": "$default",
-            "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
-        },
-        "body": body,
-        "isBase64Encoded": is_base64,
-    });
-    if !query.is_empty() {
-        event["queryStringParameters"] = Value::Object(query);
-    }
-    event
+    ping.event()
 }
 
 impl Drop for LocalApi {

@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::gumroad::EventKind;
 use crate::gumroad::{Gift, SalePing};
-use crate::mail::{Mailer, compose_key_email_with};
+use crate::mail::{MailError, Mailer, compose_key_email_with};
 use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
 
 /// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
@@ -32,7 +32,7 @@ pub enum SaleError {
     Storage(#[from] StoreError),
     /// The license is committed but its email is still owed; the retry will send it.
     #[error("email failed: {0}")]
-    EmailFailed(String),
+    EmailFailed(MailError),
     /// The license is committed and another request holds the right to send its email; a later retry sends it if
     /// that request never did.
     #[error("the key email is owed and claimed by another request")]
@@ -257,6 +257,7 @@ fn mint(
         created_at: created_at.clone(),
         email_status: EmailStatus::Pending,
         email_message_id: None,
+        email_failure: None,
         // The minting request holds the email claim from the start: no extra round trip to take it.
         email_claim_until: (order.send_email && status == LicenseStatus::Active)
             .then(|| unix(now + EMAIL_CLAIM)),
@@ -493,15 +494,16 @@ pub async fn deliver(
             Ok(EmailStatus::Sent)
         }
         Err(err) => {
-            tracing::warn!(error = %err, "key email failed");
-            crate::telemetry::count_email_failure();
+            tracing::warn!(error = %err, reason = err.reason.as_str(), "key email failed");
+            crate::telemetry::count_email_failure(err.reason, &tenant.tenant_id);
+            let outcome = EmailOutcome::Failed { reason: err.reason };
             if let Err(record_err) = store
-                .record_email(&tenant.tenant_id, &license.key_hash, &EmailOutcome::Failed)
+                .record_email(&tenant.tenant_id, &license.key_hash, &outcome)
                 .await
             {
                 tracing::error!(error = %record_err, "email failure could not be recorded");
             }
-            Err(SaleError::EmailFailed(err.0))
+            Err(SaleError::EmailFailed(err))
         }
     }
 }

@@ -11,6 +11,8 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::util::TryInitError;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::domain::{EmailFailure, TenantId};
+
 /// What is logged when `RUST_LOG` is unset: keymint's own lines from info up, and only warnings from the AWS
 /// SDK's configuration and runtime.
 pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn";
@@ -160,31 +162,63 @@ pub fn disable_metrics() {
 }
 
 /// Counts a failed key email in CloudWatch through the embedded metric format: one JSON line on stdout, which
-/// Lambda ships to CloudWatch Logs and CloudWatch turns into the `keymint/EmailFailures` metric the alarm watches.
-pub fn count_email_failure() {
+/// Lambda ships to CloudWatch Logs and CloudWatch turns into the `keymint/EmailFailures` metric, once in all and
+/// once per `Reason` (the alarms watch each reason, so a notification says why).
+pub fn count_email_failure(reason: EmailFailure, tenant: &TenantId) {
     if !METRICS.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     println!(
         "{}",
-        serde_json::json!({
-            "_aws": {
-                "Timestamp": i64::try_from(millis).unwrap_or_default(),
-                "CloudWatchMetrics": [{
-                    "Namespace": "keymint",
-                    "Dimensions": [[]],
-                    "Metrics": [{"Name": "EmailFailures", "Unit": "Count"}]
-                }]
-            },
-            "EmailFailures": 1
-        })
+        email_failure_metric(reason, tenant, i64::try_from(millis).unwrap_or_default())
     );
+}
+
+/// The EMF document `count_email_failure` writes. The tenant is a property (searchable in the logs), not a
+/// dimension: one metric per tenant would cost one custom metric each.
+pub fn email_failure_metric(
+    reason: EmailFailure,
+    tenant: &TenantId,
+    timestamp_millis: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_millis,
+            "CloudWatchMetrics": [{
+                "Namespace": "keymint",
+                "Dimensions": [[], ["Reason"]],
+                "Metrics": [{"Name": "EmailFailures", "Unit": "Count"}]
+            }]
+        },
+        "Reason": reason.as_str(),
+        "tenant": tenant.as_str(),
+        "EmailFailures": 1
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::mask_emails;
+    use super::*;
+
+    #[test]
+    fn an_email_failure_counts_in_all_and_by_reason() {
+        let tenant = TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
+        let doc = email_failure_metric(
+            EmailFailure::RecipientNotVerified,
+            &tenant,
+            1_700_000_000_000,
+        );
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "keymint");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([[], ["Reason"]])
+        );
+        assert_eq!(doc["Reason"], "recipient_not_verified");
+        assert_eq!(doc["EmailFailures"], 1);
+        assert_eq!(doc["tenant"], "acme");
+        assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000_i64);
+    }
 
     fn masked(text: &str) -> String {
         String::from_utf8(mask_emails(text.as_bytes()).into_owned()).unwrap_or_default()

@@ -623,9 +623,14 @@ async fn licenses_are_issued_listed_shown_revoked_and_reinstated() {
 
 #[test]
 fn a_failed_key_email_keeps_the_license_and_says_to_resend() {
-    // moto's SES refuses to send from an unverified address.
+    // moto's SES refuses to send from an unverified address; `--skip-ses-check` lets the seller set it up anyway.
     let unverified = format!("{}@unverified.example", common::unique("seller"));
-    let tenant = new_tenant_from(&common::unique("cli"), &unverified, API);
+    let tenant = new_tenant_with(
+        &common::unique("cli"),
+        &unverified,
+        API,
+        &["--skip-ses-check"],
+    );
     let t = tenant.tenant_id.as_str();
     product(t, "myapp", "MYAPP");
     let jane = buyer();
@@ -638,12 +643,18 @@ fn a_failed_key_email_keeps_the_license_and_says_to_resend() {
     let doc: Value =
         serde_json::from_str(&stdout_of(&output)).expect("the license is still printed");
     assert_eq!(doc["email_status"], "failed");
+    assert_eq!(doc["email_failure"], "sender_not_verified");
     let key = doc["key"].as_str().unwrap();
     let stderr = stderr_of(&output);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with("keymint: the license is issued, but the key email to"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("sender not verified in SES")
+            && stderr.contains(&format!("`keymint ses verify {unverified}`")),
+        "the reason and its fix: {stderr}"
     );
     assert!(
         stderr.contains(&format!("keymint license resend {t} {key}")),
@@ -746,14 +757,10 @@ fn aws_unreachable_and_missing_configuration_are_clear() {
     let tenant = new_tenant(API);
     let t = tenant.tenant_id.as_str();
     let key = "MYAPP-00000-00000-00000-00000-00000-00000";
+    // A verified sender: SES answers, so what fails is DynamoDB.
+    let s = sender();
     let commands: Vec<Vec<&str>> = vec![
-        vec![
-            "tenant",
-            "create",
-            "cli-unreachable",
-            "--sender",
-            "a@example.com",
-        ],
+        vec!["tenant", "create", "cli-unreachable", "--sender", &s],
         vec!["tenant", "show", t],
         vec!["tenant", "suspend", t],
         vec!["tenant", "rotate-token", t],

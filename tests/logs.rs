@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use common::*;
+use keymint::domain::EmailFailure;
 use keymint::mail::{KeyEmail, MailError, Mailer};
 use serde_json::{Value, json};
 
@@ -201,7 +202,7 @@ async fn pings_and_license_calls_log_tenant_sale_and_outcome_but_no_secret() {
     assert!(
         has_line(
             &failed,
-            &json!({"tenant": unverified.tenant_id, "sale_id": failed_sale, "outcome": "email_failed", "level": "ERROR"})
+            &json!({"tenant": unverified.tenant_id, "sale_id": failed_sale, "outcome": "email_failed", "reason": "sender_not_verified", "level": "ERROR"})
         ),
         "{failed:#?}"
     );
@@ -225,12 +226,15 @@ struct SandboxSes;
 #[async_trait]
 impl Mailer for SandboxSes {
     async fn send(&self, email: &KeyEmail) -> Result<String, MailError> {
-        Err(MailError(format!(
-            "service error: unhandled error (MessageRejected): Error {{ code: \"MessageRejected\", message: \"Email \
+        Err(MailError::new(
+            EmailFailure::RecipientNotVerified,
+            format!(
+                "service error: unhandled error (MessageRejected): Error {{ code: \"MessageRejected\", message: \"Email \
              address is not verified. The following identities failed the check in region US-EAST-1: {}\", \
              aws_request_id: \"4d2f1a5c-0b7e-4c8a-9a57-2f0d6e1b3c4d\" }}",
-            email.to.as_str()
-        )))
+                email.to.as_str()
+            ),
+        ))
     }
 }
 
@@ -256,7 +260,7 @@ async fn a_mail_error_that_names_the_buyer_does_not_put_the_address_in_the_logs(
     assert!(
         has_line(
             &lines,
-            &json!({"tenant": t.tenant_id, "sale_id": sale, "outcome": "email_failed"})
+            &json!({"tenant": t.tenant_id, "sale_id": sale, "outcome": "email_failed", "reason": "recipient_not_verified"})
         ),
         "{lines:#?}"
     );

@@ -1591,3 +1591,47 @@ fn s3_beyond_the_buckets_objects_is_rejected() {
         "is a wildcard",
     );
 }
+
+/// Every reason a key email can fail for has an alarm on its `Reason` dimension of `keymint/EmailFailures`, so the
+/// notification says why (and which fix applies); no alarm watches a reason the function never emits.
+#[test]
+fn every_email_failure_reason_has_its_own_alarm() {
+    let doc: Value = serde_yaml::from_str(&read_template()).unwrap();
+    let mut alarmed = BTreeSet::new();
+    for (name, resource) in doc["Resources"].as_mapping().unwrap() {
+        let props = &resource["Properties"];
+        let watches_email_failures = resource_type(resource) == "AWS::CloudWatch::Alarm"
+            && props["Namespace"].as_str() == Some("keymint")
+            && props["MetricName"].as_str() == Some("EmailFailures");
+        if !watches_email_failures {
+            continue;
+        }
+        let dimensions = props["Dimensions"]
+            .as_sequence()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let reasons: Vec<&str> = dimensions
+            .iter()
+            .filter(|d| d["Name"].as_str() == Some("Reason"))
+            .filter_map(|d| d["Value"].as_str())
+            .collect();
+        assert_eq!(reasons.len(), 1, "{name:?} watches exactly one Reason");
+        assert_eq!(dimensions.len(), 1, "{name:?} has no other dimension");
+        assert!(
+            props["AlarmActions"]
+                .as_sequence()
+                .is_some_and(|a| !a.is_empty()),
+            "{name:?} notifies"
+        );
+        assert!(
+            alarmed.insert(reasons[0].to_owned()),
+            "one alarm per reason: {}",
+            reasons[0]
+        );
+    }
+    let emitted: BTreeSet<String> = keymint::domain::EmailFailure::ALL
+        .iter()
+        .map(|reason| reason.as_str().to_owned())
+        .collect();
+    assert_eq!(alarmed, emitted);
+}

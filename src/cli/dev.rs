@@ -4,7 +4,7 @@ use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use clap::Subcommand;
 use serde_yaml::Value;
 
-use super::{CliError, Output, first_line, without_debug};
+use super::{CliError, Output, aws_error};
 
 /// The environment variable through which the function (and the CLI) learns the signing key's ARN.
 const SIGNING_KEY_VAR: &str = "KEYMINT_SIGNING_KEY_ID";
@@ -182,11 +182,7 @@ fn check_alias(alias: &str) -> Result<(), CliError> {
 }
 
 fn kms_error<E: std::error::Error + 'static>(what: &str, err: &E) -> CliError {
-    let detail = aws_sdk_kms::error::DisplayErrorContext(err).to_string();
-    CliError::Aws(format!(
-        "KMS {what}: {}",
-        first_line(without_debug(&detail))
-    ))
+    aws_error(&format!("KMS {what}"), err)
 }
 
 /// The ARN of the key `alias` points to, or None if there is no such alias. A key that cannot encrypt (disabled,
@@ -319,9 +315,7 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
                 .email_address(email.as_str())
                 .send()
                 .await
-                .map_err(|e| {
-                    CliError::Aws(aws_sdk_ses::error::DisplayErrorContext(&e).to_string())
-                })?;
+                .map_err(|e| aws_error("SES VerifyEmailIdentity", &e))?;
             out.line(format!("verified {email}"));
             out.document(serde_json::json!({"verified": email.as_str()}));
         }

@@ -74,7 +74,7 @@ fn parse_events(raw: &[String]) -> Result<Vec<&'static str>, CliError> {
 }
 
 /// The token a ping URL carries: `?token=`, or the password of `https://user:token@host/…`.
-fn url_token(uri: &ureq::http::Uri) -> Option<String> {
+pub(crate) fn url_token(uri: &ureq::http::Uri) -> Option<String> {
     let from_query = uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "token")
@@ -200,7 +200,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// What went wrong at Gumroad, and what to do about it. `subject` names what the call was about.
-fn api_error(err: ApiError, api: &GumroadApi, subject: &str) -> CliError {
+pub(crate) fn api_error(err: ApiError, api: &GumroadApi, subject: &str) -> CliError {
     let said = |message: &str| {
         if message.is_empty() {
             String::new()

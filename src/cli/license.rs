@@ -9,8 +9,8 @@ use time::format_description::well_known::Rfc3339;
 use super::tenant::load;
 use super::{CliError, Output, clients, store};
 use crate::domain::{
-    Activation, Email, EmailStatus, License, LicenseKey, LicenseStatus, ProductId, SaleId, Tenant,
-    TenantId, TenantStatus, random_id, rfc3339,
+    Activation, Email, EmailFailure, EmailStatus, License, LicenseKey, LicenseStatus, ProductId,
+    SaleId, Tenant, TenantId, TenantStatus, format_duration, parse_duration, random_id, rfc3339,
 };
 use crate::rotation::RotateError;
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
@@ -40,8 +40,20 @@ pub enum LicenseCommand {
     },
     /// Show a license: status, product, buyer, sale, activations, expiry and email state.
     Show { tenant_id: String, key: String },
-    /// Send the key email again (even if it was sent before) and record its new message id.
-    Resend { tenant_id: String, key: String },
+    /// Send the key email again (even if it was sent before) and record its new message id; or, with --failed,
+    /// every key email still owed: recorded failed, or pending after its send's claim ran out.
+    Resend {
+        tenant_id: String,
+        /// The license's key (not with --failed).
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        key: Option<String>,
+        /// Send every owed key email of the tenant, each once.
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only licenses created this recently (90s, 45m, 12h, 7d; at most 365d).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Free the seat a machine holds (as the license API's deactivate does).
     Deactivate {
         tenant_id: String,
@@ -163,7 +175,28 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
                 "activations": activations,
             }));
         }
-        LicenseCommand::Resend { tenant_id, key } => {
+        LicenseCommand::Resend {
+            tenant_id,
+            key: None,
+            since,
+            ..
+        } => {
+            let tenant_id = TenantId::parse(&tenant_id)?;
+            let since = since.as_deref().map(parse_duration).transpose()?;
+            resend_owed(&tenant_id, since, out).await?;
+        }
+        LicenseCommand::Resend {
+            tenant_id,
+            key: Some(key),
+            since,
+            ..
+        } => {
+            if since.is_some() {
+                // clap counts the --failed flag's default as present, so `requires` cannot say this.
+                return Err(CliError::Invalid(
+                    "--since goes with --failed, not with a key (see --help)".to_owned(),
+                ));
+            }
             let tenant_id = TenantId::parse(&tenant_id)?;
             let key = parse_key(&key)?;
             let (store, mailer) = clients().await?;
@@ -379,15 +412,168 @@ fn sale_error(err: SaleError) -> CliError {
 
 fn email_error(err: SaleError, tenant: &Tenant, license: &License, kept: &str) -> CliError {
     match err {
-        SaleError::EmailFailed(reason) => CliError::EmailFailed(format!(
-            "{kept}, but the key email to {} failed ({}): check that {} is verified in SES, then run `keymint license resend {} {}`",
+        SaleError::EmailFailed(mail) => CliError::EmailFailed(format!(
+            "{kept}, but the key email to {} failed ({}: {}): {}, then run `keymint license resend {} {}`",
             license.buyer_email,
-            super::first_line(super::without_debug(&reason)),
-            tenant.sender,
+            mail.reason.describe(),
+            super::first_line(super::without_debug(&mail.detail)),
+            email_fix(mail.reason, &tenant.sender),
             tenant.tenant_id,
             license.key.expose(),
         )),
         other => sale_error(other),
+    }
+}
+
+/// What the seller does about a failed key email, by its category.
+pub(crate) fn email_fix(reason: EmailFailure, sender: &Email) -> String {
+    match reason {
+        EmailFailure::SenderNotVerified => format!(
+            "verify {sender} in SES (`keymint ses verify {sender}`, or its domain)"
+        ),
+        EmailFailure::RecipientNotVerified => {
+            "the SES account is in the sandbox, where only verified addresses receive mail: request production access (`keymint ses status` says how)".to_owned()
+        }
+        EmailFailure::Other => format!(
+            "check that {sender} is verified in SES and that SES answers (`keymint doctor`)"
+        ),
+    }
+}
+
+/// The tenant's licenses whose key email is owed now (see `License::email_owed`), created within `since` seconds
+/// when given, oldest first.
+pub(crate) async fn owed_emails(
+    store: &DynamoStore,
+    tenant_id: &TenantId,
+    since: Option<u64>,
+) -> Result<Vec<License>, CliError> {
+    let now = OffsetDateTime::now_utc();
+    let cutoff = since.map(|seconds| now - std::time::Duration::from_secs(seconds));
+    let mut owed: Vec<License> = store
+        .list_licenses(tenant_id, &LicenseFilter::default(), usize::MAX)
+        .await?
+        .into_iter()
+        .filter(|license| license.email_owed(now))
+        .filter(|license| {
+            cutoff.is_none_or(|cutoff| {
+                OffsetDateTime::parse(&license.created_at, &Rfc3339).is_ok_and(|at| at >= cutoff)
+            })
+        })
+        .collect();
+    owed.reverse();
+    Ok(owed)
+}
+
+/// SES allows 14 emails a second to a new production account: a bulk resend stays well below that.
+const RESEND_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Sends every owed key email once: each is claimed first (as a ping's retry would), so a retry running at the same
+/// moment cannot send it a second time. One line per email and a summary; exit 9 when any failed again.
+async fn resend_owed(
+    tenant_id: &TenantId,
+    since: Option<u64>,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let (store, mailer) = clients().await?;
+    let tenant = load(&store, tenant_id).await?;
+    let owed = owed_emails(&store, tenant_id, since).await?;
+    let window = since.map_or_else(String::new, |s| {
+        format!(" created in the last {}", format_duration(s))
+    });
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    let (mut sent, mut failed, mut skipped) = (0, 0, 0);
+    let mut reasons = std::collections::BTreeSet::new();
+    for (i, license) in owed.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(RESEND_INTERVAL).await;
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claim_until = now + i64::try_from(sale::EMAIL_CLAIM.as_secs()).unwrap_or(30);
+        let claimed = store
+            .claim_email(tenant_id, &license.key_hash, now, claim_until)
+            .await?;
+        let (result, detail, reason, message_id) = if !claimed {
+            skipped += 1;
+            (
+                "skipped",
+                "sent or being sent by another attempt".to_owned(),
+                None,
+                None,
+            )
+        } else {
+            match sale::deliver(&store, mailer.as_ref(), &tenant, license).await {
+                Ok(_) => {
+                    sent += 1;
+                    let message_id = store
+                        .get_license(tenant_id, &license.key_hash)
+                        .await?
+                        .and_then(|l| l.email_message_id);
+                    let detail =
+                        format!("message id {}", message_id.as_deref().unwrap_or("unknown"));
+                    ("sent", detail, None, message_id)
+                }
+                Err(SaleError::EmailFailed(mail)) => {
+                    failed += 1;
+                    reasons.insert(mail.reason);
+                    (
+                        "failed",
+                        mail.reason.describe().to_owned(),
+                        Some(mail.reason),
+                        None,
+                    )
+                }
+                Err(other) => return Err(sale_error(other)),
+            }
+        };
+        rows.push(vec![
+            result.to_owned(),
+            license.license_id.clone(),
+            license.product_id.to_string(),
+            license.buyer_email.masked(),
+            detail,
+        ]);
+        results.push(json!({
+            "license_id": license.license_id,
+            "product_id": license.product_id,
+            "to": license.buyer_email.masked(),
+            "result": result,
+            "reason": reason.map(EmailFailure::as_str),
+            "message_id": message_id,
+        }));
+    }
+    if owed.is_empty() {
+        out.line(format!(
+            "No key emails of tenant {tenant_id}{window} are owed (failed, or pending after their send's claim ran out)."
+        ));
+    } else {
+        out.table(&["RESULT", "LICENSE", "PRODUCT", "TO", "DETAIL"], &rows);
+        out.line(format!(
+            "Resent {sent} of {} owed key email(s) of tenant {tenant_id}{window}: {failed} failed, {skipped} skipped.",
+            owed.len()
+        ));
+    }
+    out.document(json!({
+        "tenant_id": tenant_id,
+        "since": since.map(format_duration),
+        "owed": owed.len(),
+        "sent": sent,
+        "failed": failed,
+        "skipped": skipped,
+        "emails": results,
+    }));
+    match reasons.first() {
+        None => Ok(()),
+        Some(reason) => Err(CliError::EmailFailed(format!(
+            "{failed} of {} key email(s) failed again ({}): {}, then run `keymint license resend {tenant_id} --failed`",
+            owed.len(),
+            reasons
+                .iter()
+                .map(|r| r.describe())
+                .collect::<Vec<_>>()
+                .join("; "),
+            email_fix(*reason, &tenant.sender)
+        ))),
     }
 }
 
@@ -479,6 +665,7 @@ fn license_json(license: &License) -> Value {
         "activations": license.activations,
         "email_status": license.email_status.as_str(),
         "email_message_id": license.email_message_id,
+        "email_failure": license.email_failure.map(EmailFailure::as_str),
         "quantity": license.quantity,
         "gumroad_permalink": license.gumroad_permalink,
         "gumroad_product_id": license.gumroad_product_id,
@@ -537,9 +724,12 @@ fn show(license: &License, activations: &[Activation], out: &mut Output) {
         Some(name) => format!("{name} <{}>", license.buyer_email),
         None => license.buyer_email.to_string(),
     };
-    let email = match &license.email_message_id {
-        Some(id) => format!("{} (message id {id})", license.email_status.as_str()),
-        None => license.email_status.as_str().to_owned(),
+    let email = match (&license.email_message_id, license.email_failure) {
+        (_, Some(reason)) if license.email_status == EmailStatus::Failed => {
+            format!("failed ({})", reason.describe())
+        }
+        (Some(id), _) => format!("{} (message id {id})", license.email_status.as_str()),
+        (None, _) => license.email_status.as_str().to_owned(),
     };
     out.fields(&[
         ("Key", license.key.expose().to_owned()),

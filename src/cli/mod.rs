@@ -2,6 +2,7 @@
 //! prints a short human answer, or exactly one JSON document with `--json`; failures are one line on stderr.
 
 mod dev;
+mod doctor;
 mod gumroad;
 mod gumroad_api;
 mod import;
@@ -10,6 +11,7 @@ mod output;
 mod product;
 mod product_file;
 mod s3;
+mod ses;
 mod tenant;
 
 use std::process::ExitCode;
@@ -51,6 +53,12 @@ pub enum Command {
     /// Subscribe the tenant's ping URL to Gumroad's resource events (Gumroad API v2).
     #[command(subcommand)]
     Gumroad(gumroad::GumroadCommand),
+    /// Verify sender identities in SES; show them and whether the account is still in the SES sandbox.
+    #[command(subcommand)]
+    Ses(ses::SesCommand),
+    /// Check what a working deployment needs (tables, KMS key, SES, the API, Gumroad subscriptions, failed key
+    /// emails) and print a checklist with the fix for each failure.
+    Doctor(doctor::DoctorArgs),
     /// Local development helpers used by infra/local/up and the tests.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -81,6 +89,9 @@ pub enum CliError {
     /// The license is stored but its key email could not be sent. The answer is still printed.
     #[error("{0}")]
     EmailFailed(String),
+    /// `doctor` found at least one failing check. The checklist is still printed.
+    #[error("{0}")]
+    ChecksFailed(String),
     #[error("{0}")]
     Other(String),
 }
@@ -97,12 +108,13 @@ impl CliError {
             Self::Conflict(_) => 7,
             Self::Gumroad(_) => 8,
             Self::EmailFailed(_) => 9,
+            Self::ChecksFailed(_) => 10,
         }
     }
 
     /// Failures after which the command's answer still describes what was done.
     fn keeps_answer(&self) -> bool {
-        matches!(self, Self::EmailFailed(_))
+        matches!(self, Self::EmailFailed(_) | Self::ChecksFailed(_))
     }
 }
 
@@ -163,6 +175,12 @@ pub(crate) fn without_debug(detail: &str) -> &str {
     detail
 }
 
+/// An AWS SDK error as one line: `what` (the service and operation) and the SDK's description.
+pub(crate) fn aws_error<E: std::error::Error + 'static>(what: &str, err: &E) -> CliError {
+    let detail = aws_sdk_ses::error::DisplayErrorContext(err).to_string();
+    CliError::Aws(format!("{what}: {}", first_line(without_debug(&detail))))
+}
+
 pub(crate) fn first_line(text: &str) -> String {
     text.lines()
         .next()
@@ -172,25 +190,33 @@ pub(crate) fn first_line(text: &str) -> String {
         .collect()
 }
 
-/// The store the CLI administers, configured exactly like the function.
-pub(crate) async fn store() -> Result<DynamoStore, CliError> {
-    Ok(clients().await?.0)
+/// The SDK configuration and the table names, configured exactly like the function. The tables are read first,
+/// so that missing configuration fails before any call is made.
+pub(crate) async fn configured() -> Result<(aws_config::SdkConfig, Tables), CliError> {
+    let tables = Tables::from_env().map_err(CliError::Config)?;
+    Ok((crate::config::aws().await, tables))
 }
 
-/// The store and the KMS key that seals signing keys, for commands that make a tenant's signing key.
-pub(crate) async fn keyed_store() -> Result<(DynamoStore, crate::signing::KmsVault), CliError> {
-    let tables = Tables::from_env().map_err(CliError::Config)?;
-    let sdk = crate::config::aws().await;
+/// The store the CLI administers.
+pub(crate) async fn store() -> Result<DynamoStore, CliError> {
+    let (sdk, tables) = configured().await?;
+    Ok(crate::config::dynamo_store(&sdk, tables))
+}
+
+/// The store and the KMS key that seals signing keys, for commands that make a tenant's signing key, and the SDK
+/// configuration they came from.
+pub(crate) async fn keyed_store()
+-> Result<(DynamoStore, crate::signing::KmsVault, aws_config::SdkConfig), CliError> {
+    let (sdk, tables) = configured().await?;
     let vault = crate::config::kms_vault(&sdk).map_err(CliError::Config)?;
-    Ok((crate::config::dynamo_store(&sdk, tables), vault))
+    Ok((crate::config::dynamo_store(&sdk, tables), vault, sdk))
 }
 
 /// The store and the mailer, from one SDK configuration, for commands that send key emails. When the stack's
 /// API URL (`KEYMINT_API_URL`), signing key and files bucket are configured, key emails carry the product's
 /// download link as the function's do.
 pub(crate) async fn clients() -> Result<(DynamoStore, Arc<dyn Mailer>), CliError> {
-    let tables = Tables::from_env().map_err(CliError::Config)?;
-    let sdk = crate::config::aws().await;
+    let (sdk, tables) = configured().await?;
     let store = crate::config::dynamo_store(&sdk, tables);
     let ses: Arc<dyn Mailer> = Arc::new(crate::config::ses_mailer(&sdk));
     let api_url = std::env::var("KEYMINT_API_URL")
@@ -292,6 +318,8 @@ async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
         Command::Product(cmd) => product::run(cmd, out).await,
         Command::License(cmd) => license::run(cmd, out).await,
         Command::Gumroad(cmd) => gumroad::run(cmd, out).await,
+        Command::Ses(cmd) => ses::run(cmd, out).await,
+        Command::Doctor(args) => doctor::run(args, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
     }
 }

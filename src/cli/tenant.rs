@@ -4,7 +4,8 @@ use clap::Subcommand;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{CliError, Output, keyed_store, store};
+use super::ses::SesAdmin;
+use super::{CliError, Output, configured, keyed_store, store};
 use crate::domain::{Email, RefundPolicy, Tenant, TenantId, TenantStatus, WebhookToken, rfc3339};
 use crate::signing;
 use crate::storage::{DynamoStore, Retirement, SigningKeyStore, Store, StoreError};
@@ -14,7 +15,8 @@ pub enum TenantCommand {
     /// Create a tenant; prints its webhook token and ping URL once.
     Create {
         tenant_id: String,
-        /// The SES-verified address license emails are sent from.
+        /// The SES-verified address license emails are sent from (the address, or any address at a verified
+        /// domain).
         #[arg(long)]
         sender: String,
         /// Pin the Gumroad seller_id: pings carrying another seller_id are refused.
@@ -23,6 +25,9 @@ pub enum TenantCommand {
         /// The API's base URL, e.g. the stack's ApiUrl output.
         #[arg(long, env = "KEYMINT_API_URL")]
         api_url: Option<String>,
+        /// Accept a sender SES has not verified yet (key emails fail until it is).
+        #[arg(long)]
+        skip_ses_check: bool,
     },
     /// Replace the webhook token: the old one stops working at once; prints the new ping URL once.
     RotateToken {
@@ -51,6 +56,9 @@ pub enum TenantCommand {
         /// The SES-verified address license emails are sent from.
         #[arg(long)]
         sender: Option<String>,
+        /// Accept a --sender SES has not verified yet (key emails fail until it is).
+        #[arg(long, requires = "sender")]
+        skip_ses_check: bool,
         /// Pin the Gumroad seller_id: pings carrying another seller_id are refused.
         #[arg(long)]
         seller_id: Option<String>,
@@ -62,7 +70,7 @@ pub enum TenantCommand {
 }
 
 /// The API base URL without a trailing slash; only http(s) URLs make a ping URL Gumroad can call.
-fn api_base(api_url: Option<&str>) -> Result<Option<String>, CliError> {
+pub(crate) fn api_base(api_url: Option<&str>) -> Result<Option<String>, CliError> {
     let Some(raw) = api_url.map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(None);
     };
@@ -88,6 +96,13 @@ pub(crate) fn ping_url(
     format!(
         "{base}/webhooks/gumroad/{tenant_id}?token={}",
         token.expose()
+    )
+}
+
+/// What a seller who skipped the SES check is told: the emails fail until the sender is verified.
+fn skipped_ses_check(tenant_id: &TenantId, sender: &Email) -> String {
+    format!(
+        "SES check skipped: key emails from {sender} fail until SES has verified it (`keymint ses verify {sender}`); `keymint doctor {tenant_id}` tells when it is."
     )
 }
 
@@ -132,6 +147,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             sender,
             seller_id,
             api_url,
+            skip_ses_check,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let sender = Email::parse(&sender)
@@ -149,7 +165,10 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                     rfc3339(OffsetDateTime::now_utc()),
                 )
             };
-            let (store, vault) = keyed_store().await?;
+            let (store, vault, sdk) = keyed_store().await?;
+            if !skip_ses_check {
+                SesAdmin::new(&sdk).require_verified(&tenant.sender).await?;
+            }
             let (signing_key, _) =
                 signing::seal_new(&vault, &tenant_id, OffsetDateTime::now_utc()).await?;
             store.create_tenant(&tenant).await.map_err(|e| match e {
@@ -166,10 +185,19 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             out.line(format!("Created tenant {tenant_id}."));
             print_token(out, &tenant_id, &token, &url);
             out.line(format!("Signing key:    {} (leases are verified with GET <api-url>/v1/{tenant_id}/jwks.json)", signing_key.kid));
+            if skip_ses_check {
+                out.line(skipped_ses_check(&tenant_id, &tenant.sender));
+            }
+            out.document(json!({
+                "tenant_id": tenant_id,
+                "token": token.expose(),
+                "ping_url": url,
+                "ses_check": if skip_ses_check { "skipped" } else { "verified" },
+            }));
         }
         TenantCommand::RotateSigningKey { tenant_id } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
-            let (store, vault) = keyed_store().await?;
+            let (store, vault, _) = keyed_store().await?;
             let tenant = load(&store, &tenant_id).await?;
             let now = OffsetDateTime::now_utc();
             let (key, _) = signing::seal_new(&vault, &tenant_id, now).await?;
@@ -246,6 +274,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             refund_policy,
             gumroad,
             sender,
+            skip_ses_check,
             seller_id,
             verify_sales,
         } => {
@@ -258,9 +287,13 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             if let Some(state) = gumroad {
                 changes.push(("gumroad_enabled", AttributeValue::Bool(state == "enabled")));
             }
-            if let Some(sender) = sender {
-                let sender = Email::parse(&sender)
-                    .map_err(|_| CliError::Invalid(format!("invalid sender address '{sender}'")))?;
+            let sender = sender
+                .map(|raw| {
+                    Email::parse(&raw)
+                        .map_err(|_| CliError::Invalid(format!("invalid sender address '{raw}'")))
+                })
+                .transpose()?;
+            if let Some(sender) = &sender {
                 changes.push(("sender", AttributeValue::S(sender.to_string())));
             }
             if let Some(seller) = seller_id.map(|s| s.trim().to_owned()) {
@@ -275,13 +308,19 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                         .to_owned(),
                 ));
             }
-            let store = store().await?;
+            let (sdk, tables) = configured().await?;
+            let store = crate::config::dynamo_store(&sdk, tables);
+            if let Some(sender) = sender.as_ref().filter(|_| !skip_ses_check) {
+                // An unknown tenant is named as such, not as an unverified sender.
+                load(&store, &tenant_id).await?;
+                SesAdmin::new(&sdk).require_verified(sender).await?;
+            }
             match verify_sales.as_deref() {
                 Some("on") => {
                     // Read (and checked) first, so that a missing token changes nothing.
                     let api =
                         super::gumroad_api::GumroadApi::from_env().map_err(CliError::Config)?;
-                    let (_, vault) = keyed_store().await?;
+                    let (_, vault, _) = keyed_store().await?;
                     let sealed = signing::seal(
                         &vault,
                         &tenant_id,
@@ -312,6 +351,9 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             let tenant = load(&store, &tenant_id).await?;
             out.line(format!("Updated tenant {tenant_id}."));
             show(&tenant, out);
+            if let Some(sender) = sender.as_ref().filter(|_| skip_ses_check) {
+                out.line(skipped_ses_check(&tenant_id, sender));
+            }
         }
     }
     Ok(())

@@ -148,6 +148,11 @@ impl Email {
         }
     }
 
+    /// The part after the `@`, as written.
+    pub fn domain(&self) -> &str {
+        self.0.split_once('@').map_or("", |(_, domain)| domain)
+    }
+
     /// `j***@example.com`: enough to tell buyers apart in a log, never the full address.
     pub fn masked(&self) -> String {
         let (local, domain) = self.0.split_once('@').unwrap_or((&self.0, ""));

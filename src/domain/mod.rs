@@ -17,8 +17,8 @@ pub use key::{
     LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,
 };
 pub use records::{
-    Activation, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy, SealedSecret,
-    SealedSigningKey, Tenant, TenantStatus, rfc3339,
+    Activation, EmailFailure, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy,
+    SealedSecret, SealedSigningKey, Tenant, TenantStatus, rfc3339,
 };
 pub use tiers::{
     MAX_LEASE_SECONDS, MAX_SEATS, PlanChange, Variant, VariantMapping, format_duration,

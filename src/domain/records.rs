@@ -285,6 +285,46 @@ impl EmailStatus {
     }
 }
 
+/// Why a key email was not sent, in the seller's terms: each category has its own fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailFailure {
+    /// SES does not know the tenant's sender (nor its domain) as a verified identity: `keymint ses verify`.
+    SenderNotVerified,
+    /// The account is in the SES sandbox, where only verified recipients get mail: request production access.
+    RecipientNotVerified,
+    /// Anything else: throttling, a timeout, SES unreachable, a permission missing.
+    Other,
+}
+
+impl EmailFailure {
+    pub const ALL: [Self; 3] = [
+        Self::SenderNotVerified,
+        Self::RecipientNotVerified,
+        Self::Other,
+    ];
+
+    /// The name in logs, in the `Reason` dimension of the `EmailFailures` metric, and on the license.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SenderNotVerified => "sender_not_verified",
+            Self::RecipientNotVerified => "recipient_not_verified",
+            Self::Other => "other",
+        }
+    }
+
+    /// A few words for people: "sender not verified".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SenderNotVerified => "sender not verified in SES",
+            Self::RecipientNotVerified => {
+                "recipient not verified (the SES account is in the sandbox)"
+            }
+            Self::Other => "SES failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct License {
     pub license_id: String,
@@ -310,6 +350,9 @@ pub struct License {
     pub email_status: EmailStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_message_id: Option<String>,
+    /// Why the last attempt failed, while `email_status` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_failure: Option<EmailFailure>,
     /// Unix seconds until which one sender holds the right to send the key email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_claim_until: Option<i64>,
@@ -362,6 +405,25 @@ impl License {
         self.activation_limit = plan.activation_limit;
         self.quantity = plan.quantity;
         self.pending_change = None;
+    }
+
+    /// Whether the buyer is still owed the key email at `now`: an active, unexpired license whose email failed, or
+    /// is still pending after the claim of whoever was sending it ran out (a send that crashed or timed out). A
+    /// license issued without an email (no claim was ever taken) owes none, nor does one that is not active.
+    pub fn email_owed(&self, now: OffsetDateTime) -> bool {
+        let active = self.status == LicenseStatus::Active
+            && self
+                .expires_at
+                .as_deref()
+                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+                .is_none_or(|at| at > now);
+        let stalled = |claim_until: i64| claim_until < now.unix_timestamp();
+        active
+            && match self.email_status {
+                EmailStatus::Failed => true,
+                EmailStatus::Pending => self.email_claim_until.is_some_and(stalled),
+                EmailStatus::Sent => false,
+            }
     }
 
     /// The pending change, once its time has come (`now` in RFC 3339).
@@ -430,5 +492,47 @@ impl serde::Serialize for LicenseKey {
 impl<'de> serde::Deserialize<'de> for LicenseKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(LicenseKey::from_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license(
+        status: &str,
+        email_status: &str,
+        claim: Option<i64>,
+        expires: Option<&str>,
+    ) -> License {
+        let doc = serde_json::json!({
+            "license_id": "lic_1", "tenant_id": "acme", "product_id": "myapp", "product_name": "MyApp",
+            "key": "ACME-00000-00000-00000-00000-00000-00000", "key_hash": "h", "status": status,
+            "activation_limit": 3, "buyer_email": "jane@example.com", "sale_id": "s1", "source": "gumroad",
+            "created_at": "2026-01-01T00:00:00Z", "email_status": email_status,
+            "email_claim_until": claim, "expires_at": expires,
+        });
+        serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_email_is_owed_when_it_failed_or_its_claim_ran_out_on_an_active_license() {
+        let now =
+            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let t = now.unix_timestamp();
+        assert!(license("active", "failed", None, None).email_owed(now));
+        assert!(license("active", "pending", Some(t - 1), None).email_owed(now));
+        assert!(
+            !license("active", "pending", Some(t + 30), None).email_owed(now),
+            "still being sent"
+        );
+        assert!(
+            !license("active", "pending", None, None).email_owed(now),
+            "issued with --no-email"
+        );
+        assert!(!license("active", "sent", None, None).email_owed(now));
+        assert!(!license("revoked", "failed", None, None).email_owed(now));
+        assert!(!license("active", "failed", None, Some("2020-01-01T00:00:00Z")).email_owed(now));
+        assert!(license("active", "failed", None, Some("2099-01-01T00:00:00Z")).email_owed(now));
     }
 }

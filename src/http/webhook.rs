@@ -241,7 +241,10 @@ pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<B
             let outcome = failure.outcome();
             if outcome == "unconfirmed" {
                 tracing::warn!(tenant = %tenant_id, sale_id, outcome, duration_ms, error = %failure, "ping refused");
-            } else if outcome == "unavailable" || outcome == "email_failed" {
+            } else if let Failure::Sale(SaleError::EmailFailed(mail)) = &failure {
+                let reason = mail.reason.as_str();
+                tracing::error!(tenant = %tenant_id, sale_id, outcome, reason, duration_ms, error = %failure, "ping failed");
+            } else if outcome == "unavailable" || outcome == "email_pending" {
                 tracing::error!(tenant = %tenant_id, sale_id, outcome, duration_ms, error = %failure, "ping failed");
             } else {
                 tracing::info!(tenant = %tenant_id, sale_id, outcome, duration_ms, "ping refused");

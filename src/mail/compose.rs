@@ -126,6 +126,7 @@ mod tests {
             created_at: String::new(),
             email_status: EmailStatus::Pending,
             email_message_id: None,
+            email_failure: None,
             email_claim_until: None,
             ttl: None,
             quantity: 1,

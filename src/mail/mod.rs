@@ -1,17 +1,32 @@
 //! Mail: the key email a buyer receives (composed here, names and product names escaped as data) and the
-//! `Mailer` port with its SES adapter.
+//! `Mailer` port with its SES adapter. A refused email carries why, in one of a few categories a seller can act on.
 
 mod compose;
 mod ses;
 
 use async_trait::async_trait;
 
-pub use compose::{KeyEmail, compose_key_email, compose_key_email_with};
-pub use ses::SesMailer;
+use crate::domain::EmailFailure;
 
-#[derive(Debug, thiserror::Error)]
-#[error("email not sent: {0}")]
-pub struct MailError(pub String);
+pub use compose::{KeyEmail, compose_key_email, compose_key_email_with};
+pub use ses::{SesMailer, categorize_refusal};
+
+/// A key email that was not sent. `detail` never carries SES's own message, which can name the recipient.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("email not sent ({}): {detail}", reason.as_str())]
+pub struct MailError {
+    pub reason: EmailFailure,
+    pub detail: String,
+}
+
+impl MailError {
+    pub fn new(reason: EmailFailure, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Sends one composed email and returns the provider's message id.
 #[async_trait]

@@ -1,4 +1,6 @@
-//! The SES adapter: `SendEmail` with a plain-text and an HTML body, from the tenant's sender identity.
+//! The SES adapter: `SendEmail` with a plain-text and an HTML body, from the tenant's sender identity. A refusal is
+//! sorted into an `EmailFailure` from SES's code and message; the message itself goes no further (in the sandbox
+//! it names the unverified recipient, and a buyer's address never goes to the log).
 
 use async_trait::async_trait;
 use aws_sdk_ses::Client;
@@ -6,21 +8,80 @@ use aws_sdk_ses::error::DisplayErrorContext;
 use aws_sdk_ses::types::{Body, Content, Destination, Message};
 
 use super::{KeyEmail, MailError, Mailer};
+use crate::domain::{Email, EmailFailure};
 
-/// What went wrong, without SES's own message: in the sandbox that message names the unverified recipient, and a
-/// buyer's address never goes to the log. A service error is its code (`MessageRejected`, `Throttling`, …);
-/// anything else (a timeout, a refused connection) carries no address and keeps its full description.
-fn describe<E, R>(err: &aws_sdk_ses::error::SdkError<E, R>) -> String
+/// What went wrong: a service error is its code (`MessageRejected`, `Throttling`, …) and its category; anything
+/// else (a timeout, a refused connection) carries no address and keeps its full description.
+fn describe<E, R>(err: &aws_sdk_ses::error::SdkError<E, R>, sender: &Email) -> MailError
 where
     E: aws_sdk_ses::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     match err.as_service_error() {
-        Some(service) => format!(
-            "SES refused the email: {}",
-            service.code().unwrap_or("unknown error")
-        ),
-        None => DisplayErrorContext(err).to_string(),
+        Some(service) => {
+            let code = service.code().unwrap_or("unknown error");
+            MailError::new(
+                categorize_refusal(code, service.message().unwrap_or_default(), sender),
+                format!("SES refused the email: {code}"),
+            )
+        }
+        None => MailError::new(EmailFailure::Other, DisplayErrorContext(err).to_string()),
+    }
+}
+
+/// The identities an SES error message names: addresses and `identity/<address or domain>` resources.
+/// SES's sandbox says `… failed the check in region US-EAST-1: a@example.com, b@example.org`; an unverified sender
+/// is named the same way (moto: `Email address not verified a@example.com`); a missing sandbox permission names
+/// `arn:aws:ses:…:identity/b@example.org`.
+fn named_identities(message: &str) -> Vec<String> {
+    message
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '`' | '\'' | '"' | '<' | '>'))
+        .filter_map(|token| {
+            let token = token.trim_end_matches(['.', ';', ':', ')']);
+            match token.rsplit_once("identity/") {
+                Some((_, identity)) if !identity.is_empty() => Some(identity),
+                Some(_) => None,
+                None => token.contains('@').then_some(token),
+            }
+        })
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Whether `identity` is what verifies `sender`: the address itself, its domain, or a parent of the domain.
+fn verifies_sender(identity: &str, sender: &Email) -> bool {
+    let address = sender.as_str().to_ascii_lowercase();
+    let domain = sender.domain().to_ascii_lowercase();
+    identity == address || identity == domain || domain.ends_with(&format!(".{identity}"))
+}
+
+/// Sorts an SES refusal (its error code and message) into the category a seller acts on.
+pub fn categorize_refusal(code: &str, message: &str, sender: &Email) -> EmailFailure {
+    let named = named_identities(message);
+    let names_sender = named
+        .iter()
+        .any(|identity| verifies_sender(identity, sender));
+    let names_other = named
+        .iter()
+        .any(|identity| !verifies_sender(identity, sender));
+    match code {
+        "MailFromDomainNotVerified" | "MailFromDomainNotVerifiedException" => {
+            EmailFailure::SenderNotVerified
+        }
+        "MessageRejected" if message.to_ascii_lowercase().contains("not verified") => {
+            if names_sender {
+                EmailFailure::SenderNotVerified
+            } else if names_other {
+                EmailFailure::RecipientNotVerified
+            } else {
+                EmailFailure::Other
+            }
+        }
+        // In the sandbox SES also checks the caller's permission against the recipient's identity.
+        "AccessDenied" | "AccessDeniedException" if names_other => {
+            EmailFailure::RecipientNotVerified
+        }
+        _ => EmailFailure::Other,
     }
 }
 
@@ -40,7 +101,7 @@ fn content(data: &str) -> Result<Content, MailError> {
         .data(data)
         .charset("UTF-8")
         .build()
-        .map_err(|e| MailError(e.to_string()))
+        .map_err(|e| MailError::new(EmailFailure::Other, e.to_string()))
 }
 
 #[async_trait]
@@ -68,7 +129,97 @@ impl Mailer for SesMailer {
             .message(message)
             .send()
             .await
-            .map_err(|e| MailError(describe(&e)))?;
+            .map_err(|e| describe(&e, &email.from))?;
         Ok(sent.message_id().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sender(raw: &str) -> Email {
+        Email::parse(raw).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn refusals_are_sorted_by_what_the_seller_must_fix() {
+        let from = sender("licenses@mail.acme.dev");
+        let cases = [
+            // SES itself, sandbox: only the recipient failed the check.
+            (
+                "MessageRejected",
+                "Email address is not verified. The following identities failed the check in region US-EAST-1: jane@example.com",
+                EmailFailure::RecipientNotVerified,
+            ),
+            // SES itself: the sender (and, in the sandbox, the recipient too) failed the check.
+            (
+                "MessageRejected",
+                "Email address is not verified. The following identities failed the check in region US-EAST-1: licenses@mail.acme.dev, jane@example.com",
+                EmailFailure::SenderNotVerified,
+            ),
+            (
+                "MessageRejected",
+                "Email address is not verified. The following identities failed the check in region EU-WEST-1: LICENSES@mail.acme.dev",
+                EmailFailure::SenderNotVerified,
+            ),
+            // moto's wording.
+            (
+                "MessageRejected",
+                "Email address not verified licenses@mail.acme.dev",
+                EmailFailure::SenderNotVerified,
+            ),
+            (
+                "MailFromDomainNotVerified",
+                "The MAIL FROM domain is not verified",
+                EmailFailure::SenderNotVerified,
+            ),
+            // The sandbox's permission check against the recipient's identity.
+            (
+                "AccessDenied",
+                "User `arn:aws:sts::123456789012:assumed-role/keymint-fn/keymint' is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/jane@example.com'",
+                EmailFailure::RecipientNotVerified,
+            ),
+            // The role lacks the sender's identity: an IAM problem, not a verification one.
+            (
+                "AccessDenied",
+                "User `arn:aws:sts::123456789012:assumed-role/keymint-fn/keymint' is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/acme.dev'",
+                EmailFailure::Other,
+            ),
+            (
+                "Throttling",
+                "Maximum sending rate exceeded.",
+                EmailFailure::Other,
+            ),
+            (
+                "MessageRejected",
+                "Email address is not verified.",
+                EmailFailure::Other,
+            ),
+            ("MessageRejected", "Illegal address", EmailFailure::Other),
+        ];
+        for (code, message, expected) in cases {
+            assert_eq!(
+                categorize_refusal(code, message, &from),
+                expected,
+                "{code}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sender_is_verified_by_its_address_its_domain_or_a_parent_domain() {
+        let from = sender("Licenses@Mail.Acme.dev");
+        for identity in ["licenses@mail.acme.dev", "mail.acme.dev", "acme.dev"] {
+            assert!(verifies_sender(identity, &from), "{identity}");
+        }
+        for identity in [
+            "other@mail.acme.dev",
+            "cme.dev",
+            "evil-acme.dev",
+            "jane@example.com",
+        ] {
+            assert!(!verifies_sender(identity, &from), "{identity}");
+        }
     }
 }

@@ -670,13 +670,16 @@ impl Store for DynamoStore {
         let update = match outcome {
             EmailOutcome::Sent { message_id } => update
                 .update_expression(
-                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until",
+                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until, email_failure",
                 )
                 .expression_attribute_values(":status", s("sent"))
                 .expression_attribute_values(":id", s(message_id)),
-            EmailOutcome::Failed => update
-                .update_expression("SET email_status = :status REMOVE email_claim_until")
-                .expression_attribute_values(":status", s("failed")),
+            EmailOutcome::Failed { reason } => update
+                .update_expression(
+                    "SET email_status = :status, email_failure = :reason REMOVE email_claim_until",
+                )
+                .expression_attribute_values(":status", s("failed"))
+                .expression_attribute_values(":reason", s(reason.as_str())),
         };
         match update.send().await {
             Ok(_) => Ok(()),

@@ -12,7 +12,7 @@ mod signing;
 
 use async_trait::async_trait;
 
-use crate::domain::{License, LicenseStatus, Payment, SaleId, Tenant, TenantId};
+use crate::domain::{EmailFailure, License, LicenseStatus, Payment, SaleId, Tenant, TenantId};
 
 pub use activations::{ActivateResult, ActivationStore};
 pub use admin::LicenseFilter;
@@ -79,7 +79,7 @@ pub enum SaleWrite {
 #[derive(Debug, Clone)]
 pub enum EmailOutcome {
     Sent { message_id: String },
-    Failed,
+    Failed { reason: EmailFailure },
 }
 
 /// The storage a ping needs. `DynamoStore` is the real one.

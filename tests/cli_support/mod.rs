@@ -151,7 +151,12 @@ pub fn new_tenant(api_url: &str) -> NewTenant {
 }
 
 pub fn new_tenant_from(tenant_id: &str, sender: &str, api_url: &str) -> NewTenant {
-    let doc = ok_json(&[
+    new_tenant_with(tenant_id, sender, api_url, &[])
+}
+
+/// A tenant made with extra arguments to `tenant create` (`--skip-ses-check` for a sender SES does not know).
+pub fn new_tenant_with(tenant_id: &str, sender: &str, api_url: &str, extra: &[&str]) -> NewTenant {
+    let mut args = vec![
         "tenant",
         "create",
         tenant_id,
@@ -159,7 +164,9 @@ pub fn new_tenant_from(tenant_id: &str, sender: &str, api_url: &str) -> NewTenan
         sender,
         "--api-url",
         api_url,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let doc = ok_json(&args);
     NewTenant {
         tenant_id: tenant_id.to_owned(),
         token: doc["token"].as_str().expect("token").to_owned(),
@@ -296,6 +303,18 @@ impl FakeGumroad {
     /// The next `n` sales requests answer 502, as Gumroad does when it is down.
     pub fn fail_sales_requests(&self, n: u32) {
         self.state.lock().expect("state").failing_sales_requests = n;
+    }
+
+    /// A subscription Gumroad already has (made in Gumroad's own settings, or by an earlier `subscribe`), for post
+    /// URLs `keymint gumroad subscribe` would refuse (a local API); returns its id.
+    pub fn add_subscription(&self, resource_name: &str, post_url: &str) -> String {
+        let mut state = self.state.lock().expect("state");
+        state.next_id += 1;
+        let id = format!("sub{:04}==", state.next_id);
+        state
+            .subscriptions
+            .push((id.clone(), resource_name.to_owned(), post_url.to_owned()));
+        id
     }
 
     /// `(id, resource_name, post_url)` of every live subscription.

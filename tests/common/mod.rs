@@ -15,6 +15,7 @@ use keymint::http::App;
 use keymint::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 
+pub mod local_api;
 pub mod portal;
 pub mod private_dynamodb;
 

@@ -1,0 +1,58 @@
+"""moto's server (SES and KMS) for keymint's local stack, with SES's sandbox kept per region as in a real account.
+
+In the regions listed in KEYMINT_LOCAL_SES_PRODUCTION_REGIONS (default: us-east-1, the local stack's region) the
+account has production access: a quota of 50,000 emails a day at 14 a second, and mail to any address. Every other
+region is in the sandbox, as a new AWS account is everywhere: 200 emails a day at 1 a second, and mail only to
+verified addresses, refused with SES's own MessageRejected message. moto alone reports the sandbox quota everywhere
+and delivers to anyone, which no real account does.
+
+Usage: python infra/local/moto_server.py -H 127.0.0.1 -p 5005   (the arguments of moto_server)
+"""
+
+import os
+import sys
+
+from moto.server import main
+from moto.ses import models
+from moto.ses.exceptions import MessageRejectedError
+
+PRODUCTION_REGIONS = {
+    region.strip()
+    for region in os.environ.get("KEYMINT_LOCAL_SES_PRODUCTION_REGIONS", "us-east-1").split(",")
+    if region.strip()
+}
+
+_get_send_quota = models.SESBackend.get_send_quota
+_send_email = models.SESBackend.send_email
+
+
+def get_send_quota(self):
+    quota = _get_send_quota(self)
+    if self.region_name in PRODUCTION_REGIONS:
+        quota.max24_hour_send = 50000
+        quota.max_send_rate = 14
+    return quota
+
+
+def send_email(self, source, subject, body, destinations):
+    if self.region_name not in PRODUCTION_REGIONS and self._is_verified_address(source):
+        unverified = [
+            address
+            for addresses in destinations.values()
+            for address in addresses
+            if not self._is_verified_address(address)
+        ]
+        if unverified:
+            self.rejected_messages_count += 1
+            raise MessageRejectedError(
+                "Email address is not verified. The following identities failed the check in region "
+                f"{self.region_name.upper()}: {', '.join(unverified)}"
+            )
+    return _send_email(self, source, subject, body, destinations)
+
+
+models.SESBackend.get_send_quota = get_send_quota
+models.SESBackend.send_email = send_email
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

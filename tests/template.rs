@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -477,7 +477,7 @@ fn encryption_context_problems(origin: &str, condition: Option<&Value>) -> Vec<S
 /// Every problem with `template` given the actions the code calls; empty when it is right.
 fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
     let mut problems = Vec::new();
-    let doc: Value = match serde_yaml::from_str(template) {
+    let doc: Value = match serde_yaml_ng::from_str(template) {
         Ok(doc) => doc,
         Err(e) => return vec![format!("template.yaml does not parse: {e}")],
     };
@@ -1596,7 +1596,7 @@ fn s3_beyond_the_buckets_objects_is_rejected() {
 /// notification says why (and which fix applies); no alarm watches a reason the function never emits.
 #[test]
 fn every_email_failure_reason_has_its_own_alarm() {
-    let doc: Value = serde_yaml::from_str(&read_template()).unwrap();
+    let doc: Value = serde_yaml_ng::from_str(&read_template()).unwrap();
     let mut alarmed = BTreeSet::new();
     for (name, resource) in doc["Resources"].as_mapping().unwrap() {
         let props = &resource["Properties"];

@@ -2,7 +2,7 @@
 
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use clap::Subcommand;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::{CliError, Output, aws_error};
 
@@ -49,7 +49,8 @@ struct BucketSpec {
 }
 
 fn files_bucket_spec(template: &str) -> Result<BucketSpec, String> {
-    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let doc: Value =
+        serde_yaml_ng::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
     let resources = template_resources(&doc)?;
     let var = crate::files::Bucket::ENV;
     let logical_id = function_env(resources, var)
@@ -115,7 +116,7 @@ fn get_att_arn(value: &Value) -> Option<&str> {
 }
 
 /// The template's `Resources`.
-fn template_resources(doc: &Value) -> Result<&serde_yaml::Mapping, String> {
+fn template_resources(doc: &Value) -> Result<&serde_yaml_ng::Mapping, String> {
     doc.get("Resources")
         .and_then(Value::as_mapping)
         .ok_or_else(|| "template.yaml has no Resources".to_owned())
@@ -123,7 +124,7 @@ fn template_resources(doc: &Value) -> Result<&serde_yaml::Mapping, String> {
 
 /// The values the template's functions give the environment variable `var`.
 fn function_env<'a>(
-    resources: &'a serde_yaml::Mapping,
+    resources: &'a serde_yaml_ng::Mapping,
     var: &'a str,
 ) -> impl Iterator<Item = &'a Value> + 'a {
     resources
@@ -138,7 +139,8 @@ fn function_env<'a>(
 }
 
 fn signing_key_spec(template: &str) -> Result<KmsKeySpec, String> {
-    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let doc: Value =
+        serde_yaml_ng::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
     let resources = template_resources(&doc)?;
     let logical_id = function_env(resources, SIGNING_KEY_VAR)
         .find_map(get_att_arn)

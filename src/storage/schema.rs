@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
 };
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::StoreError;
 use super::dynamo::unavailable;
@@ -44,7 +44,8 @@ fn tagged_ref(value: &Value) -> Option<&str> {
 
 /// Reads every `AWS::DynamoDB::Table` of a SAM template that a function's environment references with `!Ref`.
 pub fn table_specs(template: &str) -> Result<Vec<TableSpec>, String> {
-    let doc: Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let doc: Value =
+        serde_yaml_ng::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
     let resources = doc
         .get("Resources")
         .and_then(Value::as_mapping)

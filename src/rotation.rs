@@ -33,6 +33,7 @@ pub async fn rotate(
     store: &dyn Backend,
     tenant: &Tenant,
     key_hash: &str,
+    will_email: bool,
 ) -> Result<License, RotateError> {
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -49,7 +50,7 @@ pub async fn rotate(
             return Err(RotateError::TooManyMachines(old.activations));
         }
         let machines = store.activations(&tenant.tenant_id, key_hash).await?;
-        let new = rekeyed(tenant, &old)?;
+        let new = rekeyed(tenant, &old, will_email)?;
         match store.replace_key(&old, &machines, &new).await? {
             Replaced::Done => {
                 tracing::info!(license = %new.license_id, machines = machines.len(), "key replaced");
@@ -62,7 +63,7 @@ pub async fn rotate(
 }
 
 /// The same license under a fresh key; its key email is owed again.
-fn rekeyed(tenant: &Tenant, old: &License) -> Result<License, RotateError> {
+fn rekeyed(tenant: &Tenant, old: &License, will_email: bool) -> Result<License, RotateError> {
     let prefix = match tenant.products.get(&old.product_id) {
         Some(product) => product.key_prefix.clone(),
         None => {
@@ -80,6 +81,10 @@ fn rekeyed(tenant: &Tenant, old: &License) -> Result<License, RotateError> {
     new.key = key;
     new.email_status = crate::domain::EmailStatus::Pending;
     new.email_message_id = None;
-    new.email_claim_until = None;
+    new.email_failure = None;
+    // The replacing request holds the claim, as a minting one does: if it dies before the email goes out, the claim
+    // runs out and `license resend --failed` (and `doctor`) see the email as owed.
+    new.email_claim_until = will_email
+        .then(|| (time::OffsetDateTime::now_utc() + crate::sale::EMAIL_CLAIM).unix_timestamp());
     Ok(new)
 }

@@ -661,7 +661,7 @@ async fn a_key_replaced_while_machines_come_and_go_keeps_every_seat_exact() {
     });
     let (statuses, rotated) = tokio::join!(
         futures_join_all(activations),
-        keymint::rotation::rotate(&stack.store, &tenant, &old_hash)
+        keymint::rotation::rotate(&stack.store, &tenant, &old_hash, true)
     );
     let new = rotated.unwrap();
     assert!(

@@ -324,7 +324,7 @@ async fn rotate(
     let (store, mailer) = clients().await?;
     let tenant = load(&store, &tenant_id).await?;
     let old = find(&store, &tenant_id, &key).await?;
-    let new = crate::rotation::rotate(&store, &tenant, &old.key_hash)
+    let new = crate::rotation::rotate(&store, &tenant, &old.key_hash, !no_email)
         .await
         .map_err(|err| match err {
             RotateError::NotFound => {

@@ -78,12 +78,16 @@ impl Quota {
     /// SES gives sandbox accounts 200 messages a day at 1 a second, and production access at least 50,000: SES v1
     /// has no other way to ask.
     pub(crate) fn in_sandbox(&self) -> bool {
-        self.max_24_hours <= 200.0
+        // SES answers -1 for an unlimited quota.
+        (0.0..=200.0).contains(&self.max_24_hours)
     }
 
     /// What is left of today's quota, as a share of it.
     pub(crate) fn headroom(&self) -> f64 {
-        if self.max_24_hours <= 0.0 {
+        if self.max_24_hours < 0.0 {
+            return 1.0;
+        }
+        if self.max_24_hours == 0.0 {
             return 0.0;
         }
         ((self.max_24_hours - self.sent_24_hours) / self.max_24_hours).max(0.0)
@@ -593,6 +597,17 @@ mod tests {
             ),
             SenderStanding::NotVerified
         );
+    }
+
+    #[test]
+    fn an_unlimited_quota_is_neither_the_sandbox_nor_used_up() {
+        let unlimited = Quota {
+            max_24_hours: -1.0,
+            max_per_second: 50.0,
+            sent_24_hours: 1_000_000.0,
+        };
+        assert!(!unlimited.in_sandbox());
+        assert!((unlimited.headroom() - 1.0).abs() < 1e-9);
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::portal::{self, DownloadGrant, GrantRefused, Session};
 use crate::rotation::{self, RotateError};
 
 const COOKIE_NAME: &str = "keymint_session";
+/// How often a buyer may have a license's key emailed, and replace it, from the portal.
+const SEND_KEY_PER_HOUR: u32 = 5;
+const REPLACE_KEY_PER_DAY: u32 = 3;
 const MAX_FORM_BYTES: usize = 8 * 1024;
 const DEADLINE: Duration = Duration::from_millis(4_500);
 
@@ -364,10 +367,27 @@ async fn perform(
 ) -> Result<Notice, Response<Body>> {
     let store = app.store.as_ref();
     let tenant_id = &tenant.tenant_id;
+    // Every action that sends mail is rate-limited per license, so a signed-in buyer cannot drain the account's
+    // SES quota (shared by every tenant and every sale's key email).
+    let mail_allowed = |kind: &'static str, limit: u32, window: i64| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let slot = now / window;
+        let counter = format!("{kind}#{}#{slot}", license.license_id);
+        async move {
+            store
+                .count_use(tenant_id, &counter, limit, (slot + 2) * window)
+                .await
+        }
+    };
     match action {
         "send-key" => {
             if license.status == LicenseStatus::Revoked {
                 return Ok(Notice::Refused);
+            }
+            match mail_allowed("send", SEND_KEY_PER_HOUR, 3600).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Notice::Refused),
+                Err(err) => return Err(unavailable(&err, tenant_id, "send key")),
             }
             Ok(
                 match crate::sale::deliver(store, app.mailer.as_ref(), tenant, license).await {
@@ -397,7 +417,12 @@ async fn perform(
             if form.get("confirm").map(String::as_str) != Some("yes") {
                 return Ok(Notice::Refused);
             }
-            match rotation::rotate(store, tenant, &license.key_hash).await {
+            match mail_allowed("replace", REPLACE_KEY_PER_DAY, 24 * 3600).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Notice::Refused),
+                Err(err) => return Err(unavailable(&err, tenant_id, "replace key")),
+            }
+            match rotation::rotate(store, tenant, &license.key_hash, true).await {
                 Ok(new) => Ok(
                     match crate::sale::deliver(store, app.mailer.as_ref(), tenant, &new).await {
                         Ok(_) => Notice::KeyReplaced,

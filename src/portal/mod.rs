@@ -220,14 +220,6 @@ pub async fn request_link(
             (quarter + 2) * 900,
         )
         .await?
-        || !store
-            .count_use(
-                tenant_id,
-                &format!("tenant#{hour}"),
-                portal.settings.per_tenant,
-                (hour + 2) * 3600,
-            )
-            .await?
     {
         return Ok(LinkOutcome::Limited);
     }
@@ -241,6 +233,18 @@ pub async fn request_link(
     else {
         return Ok(LinkOutcome::NoLicenses);
     };
+    // The tenant's budget counts mails, not requests: strangers' addresses cannot use it up for the buyers.
+    if !store
+        .count_use(
+            tenant_id,
+            &format!("tenant#{hour}"),
+            portal.settings.per_tenant,
+            (hour + 2) * 3600,
+        )
+        .await?
+    {
+        return Ok(LinkOutcome::Limited);
+    }
     let Some(base) = portal.base_url() else {
         return Err(PortalError::NotConfigured(
             "the API's URL is not known yet (set KEYMINT_PUBLIC_URL)",

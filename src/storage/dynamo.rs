@@ -644,8 +644,12 @@ impl Store for DynamoStore {
             .key("sk", s(license_sk(key_hash)))
             .update_expression("SET email_claim_until = :until")
             .condition_expression(
-                "attribute_exists(sk) AND email_status <> :sent AND (attribute_not_exists(email_claim_until) OR email_claim_until < :now)",
+                // Only an active license's key is owed: a refund that lands meanwhile stops the email.
+                "attribute_exists(sk) AND #status = :active AND email_status <> :sent \
+                 AND (attribute_not_exists(email_claim_until) OR email_claim_until < :now)",
             )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(":until", n(until))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":sent", s("sent"))

@@ -333,16 +333,24 @@ impl PortalStore for DynamoStore {
             .table_name(table)
             .key("tenant_id", s(tenant))
             .key("sk", s(license_sk(&old.key_hash)))
-            .condition_expression(
+            .condition_expression(format!(
                 "attribute_exists(sk) AND #status = :status AND #status <> :revoked \
-                 AND activations = :activations AND activation_limit = :limit AND product_id = :product",
-            )
+                 AND activations = :activations AND activation_limit = :limit AND product_id = :product \
+                 AND {} AND {}",
+                // A renewal or a deferred plan change that lands meanwhile must not be overwritten by the copy.
+                if old.expires_at.is_some() { "expires_at = :expires" } else { "attribute_not_exists(expires_at)" },
+                if old.pending_change.is_some() { "attribute_exists(pending_change)" } else { "attribute_not_exists(pending_change)" },
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(old.status.as_str()))
             .expression_attribute_values(":revoked", s(LicenseStatus::Revoked.as_str()))
             .expression_attribute_values(":activations", n(i64::from(old.activations)))
             .expression_attribute_values(":limit", n(i64::from(old.activation_limit)))
             .expression_attribute_values(":product", s(old.product_id.as_str()));
+        let retire = match &old.expires_at {
+            Some(expires) => retire.expression_attribute_values(":expires", s(expires)),
+            None => retire,
+        };
         let mut items = vec![
             TransactWriteItem::builder()
                 .delete(built(retire.build())?)

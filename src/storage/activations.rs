@@ -203,11 +203,7 @@ impl ActivationStore for DynamoStore {
         key_hash: &str,
     ) -> Result<Option<u64>, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(license_sk(key_hash)))
+            .update_license_item(tenant_id, license_sk(key_hash))
             .update_expression("ADD uses :one")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":one", n(1))
@@ -231,11 +227,7 @@ impl ActivationStore for DynamoStore {
         until: i64,
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(activation_sk(key_hash, machine_id)))
+            .update_license_item(tenant_id, activation_sk(key_hash, machine_id))
             .update_expression("SET last_seen = :now, seat_until = :until")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":now", s(now))

@@ -35,6 +35,17 @@ pub struct LicenseFilter {
     pub buyer_email: Option<Email>,
 }
 
+/// A record of a tenant's partition in the tenants table (a product, a variant mapping) as an item.
+fn tenant_record<T: serde::Serialize>(
+    tenant_id: &TenantId,
+    record: &T,
+    sk: String,
+) -> Result<super::dynamo::Item, StoreError> {
+    let mut item = to_item(record, Some(sk))?;
+    item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
+    Ok(item)
+}
+
 impl DynamoStore {
     /// Creates a tenant; `AlreadyExists` when the id is taken.
     pub async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
@@ -93,8 +104,7 @@ impl DynamoStore {
         tenant_id: &TenantId,
         product: &Product,
     ) -> Result<(), StoreError> {
-        let mut item = to_item(product, Some(product_sk(&product.product_id)))?;
-        item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
+        let item = tenant_record(tenant_id, product, product_sk(&product.product_id))?;
         self.put_new(&self.tables.tenants, item).await
     }
 
@@ -104,8 +114,7 @@ impl DynamoStore {
         tenant_id: &TenantId,
         product: &Product,
     ) -> Result<(), StoreError> {
-        let mut item = to_item(product, Some(product_sk(&product.product_id)))?;
-        item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
+        let item = tenant_record(tenant_id, product, product_sk(&product.product_id))?;
         let result = self
             .client
             .put_item()
@@ -123,11 +132,11 @@ impl DynamoStore {
         tenant_id: &TenantId,
         mapping: &VariantMapping,
     ) -> Result<(), StoreError> {
-        let mut item = to_item(
+        let item = tenant_record(
+            tenant_id,
             mapping,
-            Some(variant_sk(&mapping.permalink, &mapping.variant)),
+            variant_sk(&mapping.permalink, &mapping.variant),
         )?;
-        item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
         self.client
             .put_item()
             .table_name(&self.tables.tenants)
@@ -293,11 +302,7 @@ impl DynamoStore {
         status: LicenseStatus,
     ) -> Result<License, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(license_sk(key_hash)))
+            .update_license_item(tenant_id, license_sk(key_hash))
             // The seller's own revocation is what Gumroad calls a disabled key; reinstating enables it again.
             .update_expression("SET #s = :s, disabled = :disabled")
             .condition_expression("attribute_exists(sk)")

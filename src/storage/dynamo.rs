@@ -168,6 +168,19 @@ where
 }
 
 impl DynamoStore {
+    /// An `UpdateItem` of one item of a tenant's partition in the licenses table, ready for its expressions.
+    pub(crate) fn update_license_item(
+        &self,
+        tenant_id: &TenantId,
+        sk: String,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(sk))
+    }
+
     pub(crate) fn put_if_new(
         &self,
         table: &str,
@@ -637,11 +650,7 @@ impl Store for DynamoStore {
         until: i64,
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(license_sk(key_hash)))
+            .update_license_item(tenant_id, license_sk(key_hash))
             .update_expression("SET email_claim_until = :until")
             .condition_expression(
                 // Only an active license's key is owed: a refund that lands meanwhile stops the email.
@@ -665,11 +674,7 @@ impl Store for DynamoStore {
         outcome: &EmailOutcome,
     ) -> Result<(), StoreError> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(license_sk(key_hash)))
+            .update_license_item(tenant_id, license_sk(key_hash))
             .condition_expression("attribute_exists(sk)");
         let update = match outcome {
             EmailOutcome::Sent { message_id } => update

@@ -2,9 +2,11 @@
 //!
 //! Where things live: `gumroad` reads pings, `domain` holds the license vocabulary, `sale` turns a sale into
 //! a license, payment and email, `storage` and `mail` are the ports with their AWS adapters, `http` is the
-//! Lambda adapter and `cli` the seller's admin tool.
+//! Lambda adapter and `cli` the seller's admin tool (the `cli` feature, on by default; the function, in
+//! `keymint-api/`, builds without it).
 
 pub mod auth;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod compat;
 pub mod config;

@@ -5,11 +5,11 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use tracing::Subscriber;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::util::TryInitError;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::domain::{EmailFailure, TenantId};
 
@@ -17,10 +17,14 @@ use crate::domain::{EmailFailure, TenantId};
 /// SDK's configuration and runtime.
 pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn";
 
-/// `RUST_LOG` when it is set and valid, else `DEFAULT_FILTER`.
-pub fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(DEFAULT_FILTER))
+/// `RUST_LOG` when it is set and valid, else `DEFAULT_FILTER`. `RUST_LOG` is a comma-separated list of a default
+/// level and `target=level` directives (`debug`, `info,keymint::sale=debug`): `tracing_subscriber`'s `Targets`,
+/// which needs no regular-expression engine in the function, unlike `EnvFilter`'s span and field filters.
+pub fn filter() -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .or_else(|| DEFAULT_FILTER.parse().ok())
         .unwrap_or_default()
 }
 
@@ -64,7 +68,7 @@ fn sdk_cap() -> Targets {
 
 /// The Lambda format, one flat JSON object per line without a timestamp (CloudWatch adds its own), with `filter`
 /// and the SDK cap, writing to `writer` through `MaskEmails`.
-pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync + 'static
+pub fn json_subscriber<W>(filter: Targets, writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -79,7 +83,7 @@ where
 }
 
 /// Installs `json_subscriber` as the global subscriber: `init` on Lambda with stderr, the log test with a buffer.
-pub fn try_init_json<W>(filter: EnvFilter, writer: W) -> Result<(), TryInitError>
+pub fn try_init_json<W>(filter: Targets, writer: W) -> Result<(), TryInitError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -200,6 +204,16 @@ pub fn email_failure_metric(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_filter_keeps_keymint_at_info_and_the_sdk_at_warn() {
+        let filter: Targets = DEFAULT_FILTER.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(filter.would_enable("keymint::sale", &tracing::Level::INFO));
+        assert!(!filter.would_enable("keymint::sale", &tracing::Level::DEBUG));
+        assert!(filter.would_enable("aws_config::loader", &tracing::Level::WARN));
+        assert!(!filter.would_enable("aws_config::loader", &tracing::Level::INFO));
+        assert!(!filter.would_enable("aws_smithy_runtime::client", &tracing::Level::INFO));
+    }
 
     #[test]
     fn an_email_failure_counts_in_all_and_by_reason() {

@@ -43,7 +43,8 @@ fn capture() -> &'static Capture {
     CAPTURE.get_or_init(|| {
         let capture = Capture::default();
         // The production default, not RUST_LOG: the test checks what a deployed function writes.
-        let filter = tracing_subscriber::EnvFilter::new(keymint::telemetry::DEFAULT_FILTER);
+        let filter: tracing_subscriber::filter::Targets =
+            keymint::telemetry::DEFAULT_FILTER.parse().unwrap();
         keymint::telemetry::try_init_json(filter, capture.clone()).unwrap();
         capture
     })
@@ -279,7 +280,9 @@ async fn a_mail_error_that_names_the_buyer_does_not_put_the_address_in_the_logs(
 async fn even_at_trace_level_the_sdk_logs_no_secret() {
     let capture = Capture::default();
     let subscriber = keymint::telemetry::json_subscriber(
-        tracing_subscriber::EnvFilter::new("trace"),
+        "trace"
+            .parse::<tracing_subscriber::filter::Targets>()
+            .unwrap(),
         capture.clone(),
     );
     // This test's runtime has one thread, so everything the SDK does for it is logged through this subscriber.

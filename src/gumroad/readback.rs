@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+use aws_smithy_http_client::{Connector, tls};
+use aws_smithy_runtime_api::client::http::HttpConnector;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::byte_stream::ByteStream;
+
 use super::SalePing;
 
 /// Gumroad's own API, unless `GUMROAD_API_URL` says otherwise (a test server, a proxy).
@@ -25,58 +30,66 @@ pub async fn confirm(api_base: &str, access_token: &str, ping: &SalePing) -> Rea
     let url = format!(
         "{}/v2/sales/{}",
         api_base.trim_end_matches('/'),
-        percent_encoding::utf8_percent_encode(
-            ping.sale_id.as_str(),
-            percent_encoding::NON_ALPHANUMERIC
-        )
+        encode(ping.sale_id.as_str())
     );
-    let token = access_token.to_owned();
-    let fetched = tokio::task::spawn_blocking(move || fetch(&url, &token)).await;
-    let sale = match fetched {
+    let sale = match tokio::time::timeout(TIMEOUT, fetch(&url, access_token)).await {
         Ok(Ok(Some(sale))) => sale,
         Ok(Ok(None)) => return ReadBack::Refuted("sale not found"),
         Ok(Err(why)) => return ReadBack::Unavailable(why),
-        Err(join) => return ReadBack::Unavailable(join.to_string()),
+        Err(_) => {
+            return ReadBack::Unavailable(format!("Gumroad did not answer within {TIMEOUT:?}"));
+        }
     };
     compare(&sale, ping)
 }
 
+/// The largest answer read: a sale is a few kilobytes.
+const MAX_ANSWER: usize = 1024 * 1024;
+
 /// The sale Gumroad answers with; `None` when Gumroad says it has none (HTTP 200 with `success: false`).
-fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, String> {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(TIMEOUT))
-        .user_agent(concat!("keymint/", env!("CARGO_PKG_VERSION")))
+/// Sent through the AWS SDK's own HTTP stack (hyper and rustls, the same TLS the function's AWS calls use), so
+/// the function links one HTTP client. A connector per call: no pooled connection outlives its runtime.
+async fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, String> {
+    let connector = Connector::builder()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
         .build();
-    let agent = ureq::Agent::new_with_config(config);
-    // Transport errors can quote the request; the token never leaves this function.
-    let mut response = agent
-        .get(url)
-        .query("access_token", token)
-        .call()
-        .map_err(|e| {
-            format!(
-                "Gumroad unreachable: {}",
-                e.to_string().replace(token, "<redacted>")
-            )
-        })?;
+    let address = format!("{url}?access_token={}", encode(token));
+    // Errors can quote the request; the token never leaves this function.
+    let redact = |e: &dyn std::fmt::Display| e.to_string().replace(token, "<redacted>");
+    let mut request =
+        HttpRequest::get(&address).map_err(|e| format!("bad Gumroad URL: {}", redact(&e)))?;
+    request
+        .headers_mut()
+        .insert("user-agent", concat!("keymint/", env!("CARGO_PKG_VERSION")));
+    let response = connector
+        .call(request)
+        .await
+        .map_err(|e| format!("Gumroad unreachable: {}", redact(&e)))?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(format!("Gumroad answered HTTP {status}"));
     }
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(1024 * 1024)
-        .read_to_string()
-        .map_err(|_| "Gumroad's answer could not be read".to_owned())?;
+    let mut body = ByteStream::new(response.into_body());
+    let mut text = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| "Gumroad's answer could not be read".to_owned())?;
+        if text.len() + chunk.len() > MAX_ANSWER {
+            return Err("Gumroad's answer is too large".to_owned());
+        }
+        text.extend_from_slice(&chunk);
+    }
     let body: serde_json::Value =
-        serde_json::from_str(&text).map_err(|_| "Gumroad's answer is not JSON".to_owned())?;
+        serde_json::from_slice(&text).map_err(|_| "Gumroad's answer is not JSON".to_owned())?;
     if body.get("success").and_then(serde_json::Value::as_bool) != Some(true) {
         return Ok(None);
     }
     Ok(body.get("sale").cloned())
+}
+
+fn encode(text: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
 }
 
 fn compare(sale: &serde_json::Value, ping: &SalePing) -> ReadBack {

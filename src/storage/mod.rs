@@ -7,6 +7,7 @@ mod cache;
 mod dynamo;
 mod events;
 mod portal;
+#[cfg(feature = "cli")]
 mod schema;
 mod signing;
 
@@ -20,6 +21,7 @@ pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables, backoff};
 pub use events::{EventChange, EventStore, EventWrite, Mark, Written};
 pub use portal::{MAX_MACHINES_TO_MOVE, PortalStore, Replaced};
+#[cfg(feature = "cli")]
 pub use schema::{TableSpec, create_tables, table_specs};
 pub use signing::{Retirement, SigningKeyStore};
 

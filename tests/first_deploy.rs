@@ -860,3 +860,16 @@ async fn refused_key_emails_are_recorded_with_their_reason() {
         "cleared once sent"
     );
 }
+
+/// The function's own SDK configuration (`config::function_aws`: TLS that trusts Amazon's five roots) builds its
+/// connections and answers: the same set-up the deployed function uses, here against the local stack.
+#[tokio::test]
+async fn the_functions_own_sdk_configuration_reaches_the_stack() {
+    let sdk = keymint::config::function_aws().await.unwrap();
+    let tables = aws_sdk_dynamodb::Client::new(&sdk)
+        .list_tables()
+        .send()
+        .await
+        .unwrap();
+    assert!(!tables.table_names().is_empty());
+}

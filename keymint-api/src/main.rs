@@ -1,8 +1,11 @@
 //! The Lambda function behind API Gateway: load configuration, build the clients once, serve.
+//!
+//! A single-threaded runtime: Lambda hands an execution environment one request at a time, so worker threads
+//! would only add start-up work and cross-thread wake-ups (BENCHMARKS.md, "Start-up").
 
 use lambda_http::{Error, Request, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     keymint::telemetry::init();
     let app = keymint::config::app_from_env().await?;

@@ -1,6 +1,6 @@
 //! Configuration from the environment, and the AWS clients built from it once per process. Endpoints, region
 //! and credentials follow the SDK's own conventions (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SES`,
-//! `AWS_REGION`, the default credential chain).
+//! `AWS_REGION`, the default credential chain); the function's TLS trusts Amazon's roots (`function_http_client`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::http::App;
 use crate::mail::SesMailer;
@@ -24,18 +26,68 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The shared SDK configuration with keymint's timeouts and a short retry budget.
+/// The shared SDK configuration with keymint's timeouts and a short retry budget (the CLI, the tests, the bench).
 pub async fn aws() -> SdkConfig {
     aws_with(timeouts()).await
 }
 
 /// The same configuration with other timeouts (the tests use generous ones on a shared, noisy machine).
 pub async fn aws_with(timeouts: TimeoutConfig) -> SdkConfig {
+    loader(timeouts).load().await
+}
+
+/// The function's SDK configuration: `aws()`, with TLS that trusts only the roots AWS's endpoints chain to
+/// (`function_http_client`).
+pub async fn function_aws() -> Result<SdkConfig, String> {
+    Ok(loader(timeouts())
+        .http_client(function_http_client(
+            std::env::var(TLS_ROOTS_ENV).ok().as_deref(),
+        )?)
+        .load()
+        .await)
+}
+
+fn loader(timeouts: TimeoutConfig) -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(2))
-        .load()
-        .await
+}
+
+/// Amazon Trust Services' root certificates (Amazon Root CA 1 to 4 and Starfield Services Root Certificate
+/// Authority - G2, as published at <https://www.amazontrust.com/repository/>), which every AWS service endpoint
+/// the function calls (DynamoDB, SES, KMS) chains to.
+pub const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("amazon_trust_services.pem");
+
+/// `KEYMINT_TLS_ROOTS=system`: trust the operating system's certificate store instead (a region or endpoint
+/// whose certificates are not Amazon Trust Services', such as the China regions).
+pub const TLS_ROOTS_ENV: &str = "KEYMINT_TLS_ROOTS";
+
+/// The HTTP client of the function's AWS calls: the SDK's own (hyper and rustls with aws-lc), trusting
+/// `AMAZON_TRUST_SERVICES` unless `roots` (`KEYMINT_TLS_ROOTS`) is `system`. The SDK's default reads and parses the whole
+/// system store (every file under `/etc/ssl/certs`) in each new process, which was most of a cold start's own
+/// time (BENCHMARKS.md, "Start-up"); five certificates cost next to nothing.
+pub fn function_http_client(roots: Option<&str>) -> Result<SharedHttpClient, String> {
+    let trust = match roots {
+        None | Some("" | "amazon") => {
+            TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES)
+        }
+        Some("system") => TrustStore::default(),
+        Some(other) => {
+            return Err(format!(
+                "{TLS_ROOTS_ENV}={other:?}: expected \"amazon\" (the default) or \"system\""
+            ));
+        }
+    };
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
 }
 
 pub fn dynamo_store(sdk: &SdkConfig, tables: Tables) -> DynamoStore {
@@ -63,7 +115,7 @@ pub fn kms_vault(sdk: &SdkConfig) -> Result<KmsVault, String> {
 /// The function's application state from the environment; the error names what is missing.
 pub async fn app_from_env() -> Result<App, String> {
     let tables = Tables::from_env()?;
-    let sdk = aws().await;
+    let sdk = function_aws().await?;
     Ok(App::with_portal(
         Arc::new(dynamo_store(&sdk, tables)),
         Arc::new(ses_mailer(&sdk)),
@@ -83,4 +135,51 @@ pub fn files(
 )> {
     let bucket = crate::files::Bucket::from_env(sdk.region().map(|r| r.as_ref()))?;
     Some((bucket, sdk.credentials_provider()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_trusts_the_five_amazon_trust_services_roots() {
+        let text = std::str::from_utf8(AMAZON_TRUST_SERVICES).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        // The subjects' common names are in each certificate's DER as plain ASCII.
+        let ders: Vec<Vec<u8>> = text
+            .split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|block| {
+                let body: String = block
+                    .split("-----END CERTIFICATE-----")
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        for (der, name) in ders.iter().zip([
+            "Amazon Root CA 1",
+            "Amazon Root CA 2",
+            "Amazon Root CA 3",
+            "Amazon Root CA 4",
+            "Starfield Services Root Certificate Authority - G2",
+        ]) {
+            assert!(
+                der.windows(name.len()).any(|w| w == name.as_bytes()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_http_client_builds_with_each_trust_setting_and_refuses_others() {
+        for roots in [None, Some("amazon"), Some("system"), Some("")] {
+            assert!(function_http_client(roots).is_ok(), "{roots:?}");
+        }
+        let refused = function_http_client(Some("none")).err().unwrap_or_default();
+        assert!(refused.contains("KEYMINT_TLS_ROOTS"), "{refused}");
+    }
 }

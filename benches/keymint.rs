@@ -510,8 +510,18 @@ enum Polled {
 }
 
 impl RuntimeApi {
+    /// The listening socket has TCP_NODELAY, which the accepted connections inherit: tiny_http writes a response's
+    /// head and body separately, and with Nagle's algorithm the body waited for the client's delayed ACK (~40 ms
+    /// on every invocation after a connection's first, even the hello-world's): this bench's artifact, not
+    /// Lambda's.
     fn new() -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_tcp_nodelay(true).unwrap();
+        let address: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&address.into()).unwrap();
+        socket.listen(128).unwrap();
+        let listener = std::net::TcpListener::from(socket);
+        let server = tiny_http::Server::from_listener(listener, None).unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         Self { server, port }
     }

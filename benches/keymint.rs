@@ -515,7 +515,8 @@ impl RuntimeApi {
     /// on every invocation after a connection's first, even the hello-world's): this bench's artifact, not
     /// Lambda's.
     fn new() -> Self {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.set_tcp_nodelay(true).unwrap();
         let address: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
         socket.bind(&address.into()).unwrap();

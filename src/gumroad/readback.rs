@@ -55,9 +55,14 @@ async fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, Stri
             tls::rustls_provider::CryptoMode::AwsLc,
         ))
         .build();
-    let address = format!("{url}?access_token={}", encode(token));
-    // Errors can quote the request; the token never leaves this function.
-    let redact = |e: &dyn std::fmt::Display| e.to_string().replace(token, "<redacted>");
+    let encoded = encode(token).to_string();
+    let address = format!("{url}?access_token={encoded}");
+    // Errors can quote the request; the token, raw or encoded, never leaves this function.
+    let redact = |e: &dyn std::fmt::Display| {
+        e.to_string()
+            .replace(&encoded, "<redacted>")
+            .replace(token, "<redacted>")
+    };
     let mut request =
         HttpRequest::get(&address).map_err(|e| format!("bad Gumroad URL: {}", redact(&e)))?;
     request

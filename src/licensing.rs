@@ -289,7 +289,7 @@ fn lease(
         exp,
         nonce,
     };
-    Ok(signer.sign(&claims))
+    signer.sign(&claims).map_err(LicenseApiError::from)
 }
 
 /// The tenant's signing key, opened before anything is written: if KMS cannot be reached, nothing changes.

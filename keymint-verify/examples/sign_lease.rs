@@ -47,6 +47,14 @@ fn main() -> ExitCode {
         exp: now + 3600,
         nonce: args.get(4).cloned(),
     };
-    println!("{}", sign(DEMO_KID, &claims, &key));
-    ExitCode::SUCCESS
+    match sign(DEMO_KID, &claims, &key) {
+        Ok(lease) => {
+            println!("{lease}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sign_lease: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

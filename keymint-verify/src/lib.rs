@@ -40,7 +40,7 @@
 //!     exp: 1_700_000_000 + 7 * 24 * 3600,
 //!     nonce: Some("n-42".into()),
 //! };
-//! let input = signing_input("2024-01", &claims);
+//! let input = signing_input("2024-01", &claims).unwrap();
 //! let token = assemble(&input, &signing_key.sign(input.as_bytes()).to_bytes());
 //! let jwks = Jwks {
 //!     keys: vec![Jwk::ed25519("2024-01", signing_key.verifying_key().as_bytes())],
@@ -353,22 +353,22 @@ struct ReadHeader {
     crit: Option<serde_json::Value>,
 }
 
-fn b64_json<T: Serialize>(value: &T) -> String {
-    // Serializing these plain structs (strings, integers, a list of strings) cannot fail.
-    let json = serde_json::to_vec(value).expect("lease JSON serializes");
-    URL_SAFE_NO_PAD.encode(json)
+fn b64_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(value)?))
 }
 
 /// The JWS signing input of a lease, `base64url(header) "." base64url(claims)`, with the header
 /// `{"alg":"EdDSA","kid":<kid>,"typ":"keymint-lease+jwt"}`. The server signs its ASCII bytes with Ed25519
-/// and passes the signature to [`assemble`].
-pub fn signing_input(kid: &str, claims: &LeaseClaims) -> String {
+/// and passes the signature to [`assemble`]. Serializing the header and claims (strings, integers, a list
+/// of strings) does not fail in practice; the error is returned rather than assumed away, since the server
+/// calls this on a request path.
+pub fn signing_input(kid: &str, claims: &LeaseClaims) -> Result<String, serde_json::Error> {
     let header = Header {
         alg: ALG,
         kid,
         typ: LEASE_TYP,
     };
-    format!("{}.{}", b64_json(&header), b64_json(claims))
+    Ok(format!("{}.{}", b64_json(&header)?, b64_json(claims)?))
 }
 
 /// The compact token: `signing_input "." base64url(signature)`.
@@ -379,11 +379,15 @@ pub fn assemble(signing_input: &str, signature: &[u8; 64]) -> String {
 /// Signs a lease: [`signing_input`], Ed25519 with `key`, [`assemble`]. For the server, tests and demos
 /// (feature `sign`).
 #[cfg(feature = "sign")]
-pub fn sign(kid: &str, claims: &LeaseClaims, key: &ed25519_dalek::SigningKey) -> String {
+pub fn sign(
+    kid: &str,
+    claims: &LeaseClaims,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<String, serde_json::Error> {
     use ed25519_dalek::Signer as _;
-    let input = signing_input(kid, claims);
+    let input = signing_input(kid, claims)?;
     let signature = key.sign(input.as_bytes());
-    assemble(&input, &signature.to_bytes())
+    Ok(assemble(&input, &signature.to_bytes()))
 }
 
 /// Verifies a lease at time `now_unix` (unix seconds) and returns its claims.

@@ -186,8 +186,9 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn sign(&self, claims: &LeaseClaims) -> String {
+    pub fn sign(&self, claims: &LeaseClaims) -> Result<String, SigningError> {
         keymint_verify::sign(&self.kid, claims, &self.key)
+            .map_err(|e| SigningError::Corrupt(format!("lease claims do not serialize: {e}")))
     }
 }
 

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 
-use super::dynamo::{DynamoStore, conditional, from_item, license_sk, n, s, to_item, unavailable};
+use super::dynamo::{DynamoStore, conditional, from_item, license_sk, n, s, to_item};
 use super::{Store, StoreError};
 use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
 
@@ -103,17 +103,14 @@ impl ActivationStore for DynamoStore {
         key_hash: &str,
         machine_id: &str,
     ) -> Result<Option<Activation>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(activation_sk(key_hash, machine_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item.map(from_item).transpose()
+        self.read_item(
+            &self.tables.licenses,
+            tenant_id,
+            &activation_sk(key_hash, machine_id),
+        )
+        .await?
+        .map(from_item)
+        .transpose()
     }
 
     async fn activations(

@@ -181,6 +181,51 @@ impl DynamoStore {
             .key("sk", s(sk))
     }
 
+    /// One item of a tenant's partition in a table keyed by `sk`, read consistently.
+    pub(crate) async fn read_item(
+        &self,
+        table: &str,
+        tenant_id: &TenantId,
+        sk: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        self.read_keyed(table, tenant_id, "sk", sk).await
+    }
+
+    /// A sale's payment (the payments table is keyed by `sale_id`), read consistently.
+    pub(crate) async fn read_payment(
+        &self,
+        tenant_id: &TenantId,
+        sale_id: &SaleId,
+    ) -> Result<Option<Item>, StoreError> {
+        self.read_keyed(
+            &self.tables.payments,
+            tenant_id,
+            "sale_id",
+            sale_id.as_str(),
+        )
+        .await
+    }
+
+    async fn read_keyed(
+        &self,
+        table: &str,
+        tenant_id: &TenantId,
+        key_attr: &str,
+        key: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key(key_attr, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
     pub(crate) fn put_if_new(
         &self,
         table: &str,
@@ -338,31 +383,20 @@ impl DynamoStore {
     /// The key hash of the license an earlier write of this sale minted, from its idempotency record or
     /// (once that has expired) its payment.
     async fn minted_key_hash(&self, sale: &NewSale) -> Result<Option<String>, StoreError> {
-        let tenant = s(sale.license.tenant_id.as_str());
+        let tenant_id = &sale.license.tenant_id;
+        let sale_id = &sale.payment.sale_id;
         let event = self
-            .client
-            .get_item()
-            .table_name(&self.tables.events)
-            .key("tenant_id", tenant.clone())
-            .key("sk", s(sale_event_sk(sale.payment.sale_id.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if let Some(hash) = event.item().and_then(key_hash_of) {
+            .read_item(
+                &self.tables.events,
+                tenant_id,
+                &sale_event_sk(sale_id.as_str()),
+            )
+            .await?;
+        if let Some(hash) = event.as_ref().and_then(key_hash_of) {
             return Ok(Some(hash));
         }
-        let payment = self
-            .client
-            .get_item()
-            .table_name(&self.tables.payments)
-            .key("tenant_id", tenant)
-            .key("sale_id", s(sale.payment.sale_id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(payment.item().and_then(key_hash_of))
+        let payment = self.read_payment(tenant_id, sale_id).await?;
+        Ok(payment.as_ref().and_then(key_hash_of))
     }
 }
 
@@ -456,18 +490,7 @@ impl Store for DynamoStore {
     }
 
     async fn sale_seen(&self, tenant_id: &TenantId, sale_id: &SaleId) -> Result<bool, StoreError> {
-        let payment = self
-            .client
-            .get_item()
-            .table_name(&self.tables.payments)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sale_id", s(sale_id.as_str()))
-            .projection_expression("sale_id")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(payment.item().is_some())
+        Ok(self.read_payment(tenant_id, sale_id).await?.is_some())
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %sale.license.tenant_id, sale_id = %sale.payment.sale_id))]
@@ -547,16 +570,13 @@ impl Store for DynamoStore {
         subscription_id: &str,
     ) -> Result<Option<License>, StoreError> {
         let pointer = self
-            .client
-            .get_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(subscription_sk(subscription_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match pointer.item().and_then(key_hash_of) {
+            .read_item(
+                &self.tables.licenses,
+                tenant_id,
+                &subscription_sk(subscription_id),
+            )
+            .await?;
+        match pointer.as_ref().and_then(key_hash_of) {
             Some(hash) => self.get_license(tenant_id, &hash).await,
             None => Ok(None),
         }
@@ -629,17 +649,10 @@ impl Store for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &str,
     ) -> Result<Option<License>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(license_sk(key_hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item.map(from_item).transpose()
+        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
     async fn claim_email(

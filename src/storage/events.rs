@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 
-use super::dynamo::{DynamoStore, Item, key_hash_of, license_sk, marker_sk, n, s, unavailable};
+use super::dynamo::{DynamoStore, Item, key_hash_of, license_sk, marker_sk, n, s};
 use super::{Store, StoreError};
 use crate::domain::{License, LicenseStatus, PlanChange, ProductId, SaleId, TenantId};
 
@@ -120,17 +120,8 @@ impl EventStore for DynamoStore {
         tenant_id: &TenantId,
         sale_id: &SaleId,
     ) -> Result<Option<License>, StoreError> {
-        let payment = self
-            .client
-            .get_item()
-            .table_name(&self.tables.payments)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sale_id", s(sale_id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match payment.item().and_then(key_hash_of) {
+        let payment = self.read_payment(tenant_id, sale_id).await?;
+        match payment.as_ref().and_then(key_hash_of) {
             // The payment keeps the hash it was made under; the license may have had its key replaced since.
             Some(hash) => super::PortalStore::current_license(self, tenant_id, &hash).await,
             None => Ok(None),
@@ -143,17 +134,10 @@ impl EventStore for DynamoStore {
         sale_id: &SaleId,
     ) -> Result<Option<LicenseStatus>, StoreError> {
         let marker = self
-            .client
-            .get_item()
-            .table_name(&self.tables.events)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(marker_sk(sale_id.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .read_item(&self.tables.events, tenant_id, &marker_sk(sale_id.as_str()))
+            .await?;
         Ok(marker
-            .item()
+            .as_ref()
             .and_then(|item| item.get("status"))
             .and_then(|v| v.as_s().ok())
             .and_then(|status| LicenseStatus::parse(status)))

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 
 use super::dynamo::{
     DynamoStore, Item, LICENSE_SK_PREFIX, conditional, from_item, key_hash_of, license_sk, n, s,
-    subscription_sk, to_item, unavailable,
+    subscription_sk, to_item,
 };
 use super::{ActivationStore, Store, StoreError};
 use crate::domain::{Activation, Email, License, LicenseStatus, TenantId, sha256_hex};
@@ -436,25 +436,5 @@ impl DynamoStore {
             .into_iter()
             .map(from_item)
             .collect()
-    }
-
-    /// One item of a tenant's partition, read consistently.
-    async fn read_item(
-        &self,
-        table: &str,
-        tenant_id: &TenantId,
-        sk: &str,
-    ) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(table)
-            .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item)
     }
 }

@@ -381,22 +381,11 @@ async fn twenty_machines_racing_for_expired_seats_leave_an_exact_count() {
     }
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     // The racers' own seats last an hour, so however slow the machine, no winner's seat runs out mid-race.
-    let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
-    let mut product = stack
-        .store
-        .load_tenant(&tenant_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .products
-        .remove(&keymint::domain::ProductId::parse("myapp").unwrap())
-        .unwrap();
-    product.seat_lease_seconds = Some(3600);
     stack
-        .store
-        .replace_product(&tenant_id, &product)
-        .await
-        .unwrap();
+        .change_product(&t.tenant_id, "myapp", |product| {
+            product.seat_lease_seconds = Some(3600);
+        })
+        .await;
     let app = Arc::new(stack.app.clone().with_tenant_cache_ttl(Duration::ZERO));
     let mut tasks = Vec::new();
     for i in 0..20 {

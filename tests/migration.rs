@@ -7,7 +7,7 @@ mod common;
 
 use cli_support::{FakeGumroad, GOOD_TOKEN, ok_json_cmd};
 use common::*;
-use keymint::domain::{KeySource, ProductId, TenantId};
+use keymint::domain::{KeySource, TenantId};
 use keymint::storage::Store;
 use serde_json::{Value, json};
 
@@ -29,22 +29,11 @@ async fn verify(stack: &Stack, tenant: &str, params: &[(&str, &str)]) -> Reply {
 
 /// Makes the seeded product keep Gumroad's keys.
 async fn keep_gumroads_keys(stack: &Stack, t: &Seeded) {
-    let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
-    let mut product = stack
-        .store
-        .load_tenant(&tenant_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .products
-        .remove(&ProductId::parse(&t.product_id).unwrap())
-        .unwrap();
-    product.key_source = KeySource::Gumroad;
     stack
-        .store
-        .replace_product(&tenant_id, &product)
-        .await
-        .unwrap();
+        .change_product(&t.tenant_id, &t.product_id, |product| {
+            product.key_source = KeySource::Gumroad;
+        })
+        .await;
 }
 
 fn with_custom_fields(body: String) -> String {

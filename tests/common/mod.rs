@@ -41,6 +41,33 @@ pub struct Stack {
     pub tables: Tables,
 }
 
+impl Stack {
+    /// Changes one product of a tenant in place, as `keymint product set` would.
+    pub async fn change_product(
+        &self,
+        tenant_id: &str,
+        product_id: &str,
+        change: impl FnOnce(&mut Product),
+    ) {
+        use keymint::storage::Store;
+        let tenant_id = TenantId::parse(tenant_id).unwrap();
+        let mut product = self
+            .store
+            .load_tenant(&tenant_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .products
+            .remove(&ProductId::parse(product_id).unwrap())
+            .unwrap();
+        change(&mut product);
+        self.store
+            .replace_product(&tenant_id, &product)
+            .await
+            .unwrap();
+    }
+}
+
 pub async fn stack() -> Stack {
     let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
     stack_with(&sdk().await, tables)

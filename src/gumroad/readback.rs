@@ -48,13 +48,9 @@ const MAX_ANSWER: usize = 1024 * 1024;
 
 /// The sale Gumroad answers with; `None` when Gumroad says it has none (HTTP 200 with `success: false`).
 /// Sent through the AWS SDK's own HTTP stack (hyper and rustls, the same TLS the function's AWS calls use), so
-/// the function links one HTTP client. A connector per call: no pooled connection outlives its runtime.
+/// the function links one HTTP client.
 async fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, String> {
-    let connector = Connector::builder()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .build();
+    let connector = connector();
     let encoded = encode(token).to_string();
     let address = format!("{url}?access_token={encoded}");
     // Errors can quote the request; the token, raw or encoded, never leaves this function.
@@ -91,6 +87,21 @@ async fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, Stri
         return Ok(None);
     }
     Ok(body.get("sale").cloned())
+}
+
+/// The process's connector to Gumroad, built once (its TLS set-up parses the system's root certificates). It
+/// keeps no idle connection: a pooled one would outlive the runtime that opened it (each test has its own), and
+/// a read-back is rare enough that a fresh connection costs nothing that matters.
+fn connector() -> &'static Connector {
+    static CONNECTOR: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(|| {
+        Connector::builder()
+            .pool_max_idle_per_host(0)
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build()
+    })
 }
 
 fn encode(text: &str) -> percent_encoding::PercentEncode<'_> {

@@ -1,5 +1,6 @@
-//! A DynamoDB Local of a test's own, for tests that stop and restart it (so the shared stack stays up for every
-//! other test), with its tables created from template.yaml and a `Stack` whose function uses it.
+//! A DynamoDB Local of a test's own, for tests that stop and restart it or cut the network to it (so the shared
+//! stack stays up for every other test), with its tables created from template.yaml and a `Stack` whose function
+//! uses it.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -69,6 +70,62 @@ pub fn start_dynamodb(port: u16, data: &std::path::Path) -> Server {
         std::thread::sleep(Duration::from_millis(100));
     }
     server
+}
+
+/// A TCP proxy in front of a local server that can cut the network to it: `cut` drops every open connection and
+/// refuses new ones until `restore`, as an outage between the function and DynamoDB would. The server lives on, so
+/// a request it had already received is still applied whole (or not at all) and only its answer is lost: the
+/// faults a real outage brings, and never a half-applied transaction, which DynamoDB Local leaves behind when it is
+/// killed in the middle of one and DynamoDB itself never does.
+pub struct Cutoff {
+    pub port: u16,
+    upstream: u16,
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Cutoff {
+    pub async fn start(upstream: u16) -> Cutoff {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Cutoff {
+            port,
+            upstream,
+            serving: Some(tokio::spawn(forward(listener, upstream))),
+        }
+    }
+
+    /// Closes the listening socket (new connections are refused) and every forwarded connection.
+    pub async fn cut(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+            let _ = serving.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serving = Some(tokio::spawn(forward(listener, self.upstream)));
+    }
+}
+
+/// Accepts connections and forwards each to `upstream`. Its connections live in a `JoinSet` it owns, so aborting
+/// this task drops them all along with the listener.
+async fn forward(listener: tokio::net::TcpListener, upstream: u16) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        connections.spawn(async move {
+            if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
 }
 
 /// The function and its stores against the DynamoDB Local on `port` (tables `<prefix>-…`, created from

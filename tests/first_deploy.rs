@@ -346,6 +346,53 @@ async fn doctor_is_green_on_a_healthy_stack() {
     let (doc, code) = doctor(keymint().arg("doctor").env("KEYMINT_API_URL", &api.url));
     assert_eq!(not_ok(&doc), Vec::<String>::new(), "{doc:#}");
     assert_eq!(code, 0);
+    // With the stack's SenderIdentity (CliEnvironment exports it), the sender is compared with what the
+    // function's role may send as.
+    let summary = |doc: &Value| {
+        check(doc, "ses-sender")["summary"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (doc, _) = doctor(keymint().args(["doctor", t, "--api-url", &api.url]));
+    assert!(
+        summary(&doc).contains("KEYMINT_SENDER_IDENTITY is not set"),
+        "{doc:#}"
+    );
+    let sender = sender();
+    let (doc, code) = doctor(
+        keymint()
+            .args(["doctor", t, "--api-url", &api.url])
+            .env("KEYMINT_SENDER_IDENTITY", &sender),
+    );
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(
+        summary(&doc).ends_with(&format!("which the stack's SenderIdentity {sender} covers")),
+        "{doc:#}"
+    );
+    // Another domain; and the sender's own domain, which does not cover it either: the address is verified as an
+    // identity of its own, and SES authorizes the send against that one.
+    let (_, domain) = sender.split_once('@').unwrap();
+    for elsewhere in ["elsewhere.example", domain] {
+        let (doc, code) = doctor(
+            keymint()
+                .args(["doctor", t, "--api-url", &api.url])
+                .env("KEYMINT_SENDER_IDENTITY", elsewhere),
+        );
+        assert_eq!(code, 10, "{doc:#}");
+        let sender_check = check(&doc, "ses-sender");
+        assert_eq!(sender_check["status"], "fail");
+        assert!(
+            summary(&doc).contains(&format!(
+                "the function's role may send only as the stack's SenderIdentity {elsewhere} and its domain: SES refuses every key email with AccessDenied"
+            )),
+            "{doc:#}"
+        );
+        assert!(
+            fixes(sender_check).contains(&format!("--parameter-overrides SenderIdentity={sender}")),
+            "{doc:#}"
+        );
+    }
     // Gumroad is skipped, not failed, without an access token.
     let (doc, code) = doctor(keymint().args(["doctor", t, "--api-url", &api.url]));
     assert_eq!(code, 0, "{doc:#}");

@@ -30,6 +30,10 @@ pub struct DoctorArgs {
     /// The API's base URL (the stack's ApiUrl output).
     #[arg(long, env = "KEYMINT_API_URL")]
     api_url: Option<String>,
+    /// The stack's SenderIdentity parameter (in its CliEnvironment output): the only identity, with its domain,
+    /// the function's role may send as. Given, the sender check also compares the tenant's sender with it.
+    #[arg(long, env = "KEYMINT_SENDER_IDENTITY")]
+    sender_identity: Option<String>,
     /// How far back failed key emails count (90s, 45m, 12h, 7d; at most 365d).
     #[arg(long, default_value = "7d")]
     since: String,
@@ -146,7 +150,7 @@ pub async fn run(args: DoctorArgs, out: &mut Output) -> Result<(), CliError> {
 
     let ses = SesAdmin::new(&sdk);
     if let Some(tenant) = &tenant {
-        check_sender(&ses, tenant, &mut list).await;
+        check_sender(&ses, tenant, args.sender_identity.as_deref(), &mut list).await;
     }
     check_quota(&ses, &mut list).await;
     check_api(
@@ -462,8 +466,13 @@ async fn check_kms(sdk: &aws_config::SdkConfig, tenant: Option<&Tenant>, list: &
     }
 }
 
-/// The tenant's sender is a verified identity (a domain with DKIM).
-async fn check_sender(ses: &SesAdmin, tenant: &Tenant, list: &mut Checklist) {
+/// The tenant's sender is a verified identity (a domain with DKIM) that the function's role may send as.
+async fn check_sender(
+    ses: &SesAdmin,
+    tenant: &Tenant,
+    sender_identity: Option<&str>,
+    list: &mut Checklist,
+) {
     let sender = &tenant.sender;
     let standing = match ses.sender_standing(sender).await {
         Ok(standing) => standing,
@@ -472,35 +481,65 @@ async fn check_sender(ses: &SesAdmin, tenant: &Tenant, list: &mut Checklist) {
             return;
         }
     };
-    match &standing {
-        SenderStanding::Verified { identity, domain: false } => list.ok(
-            "ses-sender",
-            format!("sender {sender} is verified in SES ({identity})"),
-        ),
-        SenderStanding::Verified { identity, domain: true } => {
-            match ses.dkim(std::slice::from_ref(identity)).await {
-                Ok(dkim) => match dkim.get(identity.as_str()) {
-                    Some(state) if state.as_str() == "Success" => list.ok(
-                        "ses-sender",
-                        format!("sender {sender} is verified through the domain {identity}, with DKIM"),
-                    ),
-                    state => list.fail(
+    let SenderStanding::Verified { identity, domain } = &standing else {
+        let (problem, fix) = unverified_sender(sender, &standing, &ses.region);
+        list.fail("ses-sender", problem, fix);
+        return;
+    };
+    let verified = if *domain {
+        match ses.dkim(std::slice::from_ref(identity)).await {
+            Ok(dkim) => match dkim.get(identity.as_str()) {
+                Some(state) if state.as_str() == "Success" => {
+                    format!("sender {sender} is verified through the domain {identity}, with DKIM")
+                }
+                state => {
+                    return list.fail(
                         "ses-sender",
                         format!(
                             "sender {sender} is verified through {identity}, but its DKIM is {}: mail is more likely to land in spam, and Gmail and Yahoo refuse unauthenticated bulk mail",
                             state.map_or("not set up", |s| s.as_str())
                         ),
                         format!("keymint ses verify {identity} (add the three CNAME records it prints)"),
-                    ),
-                },
-                Err(err) => list.fail("ses-sender", err.to_string(), AWS_FIX),
-            }
+                    );
+                }
+            },
+            Err(err) => return list.fail("ses-sender", err.to_string(), AWS_FIX),
         }
-        other => {
-            let (problem, fix) = unverified_sender(sender, other, &ses.region);
-            list.fail("ses-sender", problem, fix);
-        }
+    } else {
+        format!("sender {sender} is verified in SES ({identity})")
+    };
+    match sender_identity {
+        None => list.ok(
+            "ses-sender",
+            format!("{verified}; not compared with the stack's SenderIdentity (KEYMINT_SENDER_IDENTITY is not set: export the stack's CliEnvironment output)"),
+        ),
+        Some(allowed) if role_may_send_as(allowed, identity) => list.ok(
+            "ses-sender",
+            format!("{verified}, which the stack's SenderIdentity {allowed} covers"),
+        ),
+        Some(allowed) => list.fail(
+            "ses-sender",
+            format!(
+                "{verified}, but the function's role may send only as the stack's SenderIdentity {allowed} and its domain: SES refuses every key email with AccessDenied (it authorizes a send against the most specific verified identity, here {identity})"
+            ),
+            format!(
+                "`keymint tenant set {} --sender <an address SenderIdentity covers>`, or deploy again with `sam deploy --parameter-overrides SenderIdentity={identity}`",
+                tenant.tenant_id
+            ),
+        ),
     }
+}
+
+/// Whether the role the template gives the function may send through the verified `identity`: SES authorizes a
+/// send against the identity that verifies the From address, and the role allows `identity/<SenderIdentity>`
+/// and `identity/<its domain>` (template.yaml, SendAsSenderIdentity and SendAsSenderDomain).
+fn role_may_send_as(sender_identity: &str, identity: &str) -> bool {
+    let sender_identity = sender_identity.trim().to_ascii_lowercase();
+    let domain = sender_identity
+        .rsplit_once('@')
+        .map_or(sender_identity.as_str(), |(_, domain)| domain);
+    let identity = identity.to_ascii_lowercase();
+    identity == sender_identity || identity == domain
 }
 
 /// Out of the sandbox, with room left in today's quota.
@@ -802,5 +841,26 @@ mod tests {
             ))
         );
         assert_eq!(endpoint("not a url"), None);
+    }
+
+    #[test]
+    fn the_role_sends_as_sender_identity_and_its_domain_only() {
+        // SenderIdentity a domain: the domain itself (an address verified through it is checked as it).
+        assert!(role_may_send_as("mydomain.com", "mydomain.com"));
+        assert!(role_may_send_as("MyDomain.com", "mydomain.com"));
+        assert!(!role_may_send_as("mydomain.com", "licenses@mydomain.com"));
+        assert!(!role_may_send_as("mydomain.com", "other.com"));
+        assert!(!role_may_send_as("mydomain.com", "shop.mydomain.com"));
+        // SenderIdentity an address: the address, or its domain.
+        assert!(role_may_send_as(
+            "licenses@mydomain.com",
+            "licenses@mydomain.com"
+        ));
+        assert!(role_may_send_as("licenses@mydomain.com", "mydomain.com"));
+        assert!(!role_may_send_as(
+            "licenses@mydomain.com",
+            "sales@mydomain.com"
+        ));
+        assert!(!role_may_send_as("licenses@mydomain.com", "mydomain.co"));
     }
 }

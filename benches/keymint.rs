@@ -29,6 +29,10 @@ use serde_json::{Value, json};
 
 #[path = "support/license_api.rs"]
 mod license_api;
+#[path = "support/timing_proxy.rs"]
+mod timing_proxy;
+
+use timing_proxy::{TimingProxy, Waited};
 
 type Item = std::collections::HashMap<String, AttributeValue>;
 
@@ -566,9 +570,11 @@ impl RuntimeApi {
         let _ = next.respond(response);
     }
 
-    /// Starts a function binary as Lambda does, pointed at this Runtime API.
-    fn spawn(&self, binary: &str) -> Child {
+    /// Starts a function binary as Lambda does, pointed at this Runtime API, with the bench's environment and
+    /// `env` on top.
+    fn spawn(&self, binary: &str, env: &[(&str, String)]) -> Child {
         Command::new(binary)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", self.port))
             .env("AWS_LAMBDA_FUNCTION_NAME", "keymint-api")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -633,24 +639,71 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 const COLD_REQUESTS: usize = 6;
 
 /// One start of a binary: spawn → first poll, the first request's latency, the median of the warm requests after
-/// it (same process, same path through the Runtime API), and whether every answer was a 200.
+/// it (same process, same path through the Runtime API), and whether every answer was a 200. Started with
+/// timing proxies in front of its AWS endpoints, also how long each request waited on them and how many
+/// connections it opened.
 struct ColdRun {
     to_poll: f64,
     first: f64,
     warm: f64,
+    first_waited: Waited,
+    warm_waited: f64,
+    warm_connections: usize,
     all_ok: bool,
 }
 
-fn cold_start(api: &RuntimeApi, binary: &str, events: &[String]) -> ColdRun {
+/// The timing proxies of a split run, and the endpoint variables that send the function through them.
+struct Proxied {
+    proxies: Vec<TimingProxy>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Proxied {
+    /// One proxy per endpoint variable, in front of the endpoint it names (`http://host:port`).
+    fn new(vars: &[&'static str]) -> Self {
+        let proxies: Vec<TimingProxy> = vars
+            .iter()
+            .map(|var| TimingProxy::start(env(var).trim_start_matches("http://").to_owned()))
+            .collect();
+        let env = vars
+            .iter()
+            .zip(&proxies)
+            .map(|(var, proxy)| (*var, format!("http://127.0.0.1:{}", proxy.port)))
+            .collect();
+        Self { proxies, env }
+    }
+
+    fn take(&self) -> Waited {
+        self.proxies.iter().fold(Waited::default(), |sum, proxy| {
+            let waited = proxy.take();
+            Waited {
+                time: sum.time + waited.time,
+                connections: sum.connections + waited.connections,
+            }
+        })
+    }
+}
+
+fn cold_start(
+    api: &RuntimeApi,
+    binary: &str,
+    events: &[String],
+    proxied: Option<&Proxied>,
+) -> ColdRun {
     let started = Instant::now();
-    let child = api.spawn(binary);
+    let child = api.spawn(binary, proxied.map_or(&[][..], |p| &p.env));
     let mut next = api.next();
     let to_poll = ms(started.elapsed());
     let mut latencies = Vec::with_capacity(events.len());
+    let mut waits = Vec::with_capacity(events.len());
     let mut all_ok = true;
     for event in events {
+        if let Some(proxied) = proxied {
+            proxied.take();
+        }
         let (answer, latency) = api.invoke(next, event);
         latencies.push(ms(latency));
+        waits.push(proxied.map(Proxied::take).unwrap_or_default());
         all_ok &= answer["statusCode"].as_u64() == Some(200);
         // Take the function's next poll: the next event, or idle when stopped.
         next = api.next();
@@ -660,6 +713,9 @@ fn cold_start(api: &RuntimeApi, binary: &str, events: &[String]) -> ColdRun {
         to_poll,
         first: latencies[0],
         warm: median(latencies[1..].to_vec()),
+        first_waited: waits[0],
+        warm_waited: median(waits[1..].iter().map(|w| ms(w.time)).collect()),
+        warm_connections: waits[1..].iter().map(|w| w.connections).sum(),
         all_ok,
     }
 }
@@ -1024,8 +1080,8 @@ async fn main() {
                     let tests: Vec<String> = (0..COLD_REQUESTS)
                         .map(|_| pings2.event(Kind::TestPing))
                         .collect();
-                    api_runs.push(cold_start(&runtime, &api_bin, &sales));
-                    hello_runs.push(cold_start(&runtime, &hello_bin, &tests));
+                    api_runs.push(cold_start(&runtime, &api_bin, &sales, None));
+                    hello_runs.push(cold_start(&runtime, &hello_bin, &tests, None));
                 }
                 (api_runs, hello_runs)
             }
@@ -1074,12 +1130,69 @@ async fn main() {
         ));
         report.line("");
 
+        // The same starts again with timing proxies in front of DynamoDB and SES: what the first request's extra
+        // time is made of.
+        let pings4 = pings.clone();
+        let split_runs = tokio::task::spawn_blocking({
+            let api_bin = api_bin.clone();
+            move || {
+                let runtime = RuntimeApi::new();
+                let proxied = Proxied::new(&["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SES"]);
+                (0..cold_runs)
+                    .map(|_| {
+                        let sales: Vec<String> = (0..COLD_REQUESTS)
+                            .map(|_| pings4.event(Kind::NewSale))
+                            .collect();
+                        cold_start(&runtime, &api_bin, &sales, Some(&proxied))
+                    })
+                    .collect::<Vec<ColdRun>>()
+            }
+        })
+        .await
+        .unwrap();
+        let first = med(&split_runs, |r| r.first);
+        let warm = med(&split_runs, |r| r.warm);
+        let first_waited = med(&split_runs, |r| ms(r.first_waited.time));
+        let warm_waited = med(&split_runs, |r| r.warm_waited);
+        let first_inside = med(&split_runs, |r| r.first - ms(r.first_waited.time));
+        let warm_inside = med(&split_runs, |r| r.warm - r.warm_waited);
+        let connections = med(&split_runs, |r| r.first_waited.connections as f64);
+        let warm_connections: usize = split_runs.iter().map(|r| r.warm_connections).sum();
+        report.line(format!(
+            "#### Where the first request's time goes ({cold_runs} more starts, DynamoDB and SES behind timing proxies)"
+        ));
+        report.line("");
+        report.line(
+            "Waiting = from the first byte of each AWS request to the last byte of its answer, summed, as the \
+             proxies see it (new connections included); inside = the rest of the request's time through the \
+             Runtime API. Medians per column.",
+        );
+        report.line("");
+        report.line("| request | total ms | waiting on DynamoDB and SES ms | inside the function ms | connections opened |");
+        report.line("|---|---:|---:|---:|---:|");
+        report.line(format!(
+            "| first | {first:.2} | {first_waited:.2} | {first_inside:.2} | {connections:.0} |"
+        ));
+        report.line(format!(
+            "| warm | {warm:.2} | {warm_waited:.2} | {warm_inside:.2} | {warm_connections} in all {} warm requests |",
+            cold_runs * (COLD_REQUESTS - 1)
+        ));
+        report.line("");
+        report.line(format!(
+            "**First − warm: {:.2} ms, of which waiting on AWS {:.2} ms and inside the function {:.2} ms (first / warm {:.2}× through the proxies).**",
+            first - warm,
+            first_waited - warm_waited,
+            first_inside - warm_inside,
+            first / warm
+        ));
+        report.line("");
+
         // Memory: one process, many pings through the Runtime API.
         let pings3 = pings.clone();
         let (hwm_start, hwm_end, rss_end, served, wrong, elapsed) =
             tokio::task::spawn_blocking(move || {
                 let runtime = RuntimeApi::new();
-                let child = runtime.spawn(&api_bin);
+                let child = runtime.spawn(&api_bin, &[]);
                 let pid = child.id();
                 let mut next = runtime.next();
                 let hwm_start = rss_kib(pid, "VmHWM:");

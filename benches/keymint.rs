@@ -635,6 +635,14 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A new sale's AWS calls in the order it makes them (the requests-per-ping table counts the same).
+const NEW_SALE_CALLS: [&str; 4] = [
+    "DynamoDB `Query` (tenant + products)",
+    "DynamoDB `TransactWriteItems` (license, payment, records)",
+    "SES `SendEmail` (the key email)",
+    "DynamoDB `UpdateItem` (email recorded as sent)",
+];
+
 /// Requests handed to each fresh process in the cold-start runs: the first, then warm ones of the same kind.
 const COLD_REQUESTS: usize = 6;
 
@@ -646,9 +654,13 @@ struct ColdRun {
     to_poll: f64,
     first: f64,
     warm: f64,
-    first_waited: Waited,
+    first_waited: f64,
+    first_connections: usize,
     warm_waited: f64,
     warm_connections: usize,
+    /// Each request's AWS calls in the order they were made: how long each waited, and how much of that the
+    /// function was still sending its request (ms).
+    calls: Vec<Vec<(f64, f64)>>,
     all_ok: bool,
 }
 
@@ -673,14 +685,17 @@ impl Proxied {
         Self { proxies, env }
     }
 
+    /// What every proxy saw since the last call, its exchanges in the order they started.
     fn take(&self) -> Waited {
-        self.proxies.iter().fold(Waited::default(), |sum, proxy| {
+        let mut all = Waited::default();
+        for proxy in &self.proxies {
             let waited = proxy.take();
-            Waited {
-                time: sum.time + waited.time,
-                connections: sum.connections + waited.connections,
-            }
-        })
+            all.time += waited.time;
+            all.connections += waited.connections;
+            all.exchanges.extend(waited.exchanges);
+        }
+        all.exchanges.sort_by_key(|exchanged| exchanged.started);
+        all
     }
 }
 
@@ -713,9 +728,19 @@ fn cold_start(
         to_poll,
         first: latencies[0],
         warm: median(latencies[1..].to_vec()),
-        first_waited: waits[0],
+        first_waited: ms(waits[0].time),
+        first_connections: waits[0].connections,
         warm_waited: median(waits[1..].iter().map(|w| ms(w.time)).collect()),
         warm_connections: waits[1..].iter().map(|w| w.connections).sum(),
+        calls: waits
+            .iter()
+            .map(|w| {
+                w.exchanges
+                    .iter()
+                    .map(|e| (ms(e.took), ms(e.sending)))
+                    .collect()
+            })
+            .collect(),
         all_ok,
     }
 }
@@ -1152,11 +1177,11 @@ async fn main() {
         .unwrap();
         let first = med(&split_runs, |r| r.first);
         let warm = med(&split_runs, |r| r.warm);
-        let first_waited = med(&split_runs, |r| ms(r.first_waited.time));
+        let first_waited = med(&split_runs, |r| r.first_waited);
         let warm_waited = med(&split_runs, |r| r.warm_waited);
-        let first_inside = med(&split_runs, |r| r.first - ms(r.first_waited.time));
+        let first_inside = med(&split_runs, |r| r.first - r.first_waited);
         let warm_inside = med(&split_runs, |r| r.warm - r.warm_waited);
-        let connections = med(&split_runs, |r| r.first_waited.connections as f64);
+        let connections = med(&split_runs, |r| r.first_connections as f64);
         let warm_connections: usize = split_runs.iter().map(|r| r.warm_connections).sum();
         report.line(format!(
             "#### Where the first request's time goes ({cold_runs} more starts, DynamoDB and SES behind timing proxies)"
@@ -1185,6 +1210,47 @@ async fn main() {
             first_inside - warm_inside,
             first / warm
         ));
+        report.line("");
+        // Call by call, for the processes whose every request made the new sale's four calls.
+        let four: Vec<&ColdRun> = split_runs
+            .iter()
+            .filter(|r| {
+                r.calls
+                    .iter()
+                    .all(|calls| calls.len() == NEW_SALE_CALLS.len())
+            })
+            .collect();
+        report.line(format!(
+            "Each AWS call of a new sale, waited on (median ms; the {} of {cold_runs} processes whose every request made exactly these calls):",
+            four.len()
+        ));
+        report.line("");
+        report.line("| call | first request | warm requests | first − warm | of the first, still sending the request | of a warm one |");
+        report.line("|---|---:|---:|---:|---:|---:|");
+        for (i, name) in NEW_SALE_CALLS.iter().enumerate() {
+            if four.is_empty() {
+                break;
+            }
+            let first = |part: fn((f64, f64)) -> f64| {
+                median(four.iter().map(|r| part(r.calls[0][i])).collect())
+            };
+            let warm = |part: fn((f64, f64)) -> f64| {
+                median(
+                    four.iter()
+                        .flat_map(|r| r.calls[1..].iter().map(move |calls| part(calls[i])))
+                        .collect(),
+                )
+            };
+            let (took, sending) = (|c: (f64, f64)| c.0, |c: (f64, f64)| c.1);
+            report.line(format!(
+                "| {name} | {:.2} | {:.2} | {:+.2} | {:.2} | {:.2} |",
+                first(took),
+                warm(took),
+                first(took) - warm(took),
+                first(sending),
+                warm(sending)
+            ));
+        }
         report.line("");
 
         // Memory: one process, many pings through the Runtime API.

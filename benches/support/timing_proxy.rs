@@ -9,18 +9,30 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Waited {
     pub time: Duration,
     pub connections: usize,
+    pub exchanges: Vec<Exchanged>,
 }
 
-/// Where one connection is: idle, a request on its way (since its first byte), or an answer coming back (its
-/// latest chunk).
+/// One request and its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchanged {
+    /// When the request's first byte came.
+    pub started: Instant,
+    /// From then to the answer's last byte.
+    pub took: Duration,
+    /// From then to the request's last byte: the part of `took` the client itself was still sending.
+    pub sending: Duration,
+}
+
+/// Where one connection is: idle, a request on its way (its first and latest chunk), or an answer coming back
+/// (its latest chunk).
 #[derive(Clone, Copy)]
 enum Exchange {
     Idle,
-    Asking(Instant),
+    Asking { first: Instant, last: Instant },
     Answering(Instant),
 }
 
@@ -64,18 +76,36 @@ fn forward(client: TcpStream, server: TcpStream, totals: Arc<Mutex<Waited>>) {
     std::thread::spawn(move || {
         pipe(client_in, server_out, Seen::BeforePassingOn, |now| {
             let mut exchange = asking.lock().unwrap();
-            if !matches!(*exchange, Exchange::Asking(_)) {
-                *exchange = Exchange::Asking(now);
-            }
+            *exchange = match *exchange {
+                Exchange::Asking { first, .. } => Exchange::Asking { first, last: now },
+                _ => Exchange::Asking {
+                    first: now,
+                    last: now,
+                },
+            };
         })
     });
     std::thread::spawn(move || {
         pipe(server, client, Seen::AfterPassingOn, |now| {
             let mut exchange = exchange.lock().unwrap();
-            if let Exchange::Asking(since) | Exchange::Answering(since) = *exchange {
-                totals.lock().unwrap().time += now - since;
-                *exchange = Exchange::Answering(now);
+            let mut totals = totals.lock().unwrap();
+            let since = match *exchange {
+                Exchange::Idle => return,
+                Exchange::Asking { first, last } => {
+                    totals.exchanges.push(Exchanged {
+                        started: first,
+                        took: Duration::ZERO,
+                        sending: last - first,
+                    });
+                    first
+                }
+                Exchange::Answering(last) => last,
+            };
+            totals.time += now - since;
+            if let Some(exchanged) = totals.exchanges.last_mut() {
+                exchanged.took += now - since;
             }
+            *exchange = Exchange::Answering(now);
         })
     });
 }

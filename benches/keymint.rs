@@ -690,7 +690,6 @@ impl Proxied {
         let mut all = Waited::default();
         for proxy in &self.proxies {
             let waited = proxy.take();
-            all.time += waited.time;
             all.connections += waited.connections;
             all.exchanges.extend(waited.exchanges);
         }
@@ -728,9 +727,9 @@ fn cold_start(
         to_poll,
         first: latencies[0],
         warm: median(latencies[1..].to_vec()),
-        first_waited: ms(waits[0].time),
+        first_waited: ms(waits[0].time()),
         first_connections: waits[0].connections,
-        warm_waited: median(waits[1..].iter().map(|w| ms(w.time)).collect()),
+        warm_waited: median(waits[1..].iter().map(|w| ms(w.time())).collect()),
         warm_connections: waits[1..].iter().map(|w| w.connections).sum(),
         calls: waits
             .iter()

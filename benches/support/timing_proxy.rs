@@ -9,11 +9,18 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What the client waited on the server for, since the last `take`.
 #[derive(Debug, Default, Clone)]
 pub struct Waited {
-    pub time: Duration,
     pub connections: usize,
     pub exchanges: Vec<Exchanged>,
+}
+
+impl Waited {
+    /// All exchanges' time together.
+    pub fn time(&self) -> Duration {
+        self.exchanges.iter().map(|e| e.took).sum()
+    }
 }
 
 /// One request and its answer.
@@ -101,7 +108,6 @@ fn forward(client: TcpStream, server: TcpStream, totals: Arc<Mutex<Waited>>) {
                 }
                 Exchange::Answering(last) => last,
             };
-            totals.time += now - since;
             if let Some(exchanged) = totals.exchanges.last_mut() {
                 exchanged.took += now - since;
             }

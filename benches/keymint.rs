@@ -32,7 +32,7 @@ mod license_api;
 #[path = "support/timing_proxy.rs"]
 mod timing_proxy;
 
-use timing_proxy::{TimingProxy, Waited};
+use timing_proxy::{Exchanged, TimingProxy, Waited};
 
 type Item = std::collections::HashMap<String, AttributeValue>;
 
@@ -646,22 +646,34 @@ const NEW_SALE_CALLS: [&str; 4] = [
 /// Requests handed to each fresh process in the cold-start runs: the first, then warm ones of the same kind.
 const COLD_REQUESTS: usize = 6;
 
-/// One start of a binary: spawn → first poll, the first request's latency, the median of the warm requests after
-/// it (same process, same path through the Runtime API), and whether every answer was a 200. Started with
-/// timing proxies in front of its AWS endpoints, also how long each request waited on them and how many
-/// connections it opened.
+/// One start of a binary: spawn → first poll, each request's latency (the first, then the warm ones after it in
+/// the same process, through the same Runtime API), and whether every answer was a 200. Started with timing
+/// proxies in front of its AWS endpoints, also what each request waited on them.
 struct ColdRun {
     to_poll: f64,
-    first: f64,
-    warm: f64,
-    first_waited: f64,
-    first_connections: usize,
-    warm_waited: f64,
-    warm_connections: usize,
-    /// Each request's AWS calls in the order they were made: how long each waited, and how much of that the
-    /// function was still sending its request (ms).
-    calls: Vec<Vec<(f64, f64)>>,
+    latencies: Vec<f64>,
+    /// One per request, empty without proxies.
+    waits: Vec<Waited>,
     all_ok: bool,
+}
+
+impl ColdRun {
+    fn first(&self) -> f64 {
+        self.latencies[0]
+    }
+
+    /// The median warm request.
+    fn warm(&self) -> f64 {
+        median(self.latencies[1..].to_vec())
+    }
+
+    fn first_waited(&self) -> f64 {
+        ms(self.waits[0].time())
+    }
+
+    fn warm_waited(&self) -> f64 {
+        median(self.waits[1..].iter().map(|w| ms(w.time())).collect())
+    }
 }
 
 /// The timing proxies of a split run, and the endpoint variables that send the function through them.
@@ -709,7 +721,7 @@ fn cold_start(
     let mut next = api.next();
     let to_poll = ms(started.elapsed());
     let mut latencies = Vec::with_capacity(events.len());
-    let mut waits = Vec::with_capacity(events.len());
+    let mut waits = Vec::new();
     let mut all_ok = true;
     for event in events {
         if let Some(proxied) = proxied {
@@ -717,7 +729,9 @@ fn cold_start(
         }
         let (answer, latency) = api.invoke(next, event);
         latencies.push(ms(latency));
-        waits.push(proxied.map(Proxied::take).unwrap_or_default());
+        if let Some(proxied) = proxied {
+            waits.push(proxied.take());
+        }
         all_ok &= answer["statusCode"].as_u64() == Some(200);
         // Take the function's next poll: the next event, or idle when stopped.
         next = api.next();
@@ -725,21 +739,8 @@ fn cold_start(
     stop(child);
     ColdRun {
         to_poll,
-        first: latencies[0],
-        warm: median(latencies[1..].to_vec()),
-        first_waited: ms(waits[0].time()),
-        first_connections: waits[0].connections,
-        warm_waited: median(waits[1..].iter().map(|w| ms(w.time())).collect()),
-        warm_connections: waits[1..].iter().map(|w| w.connections).sum(),
-        calls: waits
-            .iter()
-            .map(|w| {
-                w.exchanges
-                    .iter()
-                    .map(|e| (ms(e.took), ms(e.sending)))
-                    .collect()
-            })
-            .collect(),
+        latencies,
+        waits,
         all_ok,
     }
 }
@@ -1115,10 +1116,10 @@ async fn main() {
         let med = |runs: &[ColdRun], f: fn(&ColdRun) -> f64| median(runs.iter().map(f).collect());
         let api_poll = med(&api_runs, |r| r.to_poll);
         let hello_poll = med(&hello_runs, |r| r.to_poll);
-        let api_first = med(&api_runs, |r| r.first);
-        let api_warm = med(&api_runs, |r| r.warm);
-        let hello_first = med(&hello_runs, |r| r.first);
-        let hello_warm = med(&hello_runs, |r| r.warm);
+        let api_first = med(&api_runs, |r| r.first());
+        let api_warm = med(&api_runs, |r| r.warm());
+        let hello_first = med(&hello_runs, |r| r.first());
+        let hello_warm = med(&hello_runs, |r| r.warm());
         let api_ok = api_runs.iter().filter(|r| r.all_ok).count();
         report.line(format!(
             "### Cold start: spawn → first poll of a local Lambda Runtime API (median of {cold_runs} starts each, release builds)"
@@ -1174,14 +1175,17 @@ async fn main() {
         })
         .await
         .unwrap();
-        let first = med(&split_runs, |r| r.first);
-        let warm = med(&split_runs, |r| r.warm);
-        let first_waited = med(&split_runs, |r| r.first_waited);
-        let warm_waited = med(&split_runs, |r| r.warm_waited);
-        let first_inside = med(&split_runs, |r| r.first - r.first_waited);
-        let warm_inside = med(&split_runs, |r| r.warm - r.warm_waited);
-        let connections = med(&split_runs, |r| r.first_connections as f64);
-        let warm_connections: usize = split_runs.iter().map(|r| r.warm_connections).sum();
+        let first = med(&split_runs, |r| r.first());
+        let warm = med(&split_runs, |r| r.warm());
+        let first_waited = med(&split_runs, ColdRun::first_waited);
+        let warm_waited = med(&split_runs, ColdRun::warm_waited);
+        let first_inside = med(&split_runs, |r| r.first() - r.first_waited());
+        let warm_inside = med(&split_runs, |r| r.warm() - r.warm_waited());
+        let connections = med(&split_runs, |r| r.waits[0].connections as f64);
+        let warm_connections: usize = split_runs
+            .iter()
+            .flat_map(|r| r.waits[1..].iter().map(|w| w.connections))
+            .sum();
         report.line(format!(
             "#### Where the first request's time goes ({cold_runs} more starts, DynamoDB and SES behind timing proxies)"
         ));
@@ -1214,9 +1218,9 @@ async fn main() {
         let four: Vec<&ColdRun> = split_runs
             .iter()
             .filter(|r| {
-                r.calls
+                r.waits
                     .iter()
-                    .all(|calls| calls.len() == NEW_SALE_CALLS.len())
+                    .all(|w| w.exchanges.len() == NEW_SALE_CALLS.len())
             })
             .collect();
         report.line(format!(
@@ -1230,17 +1234,21 @@ async fn main() {
             if four.is_empty() {
                 break;
             }
-            let first = |part: fn((f64, f64)) -> f64| {
-                median(four.iter().map(|r| part(r.calls[0][i])).collect())
-            };
-            let warm = |part: fn((f64, f64)) -> f64| {
+            let first = |part: fn(&Exchanged) -> Duration| {
                 median(
                     four.iter()
-                        .flat_map(|r| r.calls[1..].iter().map(move |calls| part(calls[i])))
+                        .map(|r| ms(part(&r.waits[0].exchanges[i])))
                         .collect(),
                 )
             };
-            let (took, sending) = (|c: (f64, f64)| c.0, |c: (f64, f64)| c.1);
+            let warm = |part: fn(&Exchanged) -> Duration| {
+                median(
+                    four.iter()
+                        .flat_map(|r| r.waits[1..].iter().map(move |w| ms(part(&w.exchanges[i]))))
+                        .collect(),
+                )
+            };
+            let (took, sending) = (|e: &Exchanged| e.took, |e: &Exchanged| e.sending);
             report.line(format!(
                 "| {name} | {:.2} | {:.2} | {:+.2} | {:.2} | {:.2} |",
                 first(took),

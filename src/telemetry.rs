@@ -18,7 +18,7 @@ use crate::domain::{EmailFailure, TenantId};
 pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn";
 
 /// `RUST_LOG` when it is set and valid, else `DEFAULT_FILTER`. `RUST_LOG` is a comma-separated list of a default
-/// level and `target=level` directives (`debug`, `info,keymint::sale=debug`): `tracing_subscriber`'s `Targets`,
+/// level and `target=level` directives (`warn`, `warn,keymint=info`): `tracing_subscriber`'s `Targets`,
 /// which needs no regular-expression engine in the function, unlike `EnvFilter`'s span and field filters.
 pub fn filter() -> Targets {
     std::env::var("RUST_LOG")

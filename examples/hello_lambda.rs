@@ -1,4 +1,4 @@
-//! The smallest `lambda_http` function, built with keymint's release profile: the bench's cold-start baseline.
+//! The smallest `lambda_http` function, built with keystead's release profile: the bench's cold-start baseline.
 
 use lambda_http::{Body, Error, Request, Response, service_fn};
 

@@ -1,4 +1,4 @@
-//! Gumroad's own license API, answered by keymint: `POST /v2/licenses/verify` with Gumroad's parameters and in
+//! Gumroad's own license API, answered by keystead: `POST /v2/licenses/verify` with Gumroad's parameters and in
 //! Gumroad's shapes, from what each sale's ping carried, so an app moves by changing one base URL.
 
 use serde_json::{Value, json};

@@ -1,9 +1,9 @@
-//! keymint turns Gumroad sales into software license keys inside the seller's own AWS account.
+//! keystead turns Gumroad sales into software license keys inside the seller's own AWS account.
 //!
 //! Where things live: `gumroad` reads pings, `domain` holds the license vocabulary, `sale` turns a sale into
 //! a license, payment and email, `storage` and `mail` are the ports with their AWS adapters, `http` is the
 //! Lambda adapter and `cli` the seller's admin tool (the `cli` feature, on by default; the function, in
-//! `keymint-api/`, builds without it).
+//! `keystead-api/`, builds without it).
 
 pub mod auth;
 #[cfg(feature = "cli")]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keymint_verify::LeaseClaims;
+use keystead_verify::LeaseClaims;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;

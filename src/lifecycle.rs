@@ -1,5 +1,5 @@
 //! What Gumroad's events do to a license: refunds revoke (by the tenant's policy), disputes suspend, won disputes
-//! restore, ended subscriptions expire and restarted ones come back. An event for a sale keymint has not seen yet
+//! restore, ended subscriptions expire and restarted ones come back. An event for a sale keystead has not seen yet
 //! leaves a marker, so that the sale, when it lands, is minted in the state the event says.
 
 use std::time::Duration;

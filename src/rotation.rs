@@ -1,6 +1,6 @@
 //! Replacing a license's key (a leaked or lost key): a new key of the same product, the old one refused at once.
 //! Status, seats, machines, expiry and history stay; only the key and its hash change. The buyer's portal and
-//! `keymint license rotate` share this path.
+//! `keystead license rotate` share this path.
 
 use crate::domain::{License, LicenseKey, LicenseStatus, Tenant};
 use crate::storage::{Backend, MAX_MACHINES_TO_MOVE, Replaced, StoreError};

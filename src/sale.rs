@@ -54,7 +54,7 @@ pub struct SaleOrder<'a> {
     pub quantity: u32,
     pub sale_timestamp: Option<String>,
     pub subscription_id: Option<String>,
-    /// `is_recurring_charge=true`: a renewal when keymint knows the subscription.
+    /// `is_recurring_charge=true`: a renewal when keystead knows the subscription.
     pub is_recurring_charge: bool,
     /// `gumroad` or `manual`.
     pub source: &'static str,
@@ -188,7 +188,7 @@ fn unix(at: OffsetDateTime) -> i64 {
 }
 
 /// The key a sale's license carries: Gumroad's own for a product whose key source is Gumroad (when the ping has
-/// one and `own_key` allows it), keymint's otherwise.
+/// one and `own_key` allows it), keystead's otherwise.
 fn license_key(order: &SaleOrder<'_>, own_key: bool) -> Result<LicenseKey, SaleError> {
     let product = order.product;
     if product.key_source == KeySource::Gumroad {
@@ -196,11 +196,11 @@ fn license_key(order: &SaleOrder<'_>, own_key: bool) -> Result<LicenseKey, SaleE
             Some(key) if own_key => return Ok(LicenseKey::from_string(key.clone())),
             Some(_) => tracing::warn!(
                 product = %product.product_id,
-                "Gumroad's key is already another license's: minting a keymint key instead"
+                "Gumroad's key is already another license's: minting a keystead key instead"
             ),
             None => tracing::warn!(
                 product = %product.product_id,
-                "the sale carries no license_key although the product keeps Gumroad's keys: minting a keymint key"
+                "the sale carries no license_key although the product keeps Gumroad's keys: minting a keystead key"
             ),
         }
     }
@@ -406,7 +406,7 @@ pub async fn issue(
     }
 }
 
-/// A renewal payment on a subscription keymint knows: extend the license by the key type's duration (from its
+/// A renewal payment on a subscription keystead knows: extend the license by the key type's duration (from its
 /// current expiry, or from now when that has passed), record the payment, send nothing.
 async fn renew(
     store: &dyn Store,

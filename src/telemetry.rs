@@ -13,12 +13,12 @@ use tracing_subscriber::util::TryInitError;
 
 use crate::domain::{EmailFailure, TenantId};
 
-/// What is logged when `RUST_LOG` is unset: keymint's own lines from info up, and only warnings from the AWS
+/// What is logged when `RUST_LOG` is unset: keystead's own lines from info up, and only warnings from the AWS
 /// SDK's configuration and runtime.
 pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn";
 
 /// `RUST_LOG` when it is set and valid, else `DEFAULT_FILTER`. `RUST_LOG` is a comma-separated list of a default
-/// level and `target=level` directives (`warn`, `warn,keymint=info`): `tracing_subscriber`'s `Targets`,
+/// level and `target=level` directives (`warn`, `warn,keystead=info`): `tracing_subscriber`'s `Targets`,
 /// which needs no regular-expression engine in the function, unlike `EnvFilter`'s span and field filters.
 pub fn filter() -> Targets {
     std::env::var("RUST_LOG")
@@ -31,7 +31,7 @@ pub fn filter() -> Targets {
 pub fn init() {
     let result = if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
         && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
-        && std::env::var_os("KEYMINT_LOG_TEXT").is_none()
+        && std::env::var_os("KEYSTEAD_LOG_TEXT").is_none()
     {
         try_init_json(filter(), std::io::stderr)
     } else {
@@ -91,7 +91,7 @@ where
 }
 
 /// A log writer that masks every email address in what it writes (`jane@example.com` becomes
-/// `j***@example.com`), whoever wrote it. keymint logs buyers only masked, but an error from a provider can carry a
+/// `j***@example.com`), whoever wrote it. keystead logs buyers only masked, but an error from a provider can carry a
 /// full address: SES in sandbox mode names the unverified recipient in its `MessageRejected` message.
 #[derive(Clone, Copy, Debug)]
 pub struct MaskEmails<M>(pub M);
@@ -166,7 +166,7 @@ pub fn disable_metrics() {
 }
 
 /// Counts a failed key email in CloudWatch through the embedded metric format: one JSON line on stdout, which
-/// Lambda ships to CloudWatch Logs and CloudWatch turns into the `keymint/EmailFailures` metric, once in all and
+/// Lambda ships to CloudWatch Logs and CloudWatch turns into the `keystead/EmailFailures` metric, once in all and
 /// once per `Reason` (the alarms watch each reason, so a notification says why).
 pub fn count_email_failure(reason: EmailFailure, tenant: &TenantId) {
     if !METRICS.load(std::sync::atomic::Ordering::Relaxed) {
@@ -190,7 +190,7 @@ pub fn email_failure_metric(
         "_aws": {
             "Timestamp": timestamp_millis,
             "CloudWatchMetrics": [{
-                "Namespace": "keymint",
+                "Namespace": "keystead",
                 "Dimensions": [[], ["Reason"]],
                 "Metrics": [{"Name": "EmailFailures", "Unit": "Count"}]
             }]
@@ -206,10 +206,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_filter_keeps_keymint_at_info_and_the_sdk_at_warn() {
+    fn the_default_filter_keeps_keystead_at_info_and_the_sdk_at_warn() {
         let filter: Targets = DEFAULT_FILTER.parse().unwrap_or_else(|e| panic!("{e}"));
-        assert!(filter.would_enable("keymint::sale", &tracing::Level::INFO));
-        assert!(!filter.would_enable("keymint::sale", &tracing::Level::DEBUG));
+        assert!(filter.would_enable("keystead::sale", &tracing::Level::INFO));
+        assert!(!filter.would_enable("keystead::sale", &tracing::Level::DEBUG));
         assert!(filter.would_enable("aws_config::loader", &tracing::Level::WARN));
         assert!(!filter.would_enable("aws_config::loader", &tracing::Level::INFO));
         assert!(!filter.would_enable("aws_smithy_runtime::client", &tracing::Level::INFO));
@@ -223,7 +223,7 @@ mod tests {
             &tenant,
             1_700_000_000_000,
         );
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "keymint");
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "keystead");
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             serde_json::json!([[], ["Reason"]])

@@ -1,4 +1,4 @@
-//! The admin CLI `keymint`, driven as a seller drives it: the real binary against the local stack, every command's
+//! The admin CLI `keystead`, driven as a seller drives it: the real binary against the local stack, every command's
 //! human answer and its one JSON document, every failure's exit code and one-line message, and the Gumroad
 //! commands against a small stand-in for Gumroad's API.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
@@ -10,7 +10,7 @@ use cli_support::*;
 use common::{Ping, buyer, emails_to, sale_body, sale_id, send};
 use serde_json::{Value, json};
 
-const API: &str = "https://keymint.example.com";
+const API: &str = "https://keystead.example.com";
 
 fn product(tenant_id: &str, product_id: &str, prefix: &str) {
     ok(&[
@@ -137,7 +137,7 @@ async fn tenant_create_show_suspend_resume_and_rotate() {
         "--seller-id",
         "kL0psVL2admJSYRNs-OCMg==",
         "--api-url",
-        "https://keymint.example.com/",
+        "https://keystead.example.com/",
     ]);
     assert!(human.contains(&format!("Created tenant {t}.")), "{human}");
     let url_line = human
@@ -146,17 +146,17 @@ async fn tenant_create_show_suspend_resume_and_rotate() {
         .expect("the ping URL");
     let url = url_line.trim_start_matches("Ping URL:").trim();
     assert!(url.starts_with(&format!(
-        "https://keymint.example.com/webhooks/gumroad/{t}?token="
+        "https://keystead.example.com/webhooks/gumroad/{t}?token="
     )));
     let token = token_of(url);
     assert!(human.contains(&format!("{token} (shown once)")));
 
-    // The API URL may come from KEYMINT_API_URL; without one, the URL says what to fill in.
+    // The API URL may come from KEYSTEAD_API_URL; without one, the URL says what to fill in.
     let other = common::unique("cli");
     let doc = ok_json_cmd(
-        keymint()
+        keystead()
             .args(["tenant", "create", &other, "--sender", &sender()])
-            .env("KEYMINT_API_URL", "https://env.example.com"),
+            .env("KEYSTEAD_API_URL", "https://env.example.com"),
     );
     assert!(doc["ping_url"].as_str().unwrap().starts_with(&format!(
         "https://env.example.com/webhooks/gumroad/{other}?token="
@@ -179,7 +179,7 @@ async fn tenant_create_show_suspend_resume_and_rotate() {
     assert_eq!(shown["products"][0]["key_prefix"], "MYAPP");
     assert_eq!(shown["products"][0]["activation_limit"], 3);
     let text = shown.to_string();
-    let hash = keymint::domain::WebhookToken::from_string(token.clone())
+    let hash = keystead::domain::WebhookToken::from_string(token.clone())
         .hash()
         .to_hex();
     assert!(!text.contains("token") && !text.contains(&hash) && !text.contains(&token));
@@ -313,7 +313,7 @@ fn products_are_created_mapped_unmapped_and_deleted() {
         doc,
         json!({"tenant_id": t, "product_id": "lite", "name": "Lite", "key_prefix": "LITE",
                "activation_limit": 3, "duration_days": null, "entitlements": [],
-               "seat_lease": null, "token_ttl": null, "key_source": "keymint", "email_key": "always"})
+               "seat_lease": null, "token_ttl": null, "key_source": "keystead", "email_key": "always"})
     );
 
     let human = ok(&[
@@ -635,7 +635,7 @@ fn a_failed_key_email_keeps_the_license_and_says_to_resend() {
     product(t, "myapp", "MYAPP");
     let jane = buyer();
 
-    let output = keymint()
+    let output = keystead()
         .args(["license", "issue", t, "myapp", "--email", &jane, "--json"])
         .output()
         .unwrap();
@@ -648,16 +648,16 @@ fn a_failed_key_email_keeps_the_license_and_says_to_resend() {
     let stderr = stderr_of(&output);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with("keymint: the license is issued, but the key email to"),
+        stderr.starts_with("keystead: the license is issued, but the key email to"),
         "{stderr}"
     );
     assert!(
         stderr.contains("sender not verified in SES")
-            && stderr.contains(&format!("`keymint ses verify {unverified}`")),
+            && stderr.contains(&format!("`keystead ses verify {unverified}`")),
         "the reason and its fix: {stderr}"
     );
     assert!(
-        stderr.contains(&format!("keymint license resend {t} {key}")),
+        stderr.contains(&format!("keystead license resend {t} {key}")),
         "{stderr}"
     );
     assert!(emails_to(&jane).is_empty());
@@ -787,7 +787,7 @@ fn aws_unreachable_and_missing_configuration_are_clear() {
         let owned: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let msg = fails_cmd(
             || {
-                let mut cmd = keymint();
+                let mut cmd = keystead();
                 cmd.args(&owned)
                     .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:1");
                 cmd
@@ -805,17 +805,17 @@ fn aws_unreachable_and_missing_configuration_are_clear() {
 
         let msg = fails_cmd(
             || {
-                let mut cmd = keymint();
+                let mut cmd = keystead();
                 cmd.args(&owned)
-                    .env_remove("KEYMINT_TENANTS_TABLE")
-                    .env_remove("KEYMINT_EVENTS_TABLE");
+                    .env_remove("KEYSTEAD_TENANTS_TABLE")
+                    .env_remove("KEYSTEAD_EVENTS_TABLE");
                 cmd
             },
             exit::CONFIG,
         );
         assert!(
             msg.contains(
-                "missing environment variable(s) KEYMINT_TENANTS_TABLE, KEYMINT_EVENTS_TABLE"
+                "missing environment variable(s) KEYSTEAD_TENANTS_TABLE, KEYSTEAD_EVENTS_TABLE"
             ),
             "{args:?}: {msg}"
         );
@@ -837,7 +837,7 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
     // All events by default, one PUT each, the access token in the form body only.
     let human = ok_cmd(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(subscribe_args(t, &tenant.ping_url)),
     );
     assert!(human.contains("to 8 Gumroad event(s)"), "{human}");
@@ -870,12 +870,12 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
 
     // Only the events asked for, the Basic-auth form of the URL, and JSON.
     let basic = format!(
-        "https://gumroad:{}@keymint.example.com/webhooks/gumroad/{t}",
+        "https://gumroad:{}@keystead.example.com/webhooks/gumroad/{t}",
         tenant.token
     );
     let doc = ok_json_cmd(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(subscribe_args(t, &basic))
             .args(["--events", "refund,sale"]),
     );
@@ -885,14 +885,14 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
     assert_eq!(created[1]["resource_name"], "refund");
     assert_eq!(
         created[0]["post_url"],
-        format!("https://gumroad:***@keymint.example.com/webhooks/gumroad/{t}")
+        format!("https://gumroad:***@keystead.example.com/webhooks/gumroad/{t}")
     );
     assert!(!doc.to_string().contains(&tenant.token));
 
     // List: every event by default, or the ones given; tokens hidden.
     let listed = ok_json_cmd(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["gumroad", "subscriptions"]),
     );
     let listed = listed["subscriptions"].as_array().unwrap().clone();
@@ -913,14 +913,14 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
             .collect::<Vec<_>>(),
         RESOURCES.to_vec()
     );
-    let sales = ok_json_cmd(gumroad.keymint(GOOD_TOKEN).args([
+    let sales = ok_json_cmd(gumroad.keystead(GOOD_TOKEN).args([
         "gumroad",
         "subscriptions",
         "--events",
         "sale",
     ]));
     assert_eq!(sales["subscriptions"].as_array().unwrap().len(), 2);
-    let table = ok_cmd(gumroad.keymint(GOOD_TOKEN).args([
+    let table = ok_cmd(gumroad.keystead(GOOD_TOKEN).args([
         "gumroad",
         "subscriptions",
         "--events",
@@ -936,7 +936,7 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
     let id = listed[0]["id"].as_str().unwrap().to_owned();
     let human = ok_cmd(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["gumroad", "unsubscribe", &id]),
     );
     assert!(
@@ -947,7 +947,7 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
     let id2 = listed[1]["id"].as_str().unwrap().to_owned();
     let doc = ok_json_cmd(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["gumroad", "unsubscribe", &id2]),
     );
     assert_eq!(doc, json!({"id": id2, "deleted": true}));
@@ -965,7 +965,7 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
     let empty =
         ok_cmd(
             gumroad
-                .keymint(GOOD_TOKEN)
+                .keystead(GOOD_TOKEN)
                 .args(["gumroad", "subscriptions", "--events", "sale"]),
         );
     assert!(
@@ -984,7 +984,7 @@ fn gumroad_errors_say_what_to_do() {
     let run = |access: Option<&str>, args: Vec<String>, code: i32| {
         fails_cmd(
             || {
-                let mut cmd = gumroad.keymint(access.unwrap_or_default());
+                let mut cmd = gumroad.keystead(access.unwrap_or_default());
                 if access.is_none() {
                     cmd.env_remove("GUMROAD_ACCESS_TOKEN");
                 }
@@ -1028,7 +1028,7 @@ fn gumroad_errors_say_what_to_do() {
             "Gumroad refuses localhost",
         ),
         (format!("http://0.0.0.0{path}"), "Gumroad refuses localhost"),
-        (format!("ftp://keymint.example.com{path}"), "http(s)"),
+        (format!("ftp://keystead.example.com{path}"), "http(s)"),
         (
             format!("{API}/webhooks/gumroad/other-tenant?token={token}"),
             "its path must be",
@@ -1128,7 +1128,7 @@ fn gumroad_errors_say_what_to_do() {
     );
     // A refusal halfway says which subscriptions were made.
     let output = gumroad
-        .keymint(GOOD_TOKEN)
+        .keystead(GOOD_TOKEN)
         .args(sub(&public("partial.example")))
         .output()
         .unwrap();
@@ -1136,7 +1136,7 @@ fn gumroad_errors_say_what_to_do() {
     assert_eq!(stdout_of(&output), "");
     let msg = stderr_of(&output);
     assert!(
-        msg.starts_with("keymint: Gumroad could not process the 'dispute' subscription"),
+        msg.starts_with("keystead: Gumroad could not process the 'dispute' subscription"),
         "{msg}"
     );
     assert!(
@@ -1146,7 +1146,7 @@ fn gumroad_errors_say_what_to_do() {
     for (id, _, _) in gumroad.subscriptions() {
         ok_cmd(
             gumroad
-                .keymint(GOOD_TOKEN)
+                .keystead(GOOD_TOKEN)
                 .args(["gumroad", "unsubscribe", &id]),
         );
     }
@@ -1155,7 +1155,7 @@ fn gumroad_errors_say_what_to_do() {
         msg.starts_with("Gumroad found no resource subscription 'sub9999=='"),
         "{msg}"
     );
-    assert!(msg.contains("keymint gumroad subscriptions"), "{msg}");
+    assert!(msg.contains("keystead gumroad subscriptions"), "{msg}");
     let msg = run(Some(GOOD_TOKEN), unsub("legacy-missing"), exit::NOT_FOUND);
     assert!(msg.contains("was not found"), "{msg}");
     assert!(gumroad.subscriptions().is_empty());
@@ -1163,7 +1163,7 @@ fn gumroad_errors_say_what_to_do() {
     // Gumroad unreachable.
     let msg = fails_cmd(
         || {
-            let mut cmd = gumroad.keymint(GOOD_TOKEN);
+            let mut cmd = gumroad.keystead(GOOD_TOKEN);
             cmd.env("GUMROAD_API_URL", "http://127.0.0.1:1")
                 .args(list());
             cmd
@@ -1176,7 +1176,7 @@ fn gumroad_errors_say_what_to_do() {
     );
     let msg = fails_cmd(
         || {
-            let mut cmd = gumroad.keymint(GOOD_TOKEN);
+            let mut cmd = gumroad.keystead(GOOD_TOKEN);
             cmd.env("GUMROAD_API_URL", "not a url").args(list());
             cmd
         },

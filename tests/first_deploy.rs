@@ -1,4 +1,4 @@
-//! A seller's first deploy cannot go silently wrong (issue 13), tested as the seller meets it: the real `keymint`
+//! A seller's first deploy cannot go silently wrong (issue 13), tested as the seller meets it: the real `keystead`
 //! binary against the local stack, whose SES (infra/local/moto_server.py) has production access in us-east-1 and
 //! is in the sandbox everywhere else, as a real account is once production access was granted in one region.
 //!
@@ -22,13 +22,13 @@ use common::local_api::LocalApi;
 use common::{Ping, buyer, emails_to, sale_body, sale_id, send};
 use serde_json::Value;
 
-const API: &str = "https://keymint.example.com";
+const API: &str = "https://keystead.example.com";
 
 fn unverified_address() -> String {
     format!("{}@unverified.example", common::unique("seller"))
 }
 
-/// A domain of the test's own, verified in SES with `keymint ses verify`.
+/// A domain of the test's own, verified in SES with `keystead ses verify`.
 fn verified_domain() -> String {
     let domain = format!("{}.example", common::unique("shop"));
     let doc = ok_json(&["ses", "verify", &domain]);
@@ -45,7 +45,7 @@ fn doctor(cmd: &mut assert_cmd::Command) -> (Value, i32) {
     if code != 0 {
         let stderr = stderr_of(&output);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("keymint: "), "{stderr}");
+        assert!(stderr.starts_with("keystead: "), "{stderr}");
     }
     (doc, code)
 }
@@ -104,7 +104,7 @@ fn tenant_with_unverified_sender() -> (NewTenant, String) {
 
 /// Gumroad's ping for a sale of `myapp-pro` to `buyer`.
 async fn sell(
-    app: &keymint::http::App,
+    app: &keystead::http::App,
     tenant: &NewTenant,
     sale: &str,
     buyer: &str,
@@ -132,7 +132,7 @@ fn an_unverified_sender_is_refused_unless_the_check_is_skipped() {
         msg,
         format!(
             "sender {unverified} is not a verified SES identity in us-east-1 (neither the address nor unverified.example): \
-             run `keymint ses verify {unverified}` (or `keymint ses verify unverified.example` for every address at the domain); \
+             run `keystead ses verify {unverified}` (or `keystead ses verify unverified.example` for every address at the domain); \
              or pass --skip-ses-check to verify it later"
         )
     );
@@ -153,7 +153,7 @@ fn an_unverified_sender_is_refused_unless_the_check_is_skipped() {
         )),
         "{human}"
     );
-    assert!(human.contains(&format!("keymint doctor {t}")), "{human}");
+    assert!(human.contains(&format!("keystead doctor {t}")), "{human}");
     let other = common::unique("fd");
     let doc = ok_json(&[
         "tenant",
@@ -170,7 +170,7 @@ fn an_unverified_sender_is_refused_unless_the_check_is_skipped() {
         &["tenant", "set", &t, "--sender", &unverified_address()],
         exit::CONFLICT,
     );
-    assert!(msg.contains("keymint ses verify"), "{msg}");
+    assert!(msg.contains("keystead ses verify"), "{msg}");
     assert_eq!(
         ok_json(&["tenant", "show", &t])["sender"],
         unverified.as_str()
@@ -253,7 +253,7 @@ fn a_verified_address_and_an_address_at_a_verified_domain_are_accepted() {
 #[test]
 fn ses_status_says_when_the_account_is_in_the_sandbox() {
     let status = ok_json_cmd(
-        keymint()
+        keystead()
             .args(["ses", "status"])
             .env("AWS_REGION", "eu-west-1"),
     );
@@ -261,7 +261,7 @@ fn ses_status_says_when_the_account_is_in_the_sandbox() {
     assert_eq!(status["sandbox"], true);
     assert_eq!(status["quota"]["max_24_hour_send"], 200.0);
     let human = ok_cmd(
-        keymint()
+        keystead()
             .args(["ses", "status"])
             .env("AWS_REGION", "eu-west-1"),
     );
@@ -299,7 +299,7 @@ async fn doctor_is_green_on_a_healthy_stack() {
     let (doc, code) =
         doctor(
             gumroad
-                .keymint(GOOD_TOKEN)
+                .keystead(GOOD_TOKEN)
                 .args(["doctor", t, "--api-url", &api.url]),
         );
     assert_eq!(not_ok(&doc), Vec::<String>::new(), "{doc:#}");
@@ -336,14 +336,14 @@ async fn doctor_is_green_on_a_healthy_stack() {
         "{doc:#}"
     );
 
-    // The human checklist, and the deployment-wide checks without a tenant (KEYMINT_API_URL read as documented).
+    // The human checklist, and the deployment-wide checks without a tenant (KEYSTEAD_API_URL read as documented).
     let human = ok_cmd(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["doctor", t, "--api-url", &api.url]),
     );
     assert!(human.contains("12 checks: 12 ok, 0 failed"), "{human}");
-    let (doc, code) = doctor(keymint().arg("doctor").env("KEYMINT_API_URL", &api.url));
+    let (doc, code) = doctor(keystead().arg("doctor").env("KEYSTEAD_API_URL", &api.url));
     assert_eq!(not_ok(&doc), Vec::<String>::new(), "{doc:#}");
     assert_eq!(code, 0);
     // With the stack's SenderIdentity (CliEnvironment exports it), the sender is compared with what the
@@ -354,16 +354,16 @@ async fn doctor_is_green_on_a_healthy_stack() {
             .unwrap()
             .to_owned()
     };
-    let (doc, _) = doctor(keymint().args(["doctor", t, "--api-url", &api.url]));
+    let (doc, _) = doctor(keystead().args(["doctor", t, "--api-url", &api.url]));
     assert!(
-        summary(&doc).contains("KEYMINT_SENDER_IDENTITY is not set"),
+        summary(&doc).contains("KEYSTEAD_SENDER_IDENTITY is not set"),
         "{doc:#}"
     );
     let sender = sender();
     let (doc, code) = doctor(
-        keymint()
+        keystead()
             .args(["doctor", t, "--api-url", &api.url])
-            .env("KEYMINT_SENDER_IDENTITY", &sender),
+            .env("KEYSTEAD_SENDER_IDENTITY", &sender),
     );
     assert_eq!(code, 0, "{doc:#}");
     assert!(
@@ -375,9 +375,9 @@ async fn doctor_is_green_on_a_healthy_stack() {
     let (_, domain) = sender.split_once('@').unwrap();
     for elsewhere in ["elsewhere.example", domain] {
         let (doc, code) = doctor(
-            keymint()
+            keystead()
                 .args(["doctor", t, "--api-url", &api.url])
-                .env("KEYMINT_SENDER_IDENTITY", elsewhere),
+                .env("KEYSTEAD_SENDER_IDENTITY", elsewhere),
         );
         assert_eq!(code, 10, "{doc:#}");
         let sender_check = check(&doc, "ses-sender");
@@ -394,7 +394,7 @@ async fn doctor_is_green_on_a_healthy_stack() {
         );
     }
     // Gumroad is skipped, not failed, without an access token.
-    let (doc, code) = doctor(keymint().args(["doctor", t, "--api-url", &api.url]));
+    let (doc, code) = doctor(keystead().args(["doctor", t, "--api-url", &api.url]));
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(check(&doc, "gumroad-subscriptions")["status"], "skip");
     assert!(fixes(check(&doc, "gumroad-subscriptions")).contains("GUMROAD_ACCESS_TOKEN"));
@@ -403,11 +403,11 @@ async fn doctor_is_green_on_a_healthy_stack() {
 #[tokio::test]
 async fn doctor_names_a_missing_table_and_a_table_without_ttl() {
     let stack = common::stack().await;
-    let missing = common::unique("keymint-gone");
+    let missing = common::unique("keystead-gone");
     let (doc, code) = doctor(
-        keymint()
+        keystead()
             .arg("doctor")
-            .env("KEYMINT_PAYMENTS_TABLE", &missing),
+            .env("KEYSTEAD_PAYMENTS_TABLE", &missing),
     );
     assert_eq!(code, 10, "{doc:#}");
     assert_eq!(doc["ok"], false);
@@ -415,17 +415,17 @@ async fn doctor_names_a_missing_table_and_a_table_without_ttl() {
     assert_eq!(payments["status"], "fail");
     assert_eq!(
         payments["summary"],
-        format!("table '{missing}' (KEYMINT_PAYMENTS_TABLE) does not exist in us-east-1")
+        format!("table '{missing}' (KEYSTEAD_PAYMENTS_TABLE) does not exist in us-east-1")
     );
     assert!(
         fixes(payments)
-            .contains("set KEYMINT_PAYMENTS_TABLE to the stack's PaymentsTableName output"),
+            .contains("set KEYSTEAD_PAYMENTS_TABLE to the stack's PaymentsTableName output"),
         "{payments}"
     );
     assert_eq!(check(&doc, "licenses-table")["status"], "ok");
 
     // A table someone made by hand, without TTL.
-    let no_ttl = common::unique("keymint-nottl");
+    let no_ttl = common::unique("keystead-nottl");
     stack
         .ddb
         .create_table()
@@ -448,7 +448,11 @@ async fn doctor_names_a_missing_table_and_a_table_without_ttl() {
         .send()
         .await
         .unwrap();
-    let (doc, code) = doctor(keymint().arg("doctor").env("KEYMINT_EVENTS_TABLE", &no_ttl));
+    let (doc, code) = doctor(
+        keystead()
+            .arg("doctor")
+            .env("KEYSTEAD_EVENTS_TABLE", &no_ttl),
+    );
     assert_eq!(code, 10);
     let events = check(&doc, "events-table");
     assert_eq!(events["status"], "fail", "{events}");
@@ -474,7 +478,11 @@ async fn doctor_names_a_missing_table_and_a_table_without_ttl() {
         .unwrap();
 
     // Without the table names at all, the checklist says where they come from.
-    let (doc, code) = doctor(keymint().arg("doctor").env_remove("KEYMINT_TENANTS_TABLE"));
+    let (doc, code) = doctor(
+        keystead()
+            .arg("doctor")
+            .env_remove("KEYSTEAD_TENANTS_TABLE"),
+    );
     assert_eq!(code, 10);
     assert!(
         fixes(check(&doc, "tables")).contains("CliEnvironment"),
@@ -490,7 +498,7 @@ async fn doctor_names_an_unverified_sender_and_the_key_emails_it_cost() {
     let reply = sell(&stack.app, &tenant, &sale_id(), &buyer()).await;
     assert_eq!(reply.status, 503, "SES refused the key email");
 
-    let (doc, code) = doctor(keymint().args(["doctor", t]));
+    let (doc, code) = doctor(keystead().args(["doctor", t]));
     assert_eq!(code, 10, "{doc:#}");
     let sender_check = check(&doc, "ses-sender");
     assert_eq!(sender_check["status"], "fail");
@@ -504,7 +512,7 @@ async fn doctor_names_an_unverified_sender_and_the_key_emails_it_cost() {
         "{sender_check}"
     );
     assert!(
-        fixes(sender_check).starts_with(&format!("run `keymint ses verify {unverified}`")),
+        fixes(sender_check).starts_with(&format!("run `keystead ses verify {unverified}`")),
         "{sender_check}"
     );
     let emails = check(&doc, "key-emails");
@@ -516,31 +524,31 @@ async fn doctor_names_an_unverified_sender_and_the_key_emails_it_cost() {
         "{emails}"
     );
     assert!(
-        fixes(emails).ends_with(&format!("keymint license resend {t} --failed --since 7d")),
+        fixes(emails).ends_with(&format!("keystead license resend {t} --failed --since 7d")),
         "{emails}"
     );
     assert_eq!(check(&doc, "api")["status"], "skip", "no API URL given");
 
-    let output = keymint().args(["doctor", t]).output().unwrap();
+    let output = keystead().args(["doctor", t]).output().unwrap();
     assert_eq!(output.status.code(), Some(10));
     let human = stdout_of(&output);
     assert!(human.contains("  FAIL  ses-sender"), "{human}");
     assert!(
-        human.contains(&format!("fix: run `keymint ses verify {unverified}`")),
+        human.contains(&format!("fix: run `keystead ses verify {unverified}`")),
         "{human}"
     );
     assert_eq!(
         stderr_of(&output),
-        "keymint: 2 check(s) failed: ses-sender, key-emails (the checklist says how to fix each)\n"
+        "keystead: 2 check(s) failed: ses-sender, key-emails (the checklist says how to fix each)\n"
     );
     assert!(!human.contains(&tenant.token), "the token is never printed");
 
     // Once SES knows the sender, only the owed email is left; a resend clears that too.
     ok(&["ses", "verify", &unverified]);
-    let (doc, _) = doctor(keymint().args(["doctor", t]));
+    let (doc, _) = doctor(keystead().args(["doctor", t]));
     assert_eq!(check(&doc, "ses-sender")["status"], "ok");
     ok(&["license", "resend", t, "--failed"]);
-    let (doc, code) = doctor(keymint().args(["doctor", t]));
+    let (doc, code) = doctor(keystead().args(["doctor", t]));
     assert_eq!(code, 0, "{doc:#}");
 }
 
@@ -554,7 +562,7 @@ fn doctor_names_a_stale_gumroad_subscription() {
     }
     let (doc, code) = doctor(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["doctor", t, "--api-url", API]),
     );
     assert_eq!(
@@ -568,7 +576,7 @@ fn doctor_names_a_stale_gumroad_subscription() {
 
     // The token is rotated: every subscription now pings a URL that answers 400.
     ok(&["tenant", "rotate-token", t, "--api-url", API]);
-    let (doc, code) = doctor(gumroad.keymint(GOOD_TOKEN).args(["doctor", t]));
+    let (doc, code) = doctor(gumroad.keystead(GOOD_TOKEN).args(["doctor", t]));
     assert_eq!(code, 10);
     let subs = check(&doc, "gumroad-subscriptions");
     assert_eq!(subs["status"], "fail");
@@ -584,13 +592,13 @@ fn doctor_names_a_stale_gumroad_subscription() {
     let fix = fixes(subs);
     for id in (1..=8).map(|n| format!("sub{n:04}==")) {
         assert!(
-            fix.contains(&format!("keymint gumroad unsubscribe {id}")),
+            fix.contains(&format!("keystead gumroad unsubscribe {id}")),
             "{fix}"
         );
     }
     assert!(
         fix.contains(&format!(
-            "keymint gumroad subscribe {t} --webhook-url '<ping URL>' --events sale,refund,dispute,dispute_won,cancellation,subscription_ended,subscription_restarted,subscription_updated"
+            "keystead gumroad subscribe {t} --webhook-url '<ping URL>' --events sale,refund,dispute,dispute_won,cancellation,subscription_ended,subscription_restarted,subscription_updated"
         )),
         "{fix}"
     );
@@ -606,7 +614,7 @@ fn doctor_names_a_stale_gumroad_subscription() {
     gumroad.add_subscription("refund", url);
     let (doc, _) = doctor(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["doctor", t, "--api-url", API]),
     );
     let subs = check(&doc, "gumroad-subscriptions");
@@ -623,7 +631,7 @@ fn doctor_names_a_stale_gumroad_subscription() {
     );
     let (doc, _) = doctor(
         gumroad
-            .keymint(GOOD_TOKEN)
+            .keystead(GOOD_TOKEN)
             .args(["doctor", t, "--api-url", API]),
     );
     assert!(
@@ -634,7 +642,7 @@ fn doctor_names_a_stale_gumroad_subscription() {
         "{doc:#}"
     );
     // Gumroad refusing the token fails the check with Gumroad's advice.
-    let (doc, _) = doctor(gumroad.keymint("tok-bad").args(["doctor", t]));
+    let (doc, _) = doctor(gumroad.keystead("tok-bad").args(["doctor", t]));
     let subs = check(&doc, "gumroad-subscriptions");
     assert_eq!(subs["status"], "fail");
     assert!(
@@ -646,7 +654,7 @@ fn doctor_names_a_stale_gumroad_subscription() {
     );
 }
 
-/// Changes a license record behind keymint's back: an email stuck in `pending`, a backdated sale.
+/// Changes a license record behind keystead's back: an email stuck in `pending`, a backdated sale.
 async fn set_license(
     stack: &common::Stack,
     tenant_id: &str,
@@ -732,7 +740,7 @@ async fn bulk_resend_sends_each_owed_email_once() {
     .await;
 
     // While SES still refuses the sender, each owed email fails again: exit 9, the answer still printed.
-    let output = keymint()
+    let output = keystead()
         .args([
             "license", "resend", t, "--failed", "--since", "1d", "--json",
         ])
@@ -764,9 +772,9 @@ async fn bulk_resend_sends_each_owed_email_once() {
     let stderr = stderr_of(&output);
     assert!(
         stderr
-            .starts_with("keymint: 4 of 4 key email(s) failed again (sender not verified in SES)")
-            && stderr.contains(&format!("`keymint ses verify {unverified}`"))
-            && stderr.contains(&format!("keymint license resend {t} --failed")),
+            .starts_with("keystead: 4 of 4 key email(s) failed again (sender not verified in SES)")
+            && stderr.contains(&format!("`keystead ses verify {unverified}`"))
+            && stderr.contains(&format!("keystead license resend {t} --failed")),
         "{stderr}"
     );
 
@@ -775,7 +783,7 @@ async fn bulk_resend_sends_each_owed_email_once() {
     assert!(human.contains(&format!("Resent 4 of 4 owed key email(s) of tenant {t} created in the last 1d: 0 failed, 0 skipped.")), "{human}");
     for (_, buyer) in &owed {
         assert!(
-            human.contains(&keymint::domain::Email::parse(buyer).unwrap().masked()),
+            human.contains(&keystead::domain::Email::parse(buyer).unwrap().masked()),
             "{human}"
         );
         assert!(
@@ -870,7 +878,7 @@ async fn refused_key_emails_are_recorded_with_their_reason() {
     let domain = verified_domain();
     let sender = format!("licenses@{domain}");
     ok_cmd(
-        keymint()
+        keystead()
             .args(["ses", "verify", &domain])
             .env("AWS_REGION", "eu-west-1"),
     );
@@ -892,7 +900,7 @@ async fn refused_key_emails_are_recorded_with_their_reason() {
 
     // In the sandbox, a verified recipient does get mail: Gumroad's retry sends the owed email.
     ok_cmd(
-        keymint()
+        keystead()
             .args(["ses", "verify", &buyer_b])
             .env("AWS_REGION", "eu-west-1"),
     );
@@ -912,7 +920,7 @@ async fn refused_key_emails_are_recorded_with_their_reason() {
 /// connections and answers: the same set-up the deployed function uses, here against the local stack.
 #[tokio::test]
 async fn the_functions_own_sdk_configuration_reaches_the_stack() {
-    let sdk = keymint::config::function_aws().await.unwrap();
+    let sdk = keystead::config::function_aws().await.unwrap();
     let tables = aws_sdk_dynamodb::Client::new(&sdk)
         .list_tables()
         .send()

@@ -1,5 +1,5 @@
 //! The fuzzers' smoke run in CI, without cargo-fuzz: every committed corpus seed and every regression input in
-//! `fuzz/` goes through the same checks the fuzz targets run (`keymint::fuzzing`), and then through the real
+//! `fuzz/` goes through the same checks the fuzz targets run (`keystead::fuzzing`), and then through the real
 //! handler against the local stack, where no input may earn a 5xx.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use keymint::gumroad::{Form, GumroadEvent, Ping as Kind, SalePing};
+use keystead::gumroad::{Form, GumroadEvent, Ping as Kind, SalePing};
 
 const FUZZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz");
 
@@ -47,7 +47,7 @@ fn all_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn every_committed_fuzz_input_passes_its_target() {
-    for (target, check) in keymint::fuzzing::TARGETS {
+    for (target, check) in keystead::fuzzing::TARGETS {
         let inputs = all_inputs(target);
         assert!(
             inputs.len() >= 8,
@@ -74,7 +74,7 @@ fn the_ping_seeds_are_pings_gumroad_would_send() {
     assert!(seeds.len() >= 20);
     for (path, data) in &seeds {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let (content_type, body) = keymint::fuzzing::split_ping_input(data);
+        let (content_type, body) = keystead::fuzzing::split_ping_input(data);
         let form =
             Form::parse(content_type.as_deref(), body).unwrap_or_else(|e| panic!("{name}: {e}"));
         match Kind::classify(&form) {
@@ -111,7 +111,7 @@ async fn no_committed_fuzz_input_gets_a_5xx_from_the_handler() {
     let t = seed(&stack, Seed::default()).await;
     let mut answered = 0;
     for (path, data) in all_inputs("ping_body") {
-        let (content_type, body) = keymint::fuzzing::split_ping_input(&data);
+        let (content_type, body) = keystead::fuzzing::split_ping_input(&data);
         let mut ping = Ping::new(&t.tenant_id, Some(&t.token), body.to_vec());
         ping.headers.retain(|(name, _)| *name != "content-type");
         // API Gateway only passes header values that are visible ASCII.
@@ -174,7 +174,7 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
     ];
     for body in &bodies {
         let text = String::from_utf8_lossy(body);
-        let error = keymint::licensing::parse_request(body)
+        let error = keystead::licensing::parse_request(body)
             .err()
             .unwrap_or_else(|| panic!("accepted {text}"));
         assert!(
@@ -183,7 +183,7 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
         );
     }
     assert_eq!(
-        keymint::licensing::parse_request(bodies[3].as_slice())
+        keystead::licensing::parse_request(bodies[3].as_slice())
             .err()
             .as_deref(),
         Some("Malformed JSON body: expected a JSON object")
@@ -193,13 +193,13 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
         " \r\n\t{{\"key\": \"{key}\", \"app\": {{\"v\": [1, 2.5, null]}}, \"label\": null}} "
     );
     assert_eq!(
-        keymint::licensing::parse_request(ok.as_bytes())
+        keystead::licensing::parse_request(ok.as_bytes())
             .unwrap()
             .key
             .as_deref(),
         Some(key)
     );
-    assert!(keymint::licensing::parse_request(br#"{"key": "a", "key": "b"}"#).is_err());
+    assert!(keystead::licensing::parse_request(br#"{"key": "a", "key": "b"}"#).is_err());
 
     let stack = stack().await;
     for body in bodies {

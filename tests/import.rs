@@ -1,4 +1,4 @@
-//! `keymint gumroad import` as a seller runs it: the real binary against the local stack and a fake Gumroad that
+//! `keystead gumroad import` as a seller runs it: the real binary against the local stack and a fake Gumroad that
 //! lists sales in pages, in Gumroad's shapes; imports and pings share one idempotency record.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
@@ -73,7 +73,7 @@ async fn fixture() -> Fixture {
 }
 
 fn import(f: &Fixture, extra: &[&str]) -> Value {
-    let mut cmd = f.gumroad.keymint(GOOD_TOKEN);
+    let mut cmd = f.gumroad.keystead(GOOD_TOKEN);
     cmd.args(["gumroad", "import", &f.t.tenant_id]).args(extra);
     ok_json_cmd(&mut cmd)
 }
@@ -168,7 +168,7 @@ async fn gumroad_failures_are_retried_and_a_bad_token_says_what_to_do() {
     let url = f.gumroad.url.clone();
     let msg = fails_cmd(
         || {
-            let mut cmd = keymint();
+            let mut cmd = keystead();
             cmd.env("GUMROAD_API_URL", &url)
                 .env("GUMROAD_ACCESS_TOKEN", "tok-wrong")
                 .args(["gumroad", "import", &t]);
@@ -180,7 +180,7 @@ async fn gumroad_failures_are_retried_and_a_bad_token_says_what_to_do() {
     f.gumroad.fail_sales_requests(100);
     let msg = fails_cmd(
         || {
-            let mut cmd = f.gumroad.keymint(GOOD_TOKEN);
+            let mut cmd = f.gumroad.keystead(GOOD_TOKEN);
             cmd.args(["gumroad", "import", &t]);
             cmd
         },

@@ -1,5 +1,5 @@
 //! Signed leases and seat leases against the local stack (DynamoDB Local, moto's KMS): what an app receives from
-//! `activate`/`validate`, checked with the `keymint-verify` crate against the tenant's published JWKS, and seats
+//! `activate`/`validate`, checked with the `keystead-verify` crate against the tenant's published JWKS, and seats
 //! that free themselves when their lease runs out, exactly, under concurrency.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use keymint::storage::Store;
-use keymint_verify::{Expected, LeaseClaims, PublicKeys, verify_now};
+use keystead::storage::Store;
+use keystead_verify::{Expected, LeaseClaims, PublicKeys, verify_now};
 use serde_json::{Value, json};
 
-async fn jwks(app: &keymint::http::App, tenant: &str) -> Reply {
+async fn jwks(app: &keystead::http::App, tenant: &str) -> Reply {
     let mut request = Ping::new(tenant, None, Vec::new());
     request.method = "GET";
     request.path = format!("/v1/{tenant}/jwks.json");
     send(app, &request).await
 }
 
-async fn keys_of(app: &keymint::http::App, tenant: &str) -> PublicKeys {
+async fn keys_of(app: &keystead::http::App, tenant: &str) -> PublicKeys {
     let reply = jwks(app, tenant).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     PublicKeys::from_jwks_json(&reply.body).unwrap()
@@ -48,7 +48,7 @@ fn kid_of(lease: &str) -> String {
     )
     .unwrap();
     assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["typ"], "keymint-lease+jwt");
+    assert_eq!(header["typ"], "keystead-lease+jwt");
     header["kid"].as_str().unwrap().to_owned()
 }
 
@@ -96,7 +96,7 @@ async fn an_activation_lease_verifies_with_the_tenants_jwks_and_a_tampered_one_d
     let tampered = parts.join(".");
     assert_eq!(
         verify_now(&tampered, &keys, &Expected::new(&t.tenant_id, "laptop-2")),
-        Err(keymint_verify::Error::BadSignature)
+        Err(keystead_verify::Error::BadSignature)
     );
     assert!(verify_now(&lease, &keys, &Expected::new(&t.tenant_id, "laptop-2")).is_err());
 
@@ -162,14 +162,14 @@ async fn only_an_active_license_gets_a_lease_and_it_never_outlives_the_license()
         "capped at the license's expiry"
     );
 
-    let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
-    let key_hash = keymint::domain::LicenseKey::from_string(key.clone()).hash();
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let key_hash = keystead::domain::LicenseKey::from_string(key.clone()).hash();
     stack
         .store
         .set_license_status(
             &tenant_id,
             &key_hash,
-            keymint::domain::LicenseStatus::Revoked,
+            keystead::domain::LicenseStatus::Revoked,
         )
         .await
         .unwrap();
@@ -212,7 +212,7 @@ async fn tenants_have_their_own_keys_and_rotation_keeps_old_leases_verifiable() 
     assert_ne!(kid_of(&lease_a), kid_of(&lease_b));
     assert_eq!(
         verify_now(&lease_b, &keys_a, &Expected::new(&b.tenant_id, "m1")),
-        Err(keymint_verify::Error::UnknownKey(kid_of(&lease_b)))
+        Err(keystead_verify::Error::UnknownKey(kid_of(&lease_b)))
     );
     assert!(verify_now(&lease_b, &keys_b, &Expected::new(&b.tenant_id, "m1")).is_ok());
 
@@ -253,7 +253,7 @@ async fn a_tenant_made_before_leases_gets_its_first_key_when_it_is_needed() {
     let stack = stack().await;
     // Seeded straight into the table, like a tenant created before signing keys existed.
     let (t, key) = licensed(&stack, Seed::default()).await;
-    let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
     assert!(
         stack
             .store
@@ -427,10 +427,10 @@ async fn kms_down_before_the_key_is_opened_is_a_503_never_an_unsigned_lease() {
             .endpoint_url("http://127.0.0.1:9")
             .build(),
     );
-    let vault = keymint::signing::KmsVault::new(dead_kms, env("KEYMINT_SIGNING_KEY_ID"));
-    let cold = keymint::http::App::new(
+    let vault = keystead::signing::KmsVault::new(dead_kms, env("KEYSTEAD_SIGNING_KEY_ID"));
+    let cold = keystead::http::App::new(
         Arc::new(stack.store.clone()),
-        Arc::new(keymint::config::ses_mailer(&sdk)),
+        Arc::new(keystead::config::ses_mailer(&sdk)),
         Arc::new(vault),
     );
     let body = json!({"key": key, "machine_id": "m1"}).to_string();

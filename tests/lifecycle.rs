@@ -58,7 +58,7 @@ async fn a_full_refund_revokes_a_partial_one_does_not_and_replays_are_duplicates
 async fn a_tenant_whose_refund_policy_is_keep_keeps_the_license() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;
-    let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
     stack
         .store
         .update_tenant(

@@ -6,8 +6,8 @@
 //! email: none missing, none doubled. (Killing DynamoDB Local instead can tear a transaction in two, which
 //! DynamoDB never does; `tests/outage.rs` kills it between requests.)
 //!
-//! `KEYMINT_LOAD_SALES` sets the number of sales: 200 by default (CI), 2000 for the full run recorded in
-//! SECURITY.md (`KEYMINT_LOAD_SALES=2000 cargo test --test load_with_faults -- --nocapture`).
+//! `KEYSTEAD_LOAD_SALES` sets the number of sales: 200 by default (CI), 2000 for the full run recorded in
+//! SECURITY.md (`KEYSTEAD_LOAD_SALES=2000 cargo test --test load_with_faults -- --nocapture`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
@@ -105,7 +105,7 @@ impl Deliveries {
 /// One sender: takes the next due delivery, sends it, and queues a retry after a 503 (a 200, or any other status,
 /// which Gumroad would never retry, is final).
 async fn sender(
-    app: keymint::http::App,
+    app: keystead::http::App,
     tenant: Arc<Seeded>,
     orders: Arc<Vec<(String, String)>>,
     deliveries: Arc<Mutex<Deliveries>>,
@@ -154,7 +154,7 @@ async fn sender(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sales_survive_dynamodb_cut_off_under_load_exactly_once_each() {
-    let sales: usize = std::env::var("KEYMINT_LOAD_SALES")
+    let sales: usize = std::env::var("KEYSTEAD_LOAD_SALES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);

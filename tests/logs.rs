@@ -1,7 +1,7 @@
 //! What the function logs, captured through the production JSON subscriber (`telemetry::try_init_json` with the
 //! production default filter): full pings, refused and failing pings and license API calls are logged with their
 //! tenant, sale id and outcome, and never with a webhook token, a license key or a buyer's full email address,
-//! from keymint's own lines or the AWS SDK's; not even when `RUST_LOG` turns everything up to trace.
+//! from keystead's own lines or the AWS SDK's; not even when `RUST_LOG` turns everything up to trace.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use common::*;
-use keymint::domain::EmailFailure;
-use keymint::mail::{KeyEmail, MailError, Mailer};
+use keystead::domain::EmailFailure;
+use keystead::mail::{KeyEmail, MailError, Mailer};
 use serde_json::{Value, json};
 
 /// Every log line the process wrote, shared by the tests in this file (a subscriber is global).
@@ -44,8 +44,8 @@ fn capture() -> &'static Capture {
         let capture = Capture::default();
         // The production default, not RUST_LOG: the test checks what a deployed function writes.
         let filter: tracing_subscriber::filter::Targets =
-            keymint::telemetry::DEFAULT_FILTER.parse().unwrap();
-        keymint::telemetry::try_init_json(filter, capture.clone()).unwrap();
+            keystead::telemetry::DEFAULT_FILTER.parse().unwrap();
+        keystead::telemetry::try_init_json(filter, capture.clone()).unwrap();
         capture
     })
 }
@@ -243,7 +243,7 @@ impl Mailer for SandboxSes {
 async fn a_mail_error_that_names_the_buyer_does_not_put_the_address_in_the_logs() {
     capture();
     let stack = stack().await;
-    let app = keymint::http::App {
+    let app = keystead::http::App {
         mailer: Arc::new(SandboxSes),
         ..stack.app.clone()
     };
@@ -279,7 +279,7 @@ async fn a_mail_error_that_names_the_buyer_does_not_put_the_address_in_the_logs(
 #[tokio::test]
 async fn even_at_trace_level_the_sdk_logs_no_secret() {
     let capture = Capture::default();
-    let subscriber = keymint::telemetry::json_subscriber(
+    let subscriber = keystead::telemetry::json_subscriber(
         "trace"
             .parse::<tracing_subscriber::filter::Targets>()
             .unwrap(),

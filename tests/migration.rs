@@ -1,4 +1,4 @@
-//! Moving from Gumroad's license keys, against the local stack: Gumroad's own verify endpoint answered by keymint in
+//! Moving from Gumroad's license keys, against the local stack: Gumroad's own verify endpoint answered by keystead in
 //! Gumroad's shapes, and products whose licenses keep the keys Gumroad already issued.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
@@ -7,8 +7,8 @@ mod common;
 
 use cli_support::{FakeGumroad, GOOD_TOKEN, ok_json_cmd};
 use common::*;
-use keymint::domain::{KeySource, TenantId};
-use keymint::storage::Store;
+use keystead::domain::{KeySource, TenantId};
+use keystead::storage::Store;
 use serde_json::{Value, json};
 
 const GUMROAD_PRODUCT_ID: &str = "32-nPAicqbLj8B_WswVlMw==";
@@ -185,10 +185,10 @@ async fn refunds_disputes_and_the_sellers_revocation_read_as_gumroad_says_them()
 
     let key = sale_key(&send(&stack.app, &new_sale(&t)).await);
     let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
-    let hash = keymint::domain::LicenseKey::from_string(key.clone()).hash();
+    let hash = keystead::domain::LicenseKey::from_string(key.clone()).hash();
     stack
         .store
-        .set_license_status(&tenant_id, &hash, keymint::domain::LicenseStatus::Revoked)
+        .set_license_status(&tenant_id, &hash, keystead::domain::LicenseStatus::Revoked)
         .await
         .unwrap();
     let disabled = verify(&stack, &t.tenant_id, &params(&key)).await;
@@ -259,7 +259,7 @@ async fn a_product_that_keeps_gumroads_keys_works_through_ping_activate_and_veri
     .await;
     assert_eq!(validated.json()["status"], "revoked");
 
-    // A sale without Gumroad's key still gets a license: keymint's own.
+    // A sale without Gumroad's key still gets a license: keystead's own.
     let fallback = send(&stack.app, &new_sale(&t)).await;
     assert_eq!(fallback.status, 200, "{}", fallback.body);
     assert!(
@@ -280,7 +280,7 @@ async fn read_back_mints_only_sales_gumroad_confirms() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;
     let gumroad = FakeGumroad::start();
-    let set = ok_json_cmd(gumroad.keymint(GOOD_TOKEN).args([
+    let set = ok_json_cmd(gumroad.keystead(GOOD_TOKEN).args([
         "tenant",
         "set",
         &t.tenant_id,
@@ -341,7 +341,7 @@ async fn read_back_mints_only_sales_gumroad_confirms() {
     let retried = send(&app, &ping(sale_body(&later, &later_buyer))).await;
     assert_eq!(retried.status, 200, "{}", retried.body);
 
-    let off = ok_json_cmd(cli_support::keymint().args([
+    let off = ok_json_cmd(cli_support::keystead().args([
         "tenant",
         "set",
         &t.tenant_id,

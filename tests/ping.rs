@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use keymint::domain::TenantStatus;
+use keystead::domain::TenantStatus;
 use serde_json::json;
 
 #[tokio::test]
@@ -28,7 +28,7 @@ async fn a_sale_issues_one_license_one_payment_and_one_email() {
     assert_eq!(body["email"], "sent");
     let license = &body["license"];
     let key = license["key"].as_str().unwrap();
-    assert!(keymint::domain::LicenseKey::is_well_formed(key), "{key}");
+    assert!(keystead::domain::LicenseKey::is_well_formed(key), "{key}");
     assert!(key.starts_with("ACME-"));
     assert_eq!(license["product_id"], "myapp");
     assert_eq!(license["status"], "active");
@@ -39,7 +39,7 @@ async fn a_sale_issues_one_license_one_payment_and_one_email() {
     assert_eq!(licenses.len(), 1);
     let l = &licenses[0];
     assert_eq!(s(l, "key"), key);
-    assert_eq!(s(l, "key_hash"), keymint::domain::sha256_hex(key));
+    assert_eq!(s(l, "key_hash"), keystead::domain::sha256_hex(key));
     assert_eq!(s(l, "license_id"), license["id"].as_str().unwrap());
     assert_eq!(s(l, "status"), "active");
     assert_eq!(s(l, "buyer_email"), buyer);
@@ -78,7 +78,7 @@ async fn a_sale_issues_one_license_one_payment_and_one_email() {
 
     let mails = emails_to(&buyer);
     assert_eq!(mails.len(), 1);
-    assert_eq!(mails[0]["source"], env("KEYMINT_LOCAL_SENDER"));
+    assert_eq!(mails[0]["source"], env("KEYSTEAD_LOCAL_SENDER"));
     assert_eq!(mails[0]["subject"], "Your license key for MyApp");
     assert_eq!(mails[0]["id"].as_str(), Some(s(l, "email_message_id")));
     assert!(
@@ -300,8 +300,8 @@ async fn a_suspended_tenant_gets_403_and_nothing_is_written() {
 async fn a_rotated_token_is_dead_at_once() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;
-    let new_token = keymint::domain::WebhookToken::generate().unwrap();
-    let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let new_token = keystead::domain::WebhookToken::generate().unwrap();
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
     stack
         .store
         .update_tenant(
@@ -355,7 +355,7 @@ async fn test_pings_get_204_and_write_nothing() {
 }
 
 #[tokio::test]
-async fn events_for_sales_keymint_never_saw_get_204_and_mint_nothing() {
+async fn events_for_sales_keystead_never_saw_get_204_and_mint_nothing() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;
     let sale = sale_body(&sale_id(), &buyer());
@@ -442,8 +442,8 @@ async fn missing_fields_and_unknown_products_are_clear_400s() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    let product = keymint::domain::ProductId::parse("myapp").unwrap();
-    let tenant_id = keymint::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let product = keystead::domain::ProductId::parse("myapp").unwrap();
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
     stack
         .store
         .delete_product(&tenant_id, &product)

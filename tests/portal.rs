@@ -9,13 +9,13 @@ mod common;
 
 use common::portal::*;
 use common::{Ping, Seed, api, buyer, emails_to, sale_body, sale_id, seed, send, stack};
-use keymint::domain::{Email, TenantId};
-use keymint::storage::{PortalStore, Store};
+use keystead::domain::{Email, TenantId};
+use keystead::storage::{PortalStore, Store};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// A sale to `buyer` of the seeded tenant's product; returns the key.
-async fn buy(app: &keymint::http::App, t: &common::Seeded, buyer: &str) -> String {
+async fn buy(app: &keystead::http::App, t: &common::Seeded, buyer: &str) -> String {
     let reply = send(
         app,
         &Ping::new(&t.tenant_id, Some(&t.token), sale_body(&sale_id(), buyer)),
@@ -30,7 +30,7 @@ async fn license_of(
     stack: &common::Stack,
     t: &common::Seeded,
     buyer: &str,
-) -> keymint::domain::License {
+) -> keystead::domain::License {
     stack
         .store
         .licenses_by_email(
@@ -246,7 +246,7 @@ async fn a_forged_or_foreign_cookie_signs_in_no_one() {
     let flipped_tag = format!("{name}={payload}.{}", b64.encode([0u8; 32]));
     for bad in [
         None,
-        Some("keymint_session=garbage".to_owned()),
+        Some("keystead_session=garbage".to_owned()),
         Some(forged),
         Some(flipped_tag),
     ] {
@@ -547,7 +547,7 @@ async fn licenses_are_found_by_email_through_the_index_and_old_ones_are_indexed_
         "the address is hashed"
     );
 
-    // A license from before the index: its pointer is missing until `keymint license index`.
+    // A license from before the index: its pointer is missing until `keystead license index`.
     stack
         .ddb
         .delete_item()
@@ -661,7 +661,7 @@ async fn a_key_replaced_while_machines_come_and_go_keeps_every_seat_exact() {
     });
     let (statuses, rotated) = tokio::join!(
         futures_join_all(activations),
-        keymint::rotation::rotate(&stack.store, &tenant, &old_hash, true)
+        keystead::rotation::rotate(&stack.store, &tenant, &old_hash, true)
     );
     let new = rotated.unwrap();
     assert!(

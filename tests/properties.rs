@@ -5,8 +5,8 @@
 
 use std::collections::HashSet;
 
-use keymint::domain::{KeyPrefix, LicenseKey, Permalink};
-use keymint::gumroad::Form;
+use keystead::domain::{KeyPrefix, LicenseKey, Permalink};
+use keystead::gumroad::Form;
 use proptest::prelude::*;
 
 /// The `Content-Type` headers a ping can arrive with, the odd ones included.
@@ -106,13 +106,13 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..2048),
     ) {
         let _ = Form::parse(content_type, &body);
-        keymint::fuzzing::ping_body(&ping_input(content_type, &body));
+        keystead::fuzzing::ping_body(&ping_input(content_type, &body));
     }
 
     #[test]
     fn ping_parsing_never_panics_on_form_shaped_bodies((body, well_formed) in form_body()) {
         let form = Form::parse(Some("application/x-www-form-urlencoded"), &body);
-        keymint::fuzzing::ping_body(&ping_input(None, &body));
+        keystead::fuzzing::ping_body(&ping_input(None, &body));
         prop_assert!(!well_formed || form.is_ok(), "refused {:?}: {:?}", String::from_utf8_lossy(&body), form);
     }
 
@@ -120,7 +120,7 @@ proptest! {
     fn ping_parsing_never_panics_on_json_bodies(value in json_value(4)) {
         let body = serde_json::to_vec(&value).unwrap();
         let _ = Form::parse(Some("application/json"), &body);
-        keymint::fuzzing::ping_body(&ping_input(Some("application/json"), &body));
+        keystead::fuzzing::ping_body(&ping_input(Some("application/json"), &body));
     }
 
     #[test]
@@ -128,7 +128,7 @@ proptest! {
         proptest::collection::vec(any::<u8>(), 0..512),
         json_value(3).prop_map(|v| serde_json::to_vec(&v).unwrap()),
     ]) {
-        keymint::fuzzing::license_json(&body);
+        keystead::fuzzing::license_json(&body);
     }
 
     #[test]
@@ -168,7 +168,7 @@ proptest! {
             let twice = Permalink::parse(once.as_str());
             prop_assert_eq!(twice.as_ref(), Ok(&once), "{:?}", raw);
         }
-        keymint::fuzzing::permalink(raw.as_bytes());
+        keystead::fuzzing::permalink(raw.as_bytes());
     }
 
     #[test]

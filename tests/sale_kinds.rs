@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use keymint::domain::{
+use keystead::domain::{
     KeyPrefix, MAX_SEATS, Permalink, Product, ProductId, TenantId, Variant, VariantMapping,
 };
 use serde_json::json;

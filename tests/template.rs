@@ -5,7 +5,7 @@
 //! * no statement has a `*` resource, a resource containing `*`, `NotAction`/`NotResource`, or a managed policy;
 //!   DynamoDB resources are the template's own tables by ARN, SES resources are identity ARNs, KMS resources are
 //!   the template's own KMS key by `!GetAtt <key>.Arn`;
-//! * every KMS statement works only with keymint's encryption context: its keys are exactly `tenant_id` and `kid`
+//! * every KMS statement works only with keystead's encryption context: its keys are exactly `tenant_id` and `kid`
 //!   (`ForAllValues:StringEquals`) and a context is present (`Null` … `"false"`);
 //! * every DynamoDB table is on-demand, encrypted, has TTL on `ttl` and point-in-time recovery, and is kept
 //!   (`DeletionPolicy` and `UpdateReplacePolicy` `Retain`) when the stack or the resource goes away;
@@ -13,11 +13,11 @@
 //!   statement open to every principal, and is kept (`Retain`) like the tables: it alone can decrypt the
 //!   tenants' signing keys;
 //! * the function's environment names every table with a plain `!Ref`, and the signing key as
-//!   `KEYMINT_SIGNING_KEY_ID: !GetAtt <key>.Arn`;
+//!   `KEYSTEAD_SIGNING_KEY_ID: !GetAtt <key>.Arn`;
 //! * every S3 bucket is private (all four public access blocks), encrypted, versioned and kept (`Retain`); the
 //!   function reads product files only through presigned `GetObject` URLs (`presigned_get_object()` in the
 //!   code), allowed on the objects of the template's own bucket (`!Sub "${Bucket.Arn}/<prefix>*"`, the one
-//!   object wildcard allowed) and named in its environment as `KEYMINT_FILES_BUCKET: !Ref <bucket>`.
+//!   object wildcard allowed) and named in its environment as `KEYSTEAD_FILES_BUCKET: !Ref <bucket>`.
 //!
 //! The checks are plain functions over the template text, so the tests at the bottom feed them broken templates
 //! and make sure each mistake is caught.
@@ -35,7 +35,7 @@ const CLI_ONLY: &[&str] = &[
     "src/cli/",
     "src/storage/admin.rs",
     "src/storage/schema.rs",
-    "src/bin/keymint.rs",
+    "src/bin/keystead.rs",
 ];
 
 /// SDK fluent operations (`client.<op>()`) and the IAM action each needs.
@@ -62,7 +62,7 @@ const OPERATIONS: &[(&str, &str)] = &[
 ];
 
 /// The environment variable through which the function learns its bucket of product files.
-const FILES_BUCKET_VAR: &str = "KEYMINT_FILES_BUCKET";
+const FILES_BUCKET_VAR: &str = "KEYSTEAD_FILES_BUCKET";
 
 /// Operations this test cannot map to IAM actions yet; calling one (as an SDK fluent operation, without
 /// arguments) fails the test until a mapping is added.
@@ -90,11 +90,11 @@ const UNMAPPED_OPERATIONS: &[&str] = &[
     "list_aliases",
 ];
 
-/// The encryption context keys keymint's KMS calls carry; the function's KMS permissions require exactly these.
+/// The encryption context keys keystead's KMS calls carry; the function's KMS permissions require exactly these.
 const ENCRYPTION_CONTEXT_KEYS: &[&str] = &["kid", "tenant_id"];
 
 /// The environment variable through which the function learns its KMS key's ARN.
-const SIGNING_KEY_VAR: &str = "KEYMINT_SIGNING_KEY_ID";
+const SIGNING_KEY_VAR: &str = "KEYSTEAD_SIGNING_KEY_ID";
 
 /// TransactWriteItems is authorized per item: `TransactWriteItem::builder().<kind>(…)` needs the action.
 const TRANSACT_ITEM_KINDS: &[(&str, &str)] = &[
@@ -316,12 +316,12 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
 }
 
 /// The IAM actions the function's code calls: every `.rs` file under `src/` except the CLI-only ones, and the
-/// function's own package (`keymint-api/src/`).
+/// function's own package (`keystead-api/src/`).
 fn called_actions() -> BTreeSet<String> {
     let root = Path::new(ROOT);
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
-    rust_files(&root.join("keymint-api/src"), &mut files);
+    rust_files(&root.join("keystead-api/src"), &mut files);
     files.sort();
     let mut called = BTreeSet::new();
     let mut transact = BTreeSet::new();
@@ -443,7 +443,7 @@ fn condition_values(value: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// What is wrong with a KMS statement's `Condition`: it must allow only keymint's encryption context, i.e. every
+/// What is wrong with a KMS statement's `Condition`: it must allow only keystead's encryption context, i.e. every
 /// context key is one of ENCRYPTION_CONTEXT_KEYS (`ForAllValues:StringEquals`) and there is a context at all
 /// (`Null: {kms:EncryptionContextKeys: "false"}`; `ForAllValues` alone also matches a request without one).
 fn encryption_context_problems(origin: &str, condition: Option<&Value>) -> Vec<String> {
@@ -689,10 +689,10 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         }
     }
     for name in [
-        "KEYMINT_TENANTS_TABLE",
-        "KEYMINT_LICENSES_TABLE",
-        "KEYMINT_PAYMENTS_TABLE",
-        "KEYMINT_EVENTS_TABLE",
+        "KEYSTEAD_TENANTS_TABLE",
+        "KEYSTEAD_LICENSES_TABLE",
+        "KEYSTEAD_PAYMENTS_TABLE",
+        "KEYSTEAD_EVENTS_TABLE",
     ] {
         match env.get(name) {
             Some(target) if tables.contains(target) => {}
@@ -1005,16 +1005,16 @@ fn the_request_path_calls_at_least_the_sale_operations() {
 #[test]
 fn local_tables_come_from_the_same_template() {
     // The local stack and the integration tests create their tables with this reader.
-    let specs = keymint::storage::table_specs(&read_template()).unwrap();
+    let specs = keystead::storage::table_specs(&read_template()).unwrap();
     let mut vars: Vec<&str> = specs.iter().map(|s| s.env_var.as_str()).collect();
     vars.sort_unstable();
     assert_eq!(
         vars,
         [
-            "KEYMINT_EVENTS_TABLE",
-            "KEYMINT_LICENSES_TABLE",
-            "KEYMINT_PAYMENTS_TABLE",
-            "KEYMINT_TENANTS_TABLE"
+            "KEYSTEAD_EVENTS_TABLE",
+            "KEYSTEAD_LICENSES_TABLE",
+            "KEYSTEAD_PAYMENTS_TABLE",
+            "KEYSTEAD_TENANTS_TABLE"
         ]
     );
     assert!(
@@ -1036,12 +1036,12 @@ Resources:
       LoggingConfig: { LogFormat: JSON, LogGroup: !Ref Logs }
       Environment:
         Variables:
-          KEYMINT_TENANTS_TABLE: !Ref TenantsTable
-          KEYMINT_LICENSES_TABLE: !Ref LicensesTable
-          KEYMINT_PAYMENTS_TABLE: !Ref LicensesTable
-          KEYMINT_EVENTS_TABLE: !Ref LicensesTable
-          KEYMINT_SIGNING_KEY_ID: !GetAtt SigningKey.Arn
-          KEYMINT_FILES_BUCKET: !Ref Files
+          KEYSTEAD_TENANTS_TABLE: !Ref TenantsTable
+          KEYSTEAD_LICENSES_TABLE: !Ref LicensesTable
+          KEYSTEAD_PAYMENTS_TABLE: !Ref LicensesTable
+          KEYSTEAD_EVENTS_TABLE: !Ref LicensesTable
+          KEYSTEAD_SIGNING_KEY_ID: !GetAtt SigningKey.Arn
+          KEYSTEAD_FILES_BUCKET: !Ref Files
   Logs:
     Type: AWS::Logs::LogGroup
   FnRole:
@@ -1267,8 +1267,8 @@ fn a_table_without_retain_ttl_or_pitr_is_rejected() {
 #[test]
 fn a_table_missing_from_the_environment_is_rejected() {
     assert_caught(
-        "KEYMINT_TENANTS_TABLE: !Ref TenantsTable",
-        "KEYMINT_TENANTS_TABLE: tenants",
+        "KEYSTEAD_TENANTS_TABLE: !Ref TenantsTable",
+        "KEYSTEAD_TENANTS_TABLE: tenants",
         "no environment variable is a plain `!Ref TenantsTable`",
     );
 }
@@ -1447,20 +1447,20 @@ fn a_kms_key_that_is_not_kept_symmetric_and_rotated_is_rejected() {
 
 #[test]
 fn the_signing_key_missing_from_the_environment_is_rejected() {
-    let var = "          KEYMINT_SIGNING_KEY_ID: !GetAtt SigningKey.Arn\n";
+    let var = "          KEYSTEAD_SIGNING_KEY_ID: !GetAtt SigningKey.Arn\n";
     assert_caught(
         var,
         "",
-        "KEYMINT_SIGNING_KEY_ID is not `!GetAtt <an AWS::KMS::Key of this template>.Arn`",
+        "KEYSTEAD_SIGNING_KEY_ID is not `!GetAtt <an AWS::KMS::Key of this template>.Arn`",
     );
     assert_caught(
         var,
-        "          KEYMINT_SIGNING_KEY_ID: !Ref SigningKey\n",
-        "KEYMINT_SIGNING_KEY_ID is not `!GetAtt",
+        "          KEYSTEAD_SIGNING_KEY_ID: !Ref SigningKey\n",
+        "KEYSTEAD_SIGNING_KEY_ID is not `!GetAtt",
     );
     assert_caught(
         var,
-        "          KEYMINT_SIGNING_KEY_ID: alias/keymint-signing\n",
+        "          KEYSTEAD_SIGNING_KEY_ID: alias/keystead-signing\n",
         "the environment does not name the KMS key SigningKey",
     );
     // The code calls KMS but the template has no key at all.
@@ -1557,7 +1557,7 @@ fn a_bucket_that_is_public_unversioned_unencrypted_or_not_kept_is_rejected() {
         "it must stay private",
     );
     assert_caught(
-        "          KEYMINT_FILES_BUCKET: !Ref Files\n",
+        "          KEYSTEAD_FILES_BUCKET: !Ref Files\n",
         "",
         "the environment does not name the bucket Files",
     );
@@ -1594,7 +1594,7 @@ fn s3_beyond_the_buckets_objects_is_rejected() {
     );
 }
 
-/// Every reason a key email can fail for has an alarm on its `Reason` dimension of `keymint/EmailFailures`, so the
+/// Every reason a key email can fail for has an alarm on its `Reason` dimension of `keystead/EmailFailures`, so the
 /// notification says why (and which fix applies); no alarm watches a reason the function never emits.
 #[test]
 fn every_email_failure_reason_has_its_own_alarm() {
@@ -1603,7 +1603,7 @@ fn every_email_failure_reason_has_its_own_alarm() {
     for (name, resource) in doc["Resources"].as_mapping().unwrap() {
         let props = &resource["Properties"];
         let watches_email_failures = resource_type(resource) == "AWS::CloudWatch::Alarm"
-            && props["Namespace"].as_str() == Some("keymint")
+            && props["Namespace"].as_str() == Some("keystead")
             && props["MetricName"].as_str() == Some("EmailFailures");
         if !watches_email_failures {
             continue;
@@ -1631,7 +1631,7 @@ fn every_email_failure_reason_has_its_own_alarm() {
             reasons[0]
         );
     }
-    let emitted: BTreeSet<String> = keymint::domain::EmailFailure::ALL
+    let emitted: BTreeSet<String> = keystead::domain::EmailFailure::ALL
         .iter()
         .map(|reason| reason.as_str().to_owned())
         .collect();

@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
-use keymint::http::App;
-use keymint::storage::Tables;
+use keystead::http::App;
+use keystead::storage::Tables;
 use serde_json::{Value, json};
 
 use super::{Counter, Report, invoke, ms, stats, unique};
@@ -198,7 +198,7 @@ impl Floor<'_> {
                 self.get(machine_sk("bench-held")).await;
             }
             2 => {
-                // The seat is held already: the conditional put fails, as keymint's does.
+                // The seat is held already: the conditional put fails, as keystead's does.
                 self.get(self.license_sk()).await;
                 let mut item: std::collections::HashMap<String, AttributeValue> =
                     self.key(machine_sk("bench-held")).into_iter().collect();
@@ -315,7 +315,7 @@ pub async fn section(
         ddb,
         tables,
         tenant: tenant.to_owned(),
-        key_hash: keymint::domain::sha256_hex(key),
+        key_hash: keystead::domain::sha256_hex(key),
     };
     report.line(format!(
         "### License API in-process, {n} sequential calls each, against its floor (the same DynamoDB calls straight from the SDK)"
@@ -379,8 +379,8 @@ pub async fn section(
     report.line("");
 
     // What signing a lease costs by itself, once the key is open: no AWS call.
-    let key = keymint_verify::ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let claims = keymint_verify::LeaseClaims {
+    let key = keystead_verify::ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let claims = keystead_verify::LeaseClaims {
         iss: tenant.to_owned(),
         sub: "lic_bench".to_owned(),
         product_id: "myapp".to_owned(),
@@ -395,7 +395,7 @@ pub async fn section(
     let mut signing = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
-        std::hint::black_box(keymint_verify::sign("kbench", &claims, &key).unwrap());
+        std::hint::black_box(keystead_verify::sign("kbench", &claims, &key).unwrap());
         signing.push(started.elapsed().as_secs_f64() * 1e6);
     }
     let s = stats(&mut signing);

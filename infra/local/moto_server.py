@@ -1,6 +1,6 @@
-"""moto's server (SES and KMS) for keymint's local stack, with SES's sandbox kept per region as in a real account.
+"""moto's server (SES and KMS) for keystead's local stack, with SES's sandbox kept per region as in a real account.
 
-In the regions listed in KEYMINT_LOCAL_SES_PRODUCTION_REGIONS (default: us-east-1, the local stack's region) the
+In the regions listed in KEYSTEAD_LOCAL_SES_PRODUCTION_REGIONS (default: us-east-1, the local stack's region) the
 account has production access: a quota of 50,000 emails a day at 14 a second, and mail to any address. Every other
 region is in the sandbox, as a new AWS account is everywhere: 200 emails a day at 1 a second, and mail only to
 verified addresses, refused with SES's own MessageRejected message. moto alone reports the sandbox quota everywhere
@@ -18,7 +18,7 @@ from moto.ses.exceptions import MessageRejectedError
 
 PRODUCTION_REGIONS = {
     region.strip()
-    for region in os.environ.get("KEYMINT_LOCAL_SES_PRODUCTION_REGIONS", "us-east-1").split(",")
+    for region in os.environ.get("KEYSTEAD_LOCAL_SES_PRODUCTION_REGIONS", "us-east-1").split(",")
     if region.strip()
 }
 

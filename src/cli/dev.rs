@@ -1,4 +1,4 @@
-//! `keymint dev …`: what the local stack and the tests need that a seller in production never runs.
+//! `keystead dev …`: what the local stack and the tests need that a seller in production never runs.
 
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use clap::Subcommand;
@@ -7,7 +7,7 @@ use serde_yaml_ng::Value;
 use super::{CliError, Output, aws_error};
 
 /// The environment variable through which the function (and the CLI) learns the signing key's ARN.
-const SIGNING_KEY_VAR: &str = "KEYMINT_SIGNING_KEY_ID";
+const SIGNING_KEY_VAR: &str = "KEYSTEAD_SIGNING_KEY_ID";
 
 #[derive(Debug, Subcommand)]
 pub enum DevCommand {
@@ -16,25 +16,25 @@ pub enum DevCommand {
         #[arg(long, default_value = "template.yaml")]
         template: String,
         /// Local table names are `<prefix>-tenants`, `<prefix>-licenses`, …
-        #[arg(long, default_value = "keymint")]
+        #[arg(long, default_value = "keystead")]
         prefix: String,
     },
-    /// Create the KMS key that template.yaml gives the function (KEYMINT_SIGNING_KEY_ID), under an alias, and
+    /// Create the KMS key that template.yaml gives the function (KEYSTEAD_SIGNING_KEY_ID), under an alias, and
     /// print the `export` line for its ARN. If the alias exists, print the ARN of its key instead.
     CreateKmsKey {
         #[arg(long, default_value = "template.yaml")]
         template: String,
-        #[arg(long, default_value = "alias/keymint-local-signing")]
+        #[arg(long, default_value = "alias/keystead-local-signing")]
         alias: String,
     },
     /// Verify an SES sender identity (against the SES emulator locally).
     VerifySender { email: String },
-    /// Create the bucket for product files that template.yaml gives the function (KEYMINT_FILES_BUCKET), with
+    /// Create the bucket for product files that template.yaml gives the function (KEYSTEAD_FILES_BUCKET), with
     /// its versioning, encryption and public access block, and print the `export` line for its name.
     CreateBucket {
         #[arg(long, default_value = "template.yaml")]
         template: String,
-        #[arg(long, default_value = "keymint-local-files")]
+        #[arg(long, default_value = "keystead-local-files")]
         name: String,
     },
 }
@@ -88,7 +88,7 @@ fn files_bucket_spec(template: &str) -> Result<BucketSpec, String> {
 }
 
 /// The `AWS::KMS::Key` of the template that the function's environment names as
-/// `KEYMINT_SIGNING_KEY_ID: !GetAtt <key>.Arn`, with what a local copy of it needs.
+/// `KEYSTEAD_SIGNING_KEY_ID: !GetAtt <key>.Arn`, with what a local copy of it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KmsKeySpec {
     logical_id: String,
@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(spec.logical_id, "SigningKey");
         assert_eq!(spec.key_spec, "SYMMETRIC_DEFAULT");
         assert_eq!(spec.key_usage, "ENCRYPT_DECRYPT");
-        assert!(spec.description.is_some_and(|d| d.contains("keymint")));
+        assert!(spec.description.is_some_and(|d| d.contains("keystead")));
     }
 
     #[test]
@@ -347,9 +347,9 @@ mod tests {
             )
         };
         for env in [
-            "KEYMINT_SIGNING_KEY_ID: !GetAtt Key.Arn",
-            "KEYMINT_SIGNING_KEY_ID: !GetAtt [Key, Arn]",
-            "KEYMINT_SIGNING_KEY_ID: {Fn::GetAtt: [Key, Arn]}",
+            "KEYSTEAD_SIGNING_KEY_ID: !GetAtt Key.Arn",
+            "KEYSTEAD_SIGNING_KEY_ID: !GetAtt [Key, Arn]",
+            "KEYSTEAD_SIGNING_KEY_ID: {Fn::GetAtt: [Key, Arn]}",
         ] {
             let spec = signing_key_spec(&template(env, "AWS::KMS::Key")).unwrap();
             assert_eq!(
@@ -363,15 +363,15 @@ mod tests {
             );
         }
         for env in [
-            "KEYMINT_SIGNING_KEY_ID: !Ref Key",
-            "KEYMINT_SIGNING_KEY_ID: !GetAtt Key.KeyId",
+            "KEYSTEAD_SIGNING_KEY_ID: !Ref Key",
+            "KEYSTEAD_SIGNING_KEY_ID: !GetAtt Key.KeyId",
             "OTHER: !GetAtt Key.Arn",
         ] {
             let err = signing_key_spec(&template(env, "AWS::KMS::Key")).unwrap_err();
             assert!(err.contains("no function's environment"), "{err}");
         }
         let err = signing_key_spec(&template(
-            "KEYMINT_SIGNING_KEY_ID: !GetAtt Key.Arn",
+            "KEYSTEAD_SIGNING_KEY_ID: !GetAtt Key.Arn",
             "AWS::SNS::Topic",
         ))
         .unwrap_err();
@@ -395,12 +395,12 @@ mod tests {
 
     #[test]
     fn aliases_are_checked() {
-        assert!(check_alias("alias/keymint-local-signing").is_ok());
-        assert!(check_alias("alias/team/keymint_2").is_ok());
+        assert!(check_alias("alias/keystead-local-signing").is_ok());
+        assert!(check_alias("alias/team/keystead_2").is_ok());
         for bad in [
-            "keymint",
+            "keystead",
             "alias/",
-            "alias/aws/keymint",
+            "alias/aws/keystead",
             "alias/a b",
             "alias/a:b",
         ] {

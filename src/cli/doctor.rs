@@ -1,4 +1,4 @@
-//! `keymint doctor [<TENANT_ID>]`: checks what a working deployment needs, in the order a seller sets it up, and
+//! `keystead doctor [<TENANT_ID>]`: checks what a working deployment needs, in the order a seller sets it up, and
 //! prints a checklist with the fix for each failure: the tables (with TTL), the KMS key, the tenant, SES (the
 //! sender, the sandbox, the quota), the API, Gumroad's resource subscriptions and the key emails that failed.
 //! Every check runs whatever the others found; a check that cannot ask AWS fails with what AWS said.
@@ -28,11 +28,11 @@ pub struct DoctorArgs {
     /// Also check this tenant: its sender, signing key, Gumroad subscriptions and failed key emails.
     tenant_id: Option<String>,
     /// The API's base URL (the stack's ApiUrl output).
-    #[arg(long, env = "KEYMINT_API_URL")]
+    #[arg(long, env = "KEYSTEAD_API_URL")]
     api_url: Option<String>,
     /// The stack's SenderIdentity parameter (in its CliEnvironment output): the only identity, with its domain,
     /// the function's role may send as. Given, the sender check also compares the tenant's sender with it.
-    #[arg(long, env = "KEYMINT_SENDER_IDENTITY")]
+    #[arg(long, env = "KEYSTEAD_SENDER_IDENTITY")]
     sender_identity: Option<String>,
     /// How far back failed key emails count (90s, 45m, 12h, 7d; at most 365d).
     #[arg(long, default_value = "7d")]
@@ -179,8 +179,8 @@ pub async fn run(args: DoctorArgs, out: &mut Output) -> Result<(), CliError> {
 
 fn print(list: &Checklist, tenant_id: Option<&TenantId>, region: &str, out: &mut Output) {
     match tenant_id {
-        Some(t) => out.line(format!("keymint doctor: tenant {t}, region {region}")),
-        None => out.line(format!("keymint doctor: region {region} (pass a TENANT_ID to also check its sender, Gumroad subscriptions and key emails)")),
+        Some(t) => out.line(format!("keystead doctor: tenant {t}, region {region}")),
+        None => out.line(format!("keystead doctor: region {region} (pass a TENANT_ID to also check its sender, Gumroad subscriptions and key emails)")),
     }
     let width = list.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
     for check in &list.checks {
@@ -221,25 +221,25 @@ async fn check_tables(
     let all = [
         (
             "tenants-table",
-            "KEYMINT_TENANTS_TABLE",
+            "KEYSTEAD_TENANTS_TABLE",
             "TenantsTableName",
             &tables.tenants,
         ),
         (
             "licenses-table",
-            "KEYMINT_LICENSES_TABLE",
+            "KEYSTEAD_LICENSES_TABLE",
             "LicensesTableName",
             &tables.licenses,
         ),
         (
             "payments-table",
-            "KEYMINT_PAYMENTS_TABLE",
+            "KEYSTEAD_PAYMENTS_TABLE",
             "PaymentsTableName",
             &tables.payments,
         ),
         (
             "events-table",
-            "KEYMINT_EVENTS_TABLE",
+            "KEYSTEAD_EVENTS_TABLE",
             "EventsTableName",
             &tables.events,
         ),
@@ -338,14 +338,14 @@ async fn check_tenant(
                     "tenant",
                     Status::Warn,
                     format!("tenant {tenant_id} is suspended: its pings are refused (403)"),
-                    vec![format!("keymint tenant resume {tenant_id}")],
+                    vec![format!("keystead tenant resume {tenant_id}")],
                 );
             } else if !tenant.gumroad_enabled {
                 list.add(
                     "tenant",
                     Status::Warn,
                     format!("tenant {tenant_id} has Gumroad pings disabled"),
-                    vec![format!("keymint tenant set {tenant_id} --gumroad enabled")],
+                    vec![format!("keystead tenant set {tenant_id} --gumroad enabled")],
                 );
             } else {
                 list.ok(
@@ -363,7 +363,7 @@ async fn check_tenant(
             list.fail(
                 "tenant",
                 format!("unknown tenant '{tenant_id}'"),
-                format!("keymint tenant create {tenant_id} --sender <verified address>"),
+                format!("keystead tenant create {tenant_id} --sender <verified address>"),
             );
             None
         }
@@ -384,7 +384,7 @@ async fn check_kms(sdk: &aws_config::SdkConfig, tenant: Option<&Tenant>, list: &
         list.fail(
             "kms-key",
             format!("{} is not set: leases cannot be signed", KmsVault::ENV),
-            "export the stack's CliEnvironment output (it sets KEYMINT_SIGNING_KEY_ID to the SigningKeyArn output)",
+            "export the stack's CliEnvironment output (it sets KEYSTEAD_SIGNING_KEY_ID to the SigningKeyArn output)",
         );
         return;
     };
@@ -399,7 +399,7 @@ async fn check_kms(sdk: &aws_config::SdkConfig, tenant: Option<&Tenant>, list: &
             list.fail(
                 "kms-key",
                 format!("KMS key {key_id} does not exist in this account and region"),
-                "set KEYMINT_SIGNING_KEY_ID to the stack's SigningKeyArn output",
+                "set KEYSTEAD_SIGNING_KEY_ID to the stack's SigningKeyArn output",
             );
             return;
         }
@@ -434,7 +434,7 @@ async fn check_kms(sdk: &aws_config::SdkConfig, tenant: Option<&Tenant>, list: &
         list.fail(
             "kms-key",
             format!("KMS key {key_id} is not a symmetric encryption key"),
-            "set KEYMINT_SIGNING_KEY_ID to the stack's SigningKeyArn output",
+            "set KEYSTEAD_SIGNING_KEY_ID to the stack's SigningKeyArn output",
         );
         return;
     }
@@ -461,7 +461,7 @@ async fn check_kms(sdk: &aws_config::SdkConfig, tenant: Option<&Tenant>, list: &
         Err(err) => list.fail(
             "kms-key",
             format!("KMS key {key_id} cannot open tenant {}'s signing key {}: {err}", tenant.tenant_id, sealed.kid),
-            format!("check that KEYMINT_SIGNING_KEY_ID is the key the tenant's keys were sealed with; if the key is lost, `keymint tenant rotate-signing-key {}` makes a new one", tenant.tenant_id),
+            format!("check that KEYSTEAD_SIGNING_KEY_ID is the key the tenant's keys were sealed with; if the key is lost, `keystead tenant rotate-signing-key {}` makes a new one", tenant.tenant_id),
         ),
     }
 }
@@ -499,7 +499,7 @@ async fn check_sender(
                             "sender {sender} is verified through {identity}, but its DKIM is {}: mail is more likely to land in spam, and Gmail and Yahoo refuse unauthenticated bulk mail",
                             state.map_or("not set up", |s| s.as_str())
                         ),
-                        format!("keymint ses verify {identity} (add the three CNAME records it prints)"),
+                        format!("keystead ses verify {identity} (add the three CNAME records it prints)"),
                     );
                 }
             },
@@ -511,7 +511,7 @@ async fn check_sender(
     match sender_identity {
         None => list.ok(
             "ses-sender",
-            format!("{verified}; not compared with the stack's SenderIdentity (KEYMINT_SENDER_IDENTITY is not set: export the stack's CliEnvironment output)"),
+            format!("{verified}; not compared with the stack's SenderIdentity (KEYSTEAD_SENDER_IDENTITY is not set: export the stack's CliEnvironment output)"),
         ),
         Some(allowed) if role_may_send_as(allowed, identity) => list.ok(
             "ses-sender",
@@ -523,7 +523,7 @@ async fn check_sender(
                 "{verified}, but the function's role may send only as the stack's SenderIdentity {allowed} and its domain: SES refuses every key email with AccessDenied (it authorizes a send against the most specific verified identity, here {identity})"
             ),
             format!(
-                "`keymint tenant set {} --sender <an address SenderIdentity covers>`, or deploy again with `sam deploy --parameter-overrides SenderIdentity={identity}`",
+                "`keystead tenant set {} --sender <an address SenderIdentity covers>`, or deploy again with `sam deploy --parameter-overrides SenderIdentity={identity}`",
                 tenant.tenant_id
             ),
         ),
@@ -569,7 +569,7 @@ async fn check_quota(ses: &SesAdmin, list: &mut Checklist) {
         list.fail(
             "ses-quota",
             format!("today's SES quota is used up ({summary}): key emails fail until it frees up"),
-            "ask AWS for a higher quota (Service Quotas → Amazon SES → Sending quota), then `keymint license resend <TENANT_ID> --failed`",
+            "ask AWS for a higher quota (Service Quotas → Amazon SES → Sending quota), then `keystead license resend <TENANT_ID> --failed`",
         );
     } else if quota.headroom() < 0.2 {
         list.add(
@@ -586,7 +586,7 @@ async fn check_quota(ses: &SesAdmin, list: &mut Checklist) {
     }
 }
 
-/// The API answers with keymint's own JSON: the tenant's JWKS, or keymint's 404 for a tenant that does not exist.
+/// The API answers with keystead's own JSON: the tenant's JWKS, or keystead's 404 for a tenant that does not exist.
 fn check_api(
     api_url: Option<&str>,
     tenant_id: Option<&TenantId>,
@@ -598,11 +598,11 @@ fn check_api(
             "api",
             Status::Skip,
             "no API URL to check",
-            vec!["pass --api-url or set KEYMINT_API_URL to the stack's ApiUrl output".to_owned()],
+            vec!["pass --api-url or set KEYSTEAD_API_URL to the stack's ApiUrl output".to_owned()],
         );
         return;
     };
-    let probe = tenant_id.map_or("keymint-doctor-probe", TenantId::as_str);
+    let probe = tenant_id.map_or("keystead-doctor-probe", TenantId::as_str);
     let url = format!("{api}/v1/{probe}/jwks.json");
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -610,7 +610,7 @@ fn check_api(
         .timeout_global(Some(Duration::from_secs(10)))
         .build();
     let agent = ureq::Agent::new_with_config(config);
-    let fix = "set KEYMINT_API_URL (or --api-url) to the stack's ApiUrl output, and check that the stack deployed";
+    let fix = "set KEYSTEAD_API_URL (or --api-url) to the stack's ApiUrl output, and check that the stack deployed";
     let mut response = match agent.get(&url).call() {
         Ok(response) => response,
         Err(err) => {
@@ -630,7 +630,7 @@ fn check_api(
         .read_to_string()
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    let keymint_404 = status == 404 && body.as_ref().is_some_and(|b| b["error"] == "Not found");
+    let keystead_404 = status == 404 && body.as_ref().is_some_and(|b| b["error"] == "Not found");
     match (tenant, status, &body) {
         (Some(tenant), 200, Some(jwks)) if jwks["keys"].is_array() => {
             let kids: Vec<&str> = jwks["keys"]
@@ -646,15 +646,15 @@ fn check_api(
                 _ => list.ok("api", format!("{api} answers with tenant {}'s JWKS", tenant.tenant_id)),
             }
         }
-        (Some(tenant), _, _) if keymint_404 => list.fail(
+        (Some(tenant), _, _) if keystead_404 => list.fail(
             "api",
-            format!("{api} is keymint but does not know tenant {}: the API and the tables are different stacks", tenant.tenant_id),
+            format!("{api} is keystead but does not know tenant {}: the API and the tables are different stacks", tenant.tenant_id),
             fix,
         ),
-        (None, _, _) if keymint_404 => list.ok("api", format!("{api} answers with keymint's JSON")),
+        (None, _, _) if keystead_404 => list.ok("api", format!("{api} answers with keystead's JSON")),
         (_, status, _) => list.fail(
             "api",
-            format!("{url} answered HTTP {status}, not keymint's JSON (API Gateway's own 404 means the route is missing)"),
+            format!("{url} answered HTTP {status}, not keystead's JSON (API Gateway's own 404 means the route is missing)"),
             fix,
         ),
     }
@@ -669,7 +669,7 @@ fn endpoint(url: &str) -> Option<(String, String)> {
     Some((base, uri.path().trim_end_matches('/').to_owned()))
 }
 
-/// Gumroad pings the tenant's current URL for every event keymint handles, and nothing pings a dead one.
+/// Gumroad pings the tenant's current URL for every event keystead handles, and nothing pings a dead one.
 fn check_gumroad(tenant: &Tenant, api_url: Option<&str>, list: &mut Checklist) {
     const ID: &str = "gumroad-subscriptions";
     let tenant_id = &tenant.tenant_id;
@@ -737,7 +737,7 @@ fn check_gumroad(tenant: &Tenant, api_url: Option<&str>, list: &mut Checklist) {
         list.ok(
             ID,
             format!(
-                "all {} events keymint handles ping tenant {tenant_id}'s current URL",
+                "all {} events keystead handles ping tenant {tenant_id}'s current URL",
                 RESOURCES.len()
             ),
         );
@@ -750,7 +750,7 @@ fn check_gumroad(tenant: &Tenant, api_url: Option<&str>, list: &mut Checklist) {
             "{} subscription {} {why}",
             sub.resource_name, sub.id
         ));
-        fix.push(format!("keymint gumroad unsubscribe {}", sub.id));
+        fix.push(format!("keystead gumroad unsubscribe {}", sub.id));
     }
     if !missing.is_empty() {
         problems.push(format!(
@@ -758,7 +758,7 @@ fn check_gumroad(tenant: &Tenant, api_url: Option<&str>, list: &mut Checklist) {
             missing.join(", ")
         ));
         fix.push(format!(
-            "keymint gumroad subscribe {tenant_id} --webhook-url '<ping URL>' --events {} (the ping URL from `tenant create` or `tenant rotate-token`)",
+            "keystead gumroad subscribe {tenant_id} --webhook-url '<ping URL>' --events {} (the ping URL from `tenant create` or `tenant rotate-token`)",
             missing.join(",")
         ));
     }
@@ -799,7 +799,7 @@ async fn check_emails(store: &DynamoStore, tenant: &Tenant, since: u64, list: &m
         .map(|reason| email_fix(*reason, &tenant.sender))
         .collect();
     fix.push(format!(
-        "keymint license resend {} --failed --since {window}",
+        "keystead license resend {} --failed --since {window}",
         tenant.tenant_id
     ));
     list.add(

@@ -1,4 +1,4 @@
-//! `keymint gumroad …`: point Gumroad's resource subscriptions at a tenant's ping URL, list them, delete one. The
+//! `keystead gumroad …`: point Gumroad's resource subscriptions at a tenant's ping URL, list them, delete one. The
 //! URL is checked against the tenant's token before Gumroad sees it, so a subscription never points at a dead URL.
 
 use clap::Subcommand;
@@ -14,7 +14,7 @@ pub enum GumroadCommand {
     /// Subscribe the tenant's ping URL to Gumroad events (all of them by default); prints the subscription ids.
     Subscribe {
         tenant_id: String,
-        /// The ping URL printed by `keymint tenant create` or `rotate-token`.
+        /// The ping URL printed by `keystead tenant create` or `rotate-token`.
         #[arg(long)]
         webhook_url: String,
         /// Comma-separated: sale, refund, dispute, dispute_won, cancellation, subscription_ended,
@@ -92,7 +92,7 @@ pub(crate) fn url_token(uri: &ureq::http::Uri) -> Option<String> {
     from_query.or_else(from_userinfo).filter(|t| !t.is_empty())
 }
 
-/// Gumroad refuses post URLs on the local machine or a private network; so does keymint, before asking.
+/// Gumroad refuses post URLs on the local machine or a private network; so does keystead, before asking.
 /// (Host names are not resolved here: Gumroad does that itself.)
 fn is_local_host(host: &str) -> bool {
     let host = host
@@ -133,7 +133,7 @@ fn check_webhook_url(
     let uri: ureq::http::Uri = raw
         .trim()
         .parse()
-        .map_err(|_| invalid("not a URL; pass the ping URL `keymint tenant create` printed"))?;
+        .map_err(|_| invalid("not a URL; pass the ping URL `keystead tenant create` printed"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(invalid("Gumroad only calls http(s) URLs"));
     }
@@ -154,7 +154,7 @@ fn check_webhook_url(
     }
     let Some(token) = url_token(&uri) else {
         return Err(invalid(
-            "it carries no token; use the ping URL printed by `keymint tenant create` or `rotate-token`",
+            "it carries no token; use the ping URL printed by `keystead tenant create` or `rotate-token`",
         ));
     };
     let presented = WebhookToken::from_string(token.clone()).hash();
@@ -162,13 +162,13 @@ fn check_webhook_url(
     let matches: bool = presented.ct_matches(&stored).into();
     if !matches {
         return Err(invalid(&format!(
-            "its token is not tenant '{tenant_id}''s current token (rotated?); use the URL printed by the last `keymint tenant create` or `rotate-token`"
+            "its token is not tenant '{tenant_id}''s current token (rotated?); use the URL printed by the last `keystead tenant create` or `rotate-token`"
         )));
     }
     Ok(token)
 }
 
-/// A post URL as keymint shows it: the token (query or password) replaced, since it is shown only once.
+/// A post URL as keystead shows it: the token (query or password) replaced, since it is shown only once.
 pub(crate) fn redact_url(url: &str) -> String {
     let Ok(uri) = url.parse::<ureq::http::Uri>() else {
         return "<unparseable URL>".to_owned();
@@ -234,7 +234,7 @@ pub(crate) fn api_error(err: ApiError, api: &GumroadApi, subject: &str) -> CliEr
             status: 404,
             message,
         } => CliError::NotFound(format!(
-            "Gumroad found no {subject}{}: list the subscriptions with `keymint gumroad subscriptions` (and check GUMROAD_API_URL)",
+            "Gumroad found no {subject}{}: list the subscriptions with `keystead gumroad subscriptions` (and check GUMROAD_API_URL)",
             said(&message)
         )),
         ApiError::Refused {
@@ -395,7 +395,7 @@ pub async fn run(command: GumroadCommand, out: &mut Output) -> Result<(), CliErr
                 || id.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 return Err(CliError::Invalid(format!(
-                    "invalid subscription id '{id}': use an id printed by `keymint gumroad subscriptions`"
+                    "invalid subscription id '{id}': use an id printed by `keystead gumroad subscriptions`"
                 )));
             }
             let api = api()?;

@@ -122,7 +122,7 @@ impl GumroadApi {
             // The token travels in the request: never let a redirect carry it to another host.
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
-            .user_agent(concat!("keymint/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("keystead/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Self {
             agent: ureq::Agent::new_with_config(config),

@@ -1,4 +1,4 @@
-//! `keymint gumroad import`: a seller's past Gumroad sales become licenses, through the same transaction and the
+//! `keystead gumroad import`: a seller's past Gumroad sales become licenses, through the same transaction and the
 //! same idempotency record as a ping, so re-running is harmless and pings and imports never double a license.
 
 use std::collections::BTreeMap;
@@ -167,7 +167,7 @@ impl Progress {
         if self.terminal {
             let _ = write!(err, "\r\x1b[2K{text}");
         } else {
-            let _ = writeln!(err, "keymint: {text}");
+            let _ = writeln!(err, "keystead: {text}");
         }
         let _ = err.flush();
     }
@@ -338,7 +338,7 @@ fn report(tenant: &Tenant, options: &ImportOptions, summary: &Summary, out: &mut
     ]);
     for (slug, count) in &summary.unmapped {
         out.line(format!(
-            "  {slug}: {count} sale(s); map it with `keymint product map {} {slug} <PRODUCT_ID>` and run the import again",
+            "  {slug}: {count} sale(s); map it with `keystead product map {} {slug} <PRODUCT_ID>` and run the import again",
             tenant.tenant_id
         ));
     }
@@ -347,7 +347,7 @@ fn report(tenant: &Tenant, options: &ImportOptions, summary: &Summary, out: &mut
     }
     if summary.email_failed > 0 {
         out.line(format!(
-            "{} key email(s) failed: see `keymint license list {} --email-status failed`",
+            "{} key email(s) failed: see `keystead license list {} --email-status failed`",
             summary.email_failed, tenant.tenant_id
         ));
     }

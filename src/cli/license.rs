@@ -1,4 +1,4 @@
-//! `keymint license …`: find a tenant's licenses, resend a key email, revoke and reinstate a license, and issue one
+//! `keystead license …`: find a tenant's licenses, resend a key email, revoke and reinstate a license, and issue one
 //! by hand through the same path a ping takes. Keys are shown to the seller, who owns them; they are never logged.
 
 use clap::Subcommand;
@@ -204,7 +204,7 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
             let license = find(&store, &tenant_id, &key).await?;
             if license.status == LicenseStatus::Revoked {
                 return Err(CliError::Conflict(format!(
-                    "the license is revoked: reinstate it first (`keymint license reinstate {tenant_id} <KEY>`) to send its key again"
+                    "the license is revoked: reinstate it first (`keystead license reinstate {tenant_id} <KEY>`) to send its key again"
                 )));
             }
             // A seller's explicit resend is not a ping's retry: no claim, no once-only rule.
@@ -278,7 +278,7 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
             let tenant = load(&store, &tenant_id).await?;
             if tenant.status == TenantStatus::Suspended {
                 return Err(CliError::Conflict(format!(
-                    "tenant '{tenant_id}' is suspended: resume it first (`keymint tenant resume {tenant_id}`)"
+                    "tenant '{tenant_id}' is suspended: resume it first (`keystead tenant resume {tenant_id}`)"
                 )));
             }
             let Some(product) = tenant.product(&product_id) else {
@@ -413,7 +413,7 @@ fn sale_error(err: SaleError) -> CliError {
 fn email_error(err: SaleError, tenant: &Tenant, license: &License, kept: &str) -> CliError {
     match err {
         SaleError::EmailFailed(mail) => CliError::EmailFailed(format!(
-            "{kept}, but the key email to {} failed ({}: {}): {}, then run `keymint license resend {} {}`",
+            "{kept}, but the key email to {} failed ({}: {}): {}, then run `keystead license resend {} {}`",
             license.buyer_email,
             mail.reason.describe(),
             super::first_line(super::without_debug(&mail.detail)),
@@ -429,13 +429,13 @@ fn email_error(err: SaleError, tenant: &Tenant, license: &License, kept: &str) -
 pub(crate) fn email_fix(reason: EmailFailure, sender: &Email) -> String {
     match reason {
         EmailFailure::SenderNotVerified => format!(
-            "verify {sender} in SES (`keymint ses verify {sender}`, or its domain)"
+            "verify {sender} in SES (`keystead ses verify {sender}`, or its domain)"
         ),
         EmailFailure::RecipientNotVerified => {
-            "the SES account is in the sandbox, where only verified addresses receive mail: request production access (`keymint ses status` says how)".to_owned()
+            "the SES account is in the sandbox, where only verified addresses receive mail: request production access (`keystead ses status` says how)".to_owned()
         }
         EmailFailure::Other => format!(
-            "check that {sender} is verified in SES and that SES answers (`keymint doctor`)"
+            "check that {sender} is verified in SES and that SES answers (`keystead doctor`)"
         ),
     }
 }
@@ -565,7 +565,7 @@ async fn resend_owed(
     match reasons.first() {
         None => Ok(()),
         Some(reason) => Err(CliError::EmailFailed(format!(
-            "{failed} of {} key email(s) failed again ({}): {}, then run `keymint license resend {tenant_id} --failed`",
+            "{failed} of {} key email(s) failed again ({}): {}, then run `keystead license resend {tenant_id} --failed`",
             owed.len(),
             reasons
                 .iter()
@@ -598,7 +598,7 @@ async fn set_status(
     let license = find(&store, &tenant_id, &key).await?;
     if status == LicenseStatus::Active && expired(&license) {
         return Err(CliError::Conflict(format!(
-            "the license expired at {}: an expired license cannot be reinstated; issue a new one with `keymint license issue`",
+            "the license expired at {}: an expired license cannot be reinstated; issue a new one with `keystead license issue`",
             license.expires_at.as_deref().unwrap_or_default()
         )));
     }

@@ -1,4 +1,4 @@
-//! The admin CLI `keymint`: every command a seller runs, from the first tenant to a resent email. Each command
+//! The admin CLI `keystead`: every command a seller runs, from the first tenant to a resent email. Each command
 //! prints a short human answer, or exactly one JSON document with `--json`; failures are one line on stderr.
 
 mod dev;
@@ -27,9 +27,9 @@ pub use output::Output;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "keymint",
+    name = "keystead",
     version,
-    about = "Administer keymint: tenants, products, licenses and Gumroad subscriptions"
+    about = "Administer keystead: tenants, products, licenses and Gumroad subscriptions"
 )]
 pub struct Cli {
     /// Print exactly one JSON document instead of the human answer.
@@ -213,13 +213,13 @@ pub(crate) async fn keyed_store()
 }
 
 /// The store and the mailer, from one SDK configuration, for commands that send key emails. When the stack's
-/// API URL (`KEYMINT_API_URL`), signing key and files bucket are configured, key emails carry the product's
+/// API URL (`KEYSTEAD_API_URL`), signing key and files bucket are configured, key emails carry the product's
 /// download link as the function's do.
 pub(crate) async fn clients() -> Result<(DynamoStore, Arc<dyn Mailer>), CliError> {
     let (sdk, tables) = configured().await?;
     let store = crate::config::dynamo_store(&sdk, tables);
     let ses: Arc<dyn Mailer> = Arc::new(crate::config::ses_mailer(&sdk));
-    let api_url = std::env::var("KEYMINT_API_URL")
+    let api_url = std::env::var("KEYSTEAD_API_URL")
         .ok()
         .filter(|v| !v.is_empty());
     let (Some(api_url), Ok(vault), Some(files)) = (
@@ -267,7 +267,7 @@ pub fn main() -> ExitCode {
     crate::telemetry::disable_metrics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // `keymint` or `keymint tenant` alone: the list of commands is the useful answer.
+        // `keystead` or `keystead tenant` alone: the list of commands is the useful answer.
         Err(err)
             if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
         {
@@ -275,7 +275,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(CliError::Invalid(String::new()).exit_code());
         }
         Err(err) if err.use_stderr() => {
-            eprintln!("keymint: {}", usage_error_line(&err));
+            eprintln!("keystead: {}", usage_error_line(&err));
             return ExitCode::from(CliError::Invalid(String::new()).exit_code());
         }
         Err(err) => {
@@ -290,7 +290,7 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("keymint: cannot start: {err}");
+            eprintln!("keystead: cannot start: {err}");
             return ExitCode::from(1);
         }
     };
@@ -306,7 +306,7 @@ pub fn main() -> ExitCode {
                 out.flush();
             }
             let message = err.to_string();
-            eprintln!("keymint: {}", message.lines().next().unwrap_or_default());
+            eprintln!("keystead: {}", message.lines().next().unwrap_or_default());
             ExitCode::from(err.exit_code())
         }
     }

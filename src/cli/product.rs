@@ -1,4 +1,4 @@
-//! `keymint product …`: products with their key type, and the Gumroad permalinks that sell them.
+//! `keystead product …`: products with their key type, and the Gumroad permalinks that sell them.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -38,10 +38,10 @@ pub enum ProductCommand {
         /// How long a signed lease lasts when seats do not expire (default 30d).
         #[arg(long)]
         token_ttl: Option<String>,
-        /// Whose keys its licenses carry: keymint's own (default) or the `license_key` Gumroad already issued.
-        #[arg(long, value_parser = ["gumroad", "keymint"])]
+        /// Whose keys its licenses carry: keystead's own (default) or the `license_key` Gumroad already issued.
+        #[arg(long, value_parser = ["gumroad", "keystead"])]
         key_source: Option<String>,
-        /// Send the key email: `always` (default for keymint keys) or `never` (default for Gumroad's keys).
+        /// Send the key email: `always` (default for keystead keys) or `never` (default for Gumroad's keys).
         #[arg(long, value_parser = ["always", "never"])]
         email_key: Option<String>,
     },
@@ -66,10 +66,10 @@ pub enum ProductCommand {
         /// How long a signed lease lasts when seats do not expire (90s, 12h, 7d), or `default` (30d).
         #[arg(long)]
         token_ttl: Option<String>,
-        /// Whose keys new licenses carry: keymint's own or the `license_key` Gumroad already issued.
-        #[arg(long, value_parser = ["gumroad", "keymint"])]
+        /// Whose keys new licenses carry: keystead's own or the `license_key` Gumroad already issued.
+        #[arg(long, value_parser = ["gumroad", "keystead"])]
         key_source: Option<String>,
-        /// Send the key email: `always`, `never`, or `default` (always for keymint keys, never for Gumroad's).
+        /// Send the key email: `always`, `never`, or `default` (always for keystead keys, never for Gumroad's).
         #[arg(long, value_parser = ["always", "never", "default"])]
         email_key: Option<String>,
     },
@@ -316,7 +316,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             let tenant = load(&store, &tenant_id).await?;
             if tenant.product(&product_id).is_none() {
                 return Err(CliError::NotFound(format!(
-                    "product '{product_id}' does not exist for tenant '{tenant_id}': create it first with `keymint product create`"
+                    "product '{product_id}' does not exist for tenant '{tenant_id}': create it first with `keystead product create`"
                 )));
             }
             let previous = match &variant {
@@ -383,7 +383,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             if let Some((_, first)) = mapped.first() {
                 let names: Vec<&str> = mapped.iter().map(|(name, _)| name.as_str()).collect();
                 return Err(CliError::Conflict(format!(
-                    "product '{product_id}' is still mapped from permalink(s) {}: unmap them first (`keymint product unmap {tenant_id} {first}`)",
+                    "product '{product_id}' is still mapped from permalink(s) {}: unmap them first (`keystead product unmap {tenant_id} {first}`)",
                     names.join(", ")
                 )));
             }
@@ -414,7 +414,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             let label = variant_label(variant.as_ref());
             let not_mapped = || {
                 CliError::NotFound(format!(
-                    "permalink '{permalink}'{label} is not mapped for tenant '{tenant_id}' (see `keymint tenant show {tenant_id}`)"
+                    "permalink '{permalink}'{label} is not mapped for tenant '{tenant_id}' (see `keystead tenant show {tenant_id}`)"
                 ))
             };
             let (product_id, removed) = match &variant {

@@ -1,4 +1,4 @@
-//! `keymint product file <TENANT_ID> <PRODUCT_ID> <PATH>`: uploads the file a product is delivered as into the
+//! `keystead product file <TENANT_ID> <PRODUCT_ID> <PATH>`: uploads the file a product is delivered as into the
 //! stack's bucket (in parts, with progress, when it is large) and records its name, size and SHA-256 on the
 //! product. Buyers then get a download link in their key emails and on the portal.
 
@@ -79,7 +79,7 @@ pub async fn run(
         if multipart {
             let percent = (sent * 100).checked_div(size).unwrap_or(100);
             eprintln!(
-                "keymint: uploaded {} of {} ({percent}%)",
+                "keystead: uploaded {} of {} ({percent}%)",
                 mib(sent),
                 mib(size)
             );

@@ -32,7 +32,7 @@ fn failed(what: &str, detail: &str) -> CliError {
 }
 
 impl S3 {
-    /// The bucket from `KEYMINT_FILES_BUCKET` (or `name`), signed with the SDK's credential chain.
+    /// The bucket from `KEYSTEAD_FILES_BUCKET` (or `name`), signed with the SDK's credential chain.
     pub async fn connect(name: Option<&str>) -> Result<Self, CliError> {
         let sdk = crate::config::aws().await;
         let region = sdk.region().map(|r| r.as_ref().to_owned());

@@ -1,4 +1,4 @@
-//! `keymint ses …`: start verifying a sender identity (an address gets SES's confirmation mail, a domain gets the
+//! `keystead ses …`: start verifying a sender identity (an address gets SES's confirmation mail, a domain gets the
 //! DNS records to add) and show the identities and whether the account is still in the SES sandbox. Also the
 //! sender check that `tenant create`, `tenant set --sender` and `doctor` run, so no tenant sends from an address
 //! SES will refuse.
@@ -324,7 +324,7 @@ pub(crate) fn unverified_sender(
         SenderStanding::Pending { identity } if identity.contains('@') => (
             format!("the SES verification of sender {sender} in {region} is still pending"),
             format!(
-                "click the link SES mailed to it (or send a new one with `keymint ses verify {sender}`)"
+                "click the link SES mailed to it (or send a new one with `keystead ses verify {sender}`)"
             ),
         ),
         SenderStanding::Pending { identity } => (
@@ -332,7 +332,7 @@ pub(crate) fn unverified_sender(
                 "the SES verification of {identity} (sender {sender}) in {region} is still pending"
             ),
             format!(
-                "add the DNS records `keymint ses verify {identity}` prints, and wait for SES to see them"
+                "add the DNS records `keystead ses verify {identity}` prints, and wait for SES to see them"
             ),
         ),
         _ => (
@@ -340,7 +340,7 @@ pub(crate) fn unverified_sender(
                 "sender {sender} is not a verified SES identity in {region} (neither the address nor {domain})"
             ),
             format!(
-                "run `keymint ses verify {sender}` (or `keymint ses verify {domain}` for every address at the domain)"
+                "run `keystead ses verify {sender}` (or `keystead ses verify {domain}` for every address at the domain)"
             ),
         ),
     }
@@ -371,7 +371,7 @@ async fn verify(ses: &SesAdmin, identity: &Identity, out: &mut Output) -> Result
                 "SES ({region}) sent a confirmation email to {address}: open it and click the link within 24 hours."
             ));
             out.line(
-                "Then `keymint ses status` shows it as Success, and tenants can send from it.",
+                "Then `keystead ses status` shows it as Success, and tenants can send from it.",
             );
             out.document(json!({
                 "identity": address.as_str(),
@@ -417,7 +417,7 @@ async fn verify(ses: &SesAdmin, identity: &Identity, out: &mut Output) -> Result
                 .map(|(kind, name, value)| vec![format!("  {kind}"), name.clone(), value.clone()])
                 .collect();
             out.table(&["  TYPE", "NAME", "VALUE"], &rows);
-            out.line("SES checks for them for 72 hours; `keymint ses status` shows Success once it has seen them (DKIM too).");
+            out.line("SES checks for them for 72 hours; `keystead ses status` shows Success once it has seen them (DKIM too).");
             out.document(json!({
                 "identity": domain,
                 "type": "domain",
@@ -463,7 +463,7 @@ async fn status(ses: &SesAdmin, out: &mut Output) -> Result<(), CliError> {
         .collect();
     out.line(format!("SES identities in {region}:"));
     if rows.is_empty() {
-        out.line("  (none: start with `keymint ses verify <address or domain>`)");
+        out.line("  (none: start with `keystead ses verify <address or domain>`)");
     } else {
         let table: Vec<Vec<String>> = rows
             .iter()

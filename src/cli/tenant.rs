@@ -1,4 +1,4 @@
-//! `keymint tenant …`: create a tenant and its webhook token, show it, rotate the token, suspend and resume.
+//! `keystead tenant …`: create a tenant and its webhook token, show it, rotate the token, suspend and resume.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -23,7 +23,7 @@ pub enum TenantCommand {
         #[arg(long)]
         seller_id: Option<String>,
         /// The API's base URL, e.g. the stack's ApiUrl output.
-        #[arg(long, env = "KEYMINT_API_URL")]
+        #[arg(long, env = "KEYSTEAD_API_URL")]
         api_url: Option<String>,
         /// Accept a sender SES has not verified yet (key emails fail until it is).
         #[arg(long)]
@@ -33,7 +33,7 @@ pub enum TenantCommand {
     RotateToken {
         tenant_id: String,
         /// The API's base URL, e.g. the stack's ApiUrl output.
-        #[arg(long, env = "KEYMINT_API_URL")]
+        #[arg(long, env = "KEYSTEAD_API_URL")]
         api_url: Option<String>,
     },
     /// Make a new signing key for the tenant's leases; the old one stays published until its last lease expires.
@@ -102,7 +102,7 @@ pub(crate) fn ping_url(
 /// What a seller who skipped the SES check is told: the emails fail until the sender is verified.
 fn skipped_ses_check(tenant_id: &TenantId, sender: &Email) -> String {
     format!(
-        "SES check skipped: key emails from {sender} fail until SES has verified it (`keymint ses verify {sender}`); `keymint doctor {tenant_id}` tells when it is."
+        "SES check skipped: key emails from {sender} fail until SES has verified it (`keystead ses verify {sender}`); `keystead doctor {tenant_id}` tells when it is."
     )
 }
 
@@ -135,7 +135,7 @@ fn print_token(out: &mut Output, tenant_id: &TenantId, token: &WebhookToken, url
         ("Ping URL", url.to_owned()),
     ]);
     if url.starts_with("<api-url>") {
-        out.line("Replace <api-url> with the stack's ApiUrl output (or pass --api-url / set KEYMINT_API_URL).");
+        out.line("Replace <api-url> with the stack's ApiUrl output (or pass --api-url / set KEYSTEAD_API_URL).");
     }
     out.document(json!({"tenant_id": tenant_id, "token": token.expose(), "ping_url": url}));
 }
@@ -173,7 +173,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 signing::seal_new(&vault, &tenant_id, OffsetDateTime::now_utc()).await?;
             store.create_tenant(&tenant).await.map_err(|e| match e {
                 StoreError::AlreadyExists => CliError::AlreadyExists(format!(
-                    "tenant '{tenant_id}' already exists (use `keymint tenant rotate-token {tenant_id}` for a new ping URL)"
+                    "tenant '{tenant_id}' already exists (use `keystead tenant rotate-token {tenant_id}` for a new ping URL)"
                 )),
                 other => other.into(),
             })?;
@@ -207,7 +207,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 // Every lease the old key signed has expired by then (plus the verifiers' clock skew).
                 publish_until: now.unix_timestamp()
                     + i64::try_from(tenant.longest_lease_seconds()).unwrap_or(i64::MAX / 2)
-                    + keymint_verify::CLOCK_SKEW_SECONDS,
+                    + keystead_verify::CLOCK_SKEW_SECONDS,
             });
             let installed = store
                 .install_signing_key(&tenant_id, &key, retirement.as_ref())
@@ -256,7 +256,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 "Rotated the webhook token of tenant {tenant_id}: the old ping URL no longer works."
             ));
             print_token(out, &tenant_id, &token, &url);
-            out.line("Update the ping URL in Gumroad (or run `keymint gumroad subscribe` again).");
+            out.line("Update the ping URL in Gumroad (or run `keystead gumroad subscribe` again).");
         }
         TenantCommand::Suspend { tenant_id } => {
             set_status(&tenant_id, TenantStatus::Suspended, out).await?;

@@ -26,7 +26,7 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The shared SDK configuration with keymint's timeouts and a short retry budget (the CLI, the tests, the bench).
+/// The shared SDK configuration with keystead's timeouts and a short retry budget (the CLI, the tests, the bench).
 pub async fn aws() -> SdkConfig {
     aws_with(timeouts()).await
 }
@@ -58,12 +58,12 @@ fn loader(timeouts: TimeoutConfig) -> aws_config::ConfigLoader {
 /// the function calls (DynamoDB, SES, KMS) chains to.
 pub const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("amazon_trust_services.pem");
 
-/// `KEYMINT_TLS_ROOTS=system`: trust the operating system's certificate store instead (a region or endpoint
+/// `KEYSTEAD_TLS_ROOTS=system`: trust the operating system's certificate store instead (a region or endpoint
 /// whose certificates are not Amazon Trust Services', such as the China regions).
-pub const TLS_ROOTS_ENV: &str = "KEYMINT_TLS_ROOTS";
+pub const TLS_ROOTS_ENV: &str = "KEYSTEAD_TLS_ROOTS";
 
 /// The HTTP client of the function's AWS calls: the SDK's own (hyper and rustls with aws-lc), trusting
-/// `AMAZON_TRUST_SERVICES` unless `roots` (`KEYMINT_TLS_ROOTS`) is `system`. The SDK's default reads and parses the whole
+/// `AMAZON_TRUST_SERVICES` unless `roots` (`KEYSTEAD_TLS_ROOTS`) is `system`. The SDK's default reads and parses the whole
 /// system store (every file under `/etc/ssl/certs`) in each new process, which was most of a cold start's own
 /// time (BENCHMARKS.md, "Start-up"); five certificates cost next to nothing.
 pub fn function_http_client(roots: Option<&str>) -> Result<SharedHttpClient, String> {
@@ -98,7 +98,7 @@ pub fn ses_mailer(sdk: &SdkConfig) -> SesMailer {
     SesMailer::new(aws_sdk_ses::Client::new(sdk))
 }
 
-/// The KMS key that seals tenants' signing keys, from `KEYMINT_SIGNING_KEY_ID`; the error names the variable.
+/// The KMS key that seals tenants' signing keys, from `KEYSTEAD_SIGNING_KEY_ID`; the error names the variable.
 pub fn kms_vault(sdk: &SdkConfig) -> Result<KmsVault, String> {
     let key_id = std::env::var(KmsVault::ENV)
         .ok()
@@ -125,7 +125,7 @@ pub async fn app_from_env() -> Result<App, String> {
     ))
 }
 
-/// The bucket of product files (`KEYMINT_FILES_BUCKET`) and the credentials downloads are presigned with;
+/// The bucket of product files (`KEYSTEAD_FILES_BUCKET`) and the credentials downloads are presigned with;
 /// `None` without a bucket (downloads are off).
 pub fn files(
     sdk: &SdkConfig,
@@ -180,6 +180,6 @@ mod tests {
             assert!(function_http_client(roots).is_ok(), "{roots:?}");
         }
         let refused = function_http_client(Some("none")).err().unwrap_or_default();
-        assert!(refused.contains("KEYMINT_TLS_ROOTS"), "{refused}");
+        assert!(refused.contains("KEYSTEAD_TLS_ROOTS"), "{refused}");
     }
 }

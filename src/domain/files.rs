@@ -1,4 +1,4 @@
-//! The file a product is delivered as: uploaded by the seller (`keymint product file`) into the stack's bucket,
+//! The file a product is delivered as: uploaded by the seller (`keystead product file`) into the stack's bucket,
 //! downloaded by buyers whose license is active through short-lived presigned URLs.
 
 use serde::{Deserialize, Serialize};

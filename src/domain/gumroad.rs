@@ -1,4 +1,4 @@
-//! What keymint keeps of Gumroad's side of a sale, so that apps calling Gumroad's own license API can be answered
+//! What keystead keeps of Gumroad's side of a sale, so that apps calling Gumroad's own license API can be answered
 //! in Gumroad's shapes, and what a product does with Gumroad's own keys.
 
 use serde::{Deserialize, Serialize};
@@ -9,9 +9,9 @@ use super::Variant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeySource {
-    /// keymint mints its own key (`PREFIX-XXXXX-…`).
+    /// keystead mints its own key (`PREFIX-XXXXX-…`).
     #[default]
-    Keymint,
+    Keystead,
     /// The sale ping's `license_key`, the key Gumroad already gave the buyer, becomes the license's key.
     Gumroad,
 }
@@ -19,7 +19,7 @@ pub enum KeySource {
 impl KeySource {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
-            "keymint" => Some(Self::Keymint),
+            "keystead" => Some(Self::Keystead),
             "gumroad" => Some(Self::Gumroad),
             _ => None,
         }
@@ -27,7 +27,7 @@ impl KeySource {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Keymint => "keymint",
+            Self::Keystead => "keystead",
             Self::Gumroad => "gumroad",
         }
     }
@@ -57,10 +57,10 @@ impl EmailKey {
         }
     }
 
-    /// The default: keymint's keys are emailed; Gumroad's are already on the buyer's Gumroad receipt.
+    /// The default: keystead's keys are emailed; Gumroad's are already on the buyer's Gumroad receipt.
     pub fn default_for(source: KeySource) -> Self {
         match source {
-            KeySource::Keymint => Self::Always,
+            KeySource::Keystead => Self::Always,
             KeySource::Gumroad => Self::Never,
         }
     }

@@ -1,4 +1,4 @@
-//! The records keymint keeps: tenants and their products, licenses, and payments. Storage adapters persist these
+//! The records keystead keeps: tenants and their products, licenses, and payments. Storage adapters persist these
 //! as they are; nothing here knows about DynamoDB.
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub enum RefundPolicy {
     Keep,
 }
 
-/// A seller running keymint: who may ping, who sends the mail, and which Gumroad product is which keymint product.
+/// A seller running keystead: who may ping, who sends the mail, and which Gumroad product is which keystead product.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tenant {
     pub tenant_id: TenantId,
@@ -150,14 +150,14 @@ pub struct Product {
     /// How long a lease is good for when seats do not expire; `None`: 30 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ttl_seconds: Option<u64>,
-    /// Whose keys its licenses carry: keymint's own, or the ones Gumroad already issued.
+    /// Whose keys its licenses carry: keystead's own, or the ones Gumroad already issued.
     #[serde(default)]
     pub key_source: KeySource,
     /// Whether the key email is sent; `None`: the key source's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_key: Option<EmailKey>,
     pub created_at: String,
-    /// The file buyers download (`keymint product file`); `None` until one is uploaded.
+    /// The file buyers download (`keystead product file`); `None` until one is uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<super::ProductFile>,
 }
@@ -289,7 +289,7 @@ impl EmailStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailFailure {
-    /// SES does not know the tenant's sender (nor its domain) as a verified identity: `keymint ses verify`.
+    /// SES does not know the tenant's sender (nor its domain) as a verified identity: `keystead ses verify`.
     SenderNotVerified,
     /// The account is in the SES sandbox, where only verified recipients get mail: request production access.
     RecipientNotVerified,
@@ -381,7 +381,7 @@ pub struct License {
     pub refunded: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub chargebacked: bool,
-    /// Revoked by the seller by hand (`keymint license revoke`): Gumroad's "disabled" key.
+    /// Revoked by the seller by hand (`keystead license revoke`): Gumroad's "disabled" key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
     /// When Gumroad said the subscription was cancelled, ended, or ended by failed payments.
@@ -477,7 +477,7 @@ pub struct Activation {
     pub seat_until: Option<i64>,
 }
 
-/// RFC 3339 in UTC, the one timestamp format in keymint's records.
+/// RFC 3339 in UTC, the one timestamp format in keystead's records.
 pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())

@@ -77,7 +77,7 @@ impl fmt::Display for Variant {
     }
 }
 
-/// A permalink and one of its variants, sold as a keymint product of its own.
+/// A permalink and one of its variants, sold as a keystead product of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantMapping {
     pub permalink: Permalink,

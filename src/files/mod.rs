@@ -29,8 +29,8 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// The bucket's name comes from `KEYMINT_FILES_BUCKET` (set by the template, `infra/local/up` locally).
-    pub const ENV: &'static str = "KEYMINT_FILES_BUCKET";
+    /// The bucket's name comes from `KEYSTEAD_FILES_BUCKET` (set by the template, `infra/local/up` locally).
+    pub const ENV: &'static str = "KEYSTEAD_FILES_BUCKET";
 
     /// The bucket from the environment, or `None` when no bucket is configured (downloads are then off).
     pub fn from_env(region: Option<&str>) -> Option<Self> {

@@ -138,7 +138,7 @@ pub struct GumroadEvent {
 }
 
 impl GumroadEvent {
-    /// Reads an event ping; `None` for a `resource_name` keymint does not know.
+    /// Reads an event ping; `None` for a `resource_name` keystead does not know.
     pub fn from_form(resource_name: &str, form: &Form) -> Result<Option<Self>, PingError> {
         let kind = match resource_name {
             "refund" => EventKind::Refund {

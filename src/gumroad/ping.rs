@@ -5,7 +5,7 @@ use crate::domain::{Email, GumroadPurchase, Permalink, SaleId, UsdCents, Variant
 
 use super::Form;
 
-/// What a ping asks keymint to do, decided from `test` and `resource_name` alone.
+/// What a ping asks keystead to do, decided from `test` and `resource_name` alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ping {
     /// `test=true`: a seller's own purchase or the "Send test ping" button. Acknowledged, nothing written.

@@ -61,9 +61,10 @@ async fn fetch(url: &str, token: &str) -> Result<Option<serde_json::Value>, Stri
     };
     let mut request =
         HttpRequest::get(&address).map_err(|e| format!("bad Gumroad URL: {}", redact(&e)))?;
-    request
-        .headers_mut()
-        .insert("user-agent", concat!("keymint/", env!("CARGO_PKG_VERSION")));
+    request.headers_mut().insert(
+        "user-agent",
+        concat!("keystead/", env!("CARGO_PKG_VERSION")),
+    );
     let response = connector
         .call(request)
         .await

@@ -21,7 +21,7 @@ use crate::portal::pages::{self, Notice, Page};
 use crate::portal::{self, DownloadGrant, GrantRefused, Session};
 use crate::rotation::{self, RotateError};
 
-const COOKIE_NAME: &str = "keymint_session";
+const COOKIE_NAME: &str = "keystead_session";
 /// How often a buyer may have a license's key emailed, and replace it, from the portal.
 const SEND_KEY_PER_HOUR: u32 = 5;
 const REPLACE_KEY_PER_DAY: u32 = 3;

@@ -101,7 +101,7 @@ impl Failure {
     }
 }
 
-/// With read-back on, a sale keymint has not recorded yet must be one Gumroad confirms. Replays are not re-read.
+/// With read-back on, a sale keystead has not recorded yet must be one Gumroad confirms. Replays are not re-read.
 async fn confirm_with_gumroad(app: &App, tenant: &Tenant, ping: &SalePing) -> Result<(), Failure> {
     if !tenant.verify_sales {
         return Ok(());

@@ -177,13 +177,13 @@ mod tests {
             // The sandbox's permission check against the recipient's identity.
             (
                 "AccessDenied",
-                "User `arn:aws:sts::123456789012:assumed-role/keymint-fn/keymint' is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/jane@example.com'",
+                "User `arn:aws:sts::123456789012:assumed-role/keystead-fn/keystead' is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/jane@example.com'",
                 EmailFailure::RecipientNotVerified,
             ),
             // The role lacks the sender's identity: an IAM problem, not a verification one.
             (
                 "AccessDenied",
-                "User `arn:aws:sts::123456789012:assumed-role/keymint-fn/keymint' is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/acme.dev'",
+                "User `arn:aws:sts::123456789012:assumed-role/keystead-fn/keystead' is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/acme.dev'",
                 EmailFailure::Other,
             ),
             (

@@ -45,7 +45,7 @@ pub enum PortalError {
 /// Limits and lifetimes of the portal. The defaults are what the README documents.
 #[derive(Debug, Clone)]
 pub struct PortalSettings {
-    /// The base URL links in emails point to (`KEYMINT_PUBLIC_URL`, e.g. a custom domain); without it, the API's
+    /// The base URL links in emails point to (`KEYSTEAD_PUBLIC_URL`, e.g. a custom domain); without it, the API's
     /// own `https://<domain>` as API Gateway reports it.
     pub public_url: Option<String>,
     /// Sign-in emails per address per 15 minutes.
@@ -59,7 +59,7 @@ pub struct PortalSettings {
 impl Default for PortalSettings {
     fn default() -> Self {
         Self {
-            public_url: std::env::var("KEYMINT_PUBLIC_URL")
+            public_url: std::env::var("KEYSTEAD_PUBLIC_URL")
                 .ok()
                 .filter(|v| !v.is_empty()),
             per_address: 3,
@@ -247,7 +247,7 @@ pub async fn request_link(
     }
     let Some(base) = portal.base_url() else {
         return Err(PortalError::NotConfigured(
-            "the API's URL is not known yet (set KEYMINT_PUBLIC_URL)",
+            "the API's URL is not known yet (set KEYSTEAD_PUBLIC_URL)",
         ));
     };
     let token = new_signin_token()?;

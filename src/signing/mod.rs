@@ -1,6 +1,6 @@
 //! Tenant signing keys and the leases they sign. Each tenant has an Ed25519 key whose private half is sealed under
 //! a data key from KMS (`vault`); a process opens a key once and keeps it (`Keyring`), so a lease costs no AWS call
-//! after the tenant's first. The lease format itself is defined once, in the `keymint-verify` crate apps use.
+//! after the tenant's first. The lease format itself is defined once, in the `keystead-verify` crate apps use.
 
 mod vault;
 
@@ -11,8 +11,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use keymint_verify::ed25519_dalek::SigningKey;
-use keymint_verify::{Jwk, Jwks, LeaseClaims};
+use keystead_verify::ed25519_dalek::SigningKey;
+use keystead_verify::{Jwk, Jwks, LeaseClaims};
 use time::OffsetDateTime;
 
 use crate::domain::{
@@ -187,7 +187,7 @@ pub struct Signer {
 
 impl Signer {
     pub fn sign(&self, claims: &LeaseClaims) -> Result<String, SigningError> {
-        keymint_verify::sign(&self.kid, claims, &self.key)
+        keystead_verify::sign(&self.kid, claims, &self.key)
             .map_err(|e| SigningError::Corrupt(format!("lease claims do not serialize: {e}")))
     }
 }

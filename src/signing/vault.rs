@@ -23,14 +23,14 @@ pub trait KeyVault: Send + Sync {
     async fn decrypt(&self, blob: &[u8], context: &[(&str, &str)]) -> Result<Vec<u8>, VaultError>;
 }
 
-/// KMS, with the stack's key (`KEYMINT_SIGNING_KEY_ID`).
+/// KMS, with the stack's key (`KEYSTEAD_SIGNING_KEY_ID`).
 pub struct KmsVault {
     client: aws_sdk_kms::Client,
     key_id: String,
 }
 
 impl KmsVault {
-    pub const ENV: &'static str = "KEYMINT_SIGNING_KEY_ID";
+    pub const ENV: &'static str = "KEYSTEAD_SIGNING_KEY_ID";
 
     pub fn new(client: aws_sdk_kms::Client, key_id: String) -> Self {
         Self { client, key_id }

@@ -34,10 +34,10 @@ pub struct Tables {
 
 impl Tables {
     pub const ENV: [&'static str; 4] = [
-        "KEYMINT_TENANTS_TABLE",
-        "KEYMINT_LICENSES_TABLE",
-        "KEYMINT_PAYMENTS_TABLE",
-        "KEYMINT_EVENTS_TABLE",
+        "KEYSTEAD_TENANTS_TABLE",
+        "KEYSTEAD_LICENSES_TABLE",
+        "KEYSTEAD_PAYMENTS_TABLE",
+        "KEYSTEAD_EVENTS_TABLE",
     ];
 
     /// Reads the four table names, naming every missing variable in the error.

@@ -30,7 +30,7 @@ pub enum StoreError {
     /// DynamoDB unreachable, throttled, timing out or failing: retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
-    /// A record holds data keymint cannot read back; a bug or a hand edit, never a client's mistake.
+    /// A record holds data keystead cannot read back; a bug or a hand edit, never a client's mistake.
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("already exists")]

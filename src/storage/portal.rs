@@ -428,7 +428,7 @@ impl PortalStore for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Every license of a tenant, read page by page: only `keymint license index`, once, for licenses sold
+    /// Every license of a tenant, read page by page: only `keystead license index`, once, for licenses sold
     /// before the email index existed.
     pub async fn all_licenses(&self, tenant_id: &TenantId) -> Result<Vec<License>, StoreError> {
         self.query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)

@@ -1,5 +1,5 @@
-//! Helpers for driving the real `keymint` binary: commands with a clean environment, answers read as a user
-//! reads them (one JSON document, or one `keymint: ` line on stderr), and a small Gumroad API server that speaks
+//! Helpers for driving the real `keystead` binary: commands with a clean environment, answers read as a user
+//! reads them (one JSON document, or one `keystead: ` line on stderr), and a small Gumroad API server that speaks
 //! `/v2/resource_subscriptions` with Gumroad's status codes and `success: false` bodies.
 #![allow(dead_code)]
 
@@ -11,10 +11,14 @@ use std::time::Duration;
 use assert_cmd::Command;
 use serde_json::{Value, json};
 
-/// `keymint` with the test's environment (the local stack) minus anything a test sets on purpose.
-pub fn keymint() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymint"));
-    for var in ["KEYMINT_API_URL", "GUMROAD_ACCESS_TOKEN", "GUMROAD_API_URL"] {
+/// `keystead` with the test's environment (the local stack) minus anything a test sets on purpose.
+pub fn keystead() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keystead"));
+    for var in [
+        "KEYSTEAD_API_URL",
+        "GUMROAD_ACCESS_TOKEN",
+        "GUMROAD_API_URL",
+    ] {
         cmd.env_remove(var);
     }
     // A panic would print a backtrace with this set: the tests check that none ever does.
@@ -33,7 +37,7 @@ pub fn stderr_of(output: &std::process::Output) -> String {
 
 /// Runs a command that must succeed and returns its human answer.
 pub fn ok_cmd(cmd: &mut Command) -> String {
-    let output = cmd.output().expect("keymint runs");
+    let output = cmd.output().expect("keystead runs");
     let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
     assert!(
         output.status.success(),
@@ -50,7 +54,7 @@ pub fn ok_cmd(cmd: &mut Command) -> String {
 
 /// Runs a command with `--json` that must succeed and returns its one JSON document.
 pub fn ok_json_cmd(cmd: &mut Command) -> Value {
-    let output = cmd.arg("--json").output().expect("keymint runs");
+    let output = cmd.arg("--json").output().expect("keystead runs");
     let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
     assert!(
         output.status.success(),
@@ -63,14 +67,14 @@ pub fn ok_json_cmd(cmd: &mut Command) -> Value {
 }
 
 pub fn ok(args: &[&str]) -> String {
-    ok_cmd(keymint().args(args))
+    ok_cmd(keystead().args(args))
 }
 
 pub fn ok_json(args: &[&str]) -> Value {
-    ok_json_cmd(keymint().args(args))
+    ok_json_cmd(keystead().args(args))
 }
 
-/// Runs a command that must fail with `code`, printing nothing on stdout and one `keymint: ` line on stderr,
+/// Runs a command that must fail with `code`, printing nothing on stdout and one `keystead: ` line on stderr,
 /// with `--json` as without. Returns the message after the prefix.
 pub fn fails_cmd(make: impl Fn() -> Command, code: i32) -> String {
     let mut messages = Vec::new();
@@ -79,7 +83,7 @@ pub fn fails_cmd(make: impl Fn() -> Command, code: i32) -> String {
         if json {
             cmd.arg("--json");
         }
-        let output = cmd.output().expect("keymint runs");
+        let output = cmd.output().expect("keystead runs");
         let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
         assert_eq!(
             output.status.code(),
@@ -92,8 +96,8 @@ pub fn fails_cmd(make: impl Fn() -> Command, code: i32) -> String {
             "one line on stderr: {stderr:?}"
         );
         let message = stderr
-            .strip_prefix("keymint: ")
-            .unwrap_or_else(|| panic!("prefixed 'keymint: ': {stderr:?}"))
+            .strip_prefix("keystead: ")
+            .unwrap_or_else(|| panic!("prefixed 'keystead: ': {stderr:?}"))
             .trim_end()
             .to_owned();
         for noise in [
@@ -115,7 +119,7 @@ pub fn fails(args: &[&str], code: i32) -> String {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     fails_cmd(
         || {
-            let mut cmd = keymint();
+            let mut cmd = keystead();
             cmd.args(&args);
             cmd
         },
@@ -136,7 +140,7 @@ pub mod exit {
 }
 
 pub fn sender() -> String {
-    std::env::var("KEYMINT_LOCAL_SENDER").expect("run the tests after eval \"$(infra/local/up)\"")
+    std::env::var("KEYSTEAD_LOCAL_SENDER").expect("run the tests after eval \"$(infra/local/up)\"")
 }
 
 pub struct NewTenant {
@@ -145,7 +149,7 @@ pub struct NewTenant {
     pub ping_url: String,
 }
 
-/// A tenant made by `keymint tenant create --json`, on its own unique id.
+/// A tenant made by `keystead tenant create --json`, on its own unique id.
 pub fn new_tenant(api_url: &str) -> NewTenant {
     new_tenant_from(&crate::common::unique("cli"), &sender(), api_url)
 }
@@ -283,9 +287,9 @@ impl FakeGumroad {
         }
     }
 
-    /// `keymint` pointed at this server with an access token.
-    pub fn keymint(&self, access_token: &str) -> Command {
-        let mut cmd = keymint();
+    /// `keystead` pointed at this server with an access token.
+    pub fn keystead(&self, access_token: &str) -> Command {
+        let mut cmd = keystead();
         cmd.env("GUMROAD_API_URL", &self.url)
             .env("GUMROAD_ACCESS_TOKEN", access_token);
         cmd
@@ -306,7 +310,7 @@ impl FakeGumroad {
     }
 
     /// A subscription Gumroad already has (made in Gumroad's own settings, or by an earlier `subscribe`), for post
-    /// URLs `keymint gumroad subscribe` would refuse (a local API); returns its id.
+    /// URLs `keystead gumroad subscribe` would refuse (a local API); returns its id.
     pub fn add_subscription(&self, resource_name: &str, post_url: &str) -> String {
         let mut state = self.state.lock().expect("state");
         state.next_id += 1;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use keymint::domain::{
+use keystead::domain::{
     Email, KeyPrefix, Permalink, Product, ProductId, Tenant, TenantId, TenantStatus, WebhookToken,
 };
-use keymint::http::App;
-use keymint::storage::{DynamoStore, Tables};
+use keystead::http::App;
+use keystead::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 
 pub mod local_api;
@@ -29,7 +29,7 @@ pub fn env(name: &str) -> String {
 
 /// A random lower-case suffix so every test works on its own tenant, buyers and sales.
 pub fn unique(prefix: &str) -> String {
-    let id = keymint::domain::random_id("x").unwrap();
+    let id = keystead::domain::random_id("x").unwrap();
     format!("{prefix}-{}", &id[2..14])
 }
 
@@ -42,14 +42,14 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Changes one product of a tenant in place, as `keymint product set` would.
+    /// Changes one product of a tenant in place, as `keystead product set` would.
     pub async fn change_product(
         &self,
         tenant_id: &str,
         product_id: &str,
         change: impl FnOnce(&mut Product),
     ) {
-        use keymint::storage::Store;
+        use keystead::storage::Store;
         let tenant_id = TenantId::parse(tenant_id).unwrap();
         let mut product = self
             .store
@@ -73,10 +73,10 @@ pub async fn stack() -> Stack {
     stack_with(&sdk().await, tables)
 }
 
-/// keymint's SDK configuration, with timeouts loose enough for a loaded two-core test machine: the tests check
+/// keystead's SDK configuration, with timeouts loose enough for a loaded two-core test machine: the tests check
 /// behaviour, never speed.
 pub async fn sdk() -> aws_config::SdkConfig {
-    keymint::config::aws_with(
+    keystead::config::aws_with(
         aws_config::timeout::TimeoutConfig::builder()
             .operation_attempt_timeout(std::time::Duration::from_secs(4))
             .operation_timeout(std::time::Duration::from_secs(8))
@@ -86,11 +86,11 @@ pub async fn sdk() -> aws_config::SdkConfig {
 }
 
 pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {
-    let store = keymint::config::dynamo_store(sdk, tables.clone());
+    let store = keystead::config::dynamo_store(sdk, tables.clone());
     let app = App::new(
         Arc::new(store.clone()),
-        Arc::new(keymint::config::ses_mailer(sdk)),
-        Arc::new(keymint::config::kms_vault(sdk).unwrap_or_else(|e| panic!("{e}"))),
+        Arc::new(keystead::config::ses_mailer(sdk)),
+        Arc::new(keystead::config::kms_vault(sdk).unwrap_or_else(|e| panic!("{e}"))),
     );
     Stack {
         app,
@@ -116,7 +116,7 @@ impl Default for Seed {
     fn default() -> Self {
         Self {
             seller_id: Some("kL0psVL2admJSYRNs-OCMg==".to_owned()),
-            sender: env("KEYMINT_LOCAL_SENDER"),
+            sender: env("KEYSTEAD_LOCAL_SENDER"),
             activation_limit: 3,
             duration_days: None,
             status: TenantStatus::Active,
@@ -473,7 +473,7 @@ pub fn emails_to(to: &str) -> Vec<Value> {
 /// The plain-text bodies of every SendEmail request SES received for `to` (moto keeps only the HTML part in its
 /// model, so this reads the requests it recorded).
 pub fn recorded_text_bodies(to: &str) -> Vec<String> {
-    let path = format!("{}/ses-recording.jsonl", env("KEYMINT_LOCAL_STATE"));
+    let path = format!("{}/ses-recording.jsonl", env("KEYSTEAD_LOCAL_STATE"));
     let recording = std::fs::read_to_string(&path).unwrap_or_default();
     let mut bodies = Vec::new();
     for line in recording.lines() {

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use keymint::http::App;
-use keymint::portal::PortalSettings;
+use keystead::http::App;
+use keystead::portal::PortalSettings;
 
 use super::{Ping, Reply, Stack, emails_to, send, unique};
 
@@ -16,10 +16,10 @@ pub async fn portal_app(stack: &Stack, settings: PortalSettings) -> App {
     let sdk = super::sdk().await;
     App::with_portal(
         Arc::new(stack.store.clone()),
-        Arc::new(keymint::config::ses_mailer(&sdk)),
-        Arc::new(keymint::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"))),
+        Arc::new(keystead::config::ses_mailer(&sdk)),
+        Arc::new(keystead::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"))),
         settings,
-        keymint::config::files(&sdk),
+        keystead::config::files(&sdk),
     )
     .with_tenant_cache_ttl(std::time::Duration::ZERO)
 }

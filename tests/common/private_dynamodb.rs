@@ -35,7 +35,7 @@ impl Drop for Server {
 
 /// DynamoDB Local on `port`, keeping its data in `data` so that a restart finds it again.
 pub fn start_dynamodb(port: u16, data: &std::path::Path) -> Server {
-    let jar_dir = env("KEYMINT_DYNAMODB_LOCAL_DIR");
+    let jar_dir = env("KEYSTEAD_DYNAMODB_LOCAL_DIR");
     let launcher = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/infra/local/LoopbackDynamoDBLocal.java"
@@ -139,23 +139,23 @@ pub async fn private_stack(port: u16, prefix: &str) -> Stack {
     );
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
-    let specs = keymint::storage::table_specs(&template).unwrap();
-    let names = keymint::storage::create_tables(&client, &specs, prefix)
+    let specs = keystead::storage::table_specs(&template).unwrap();
+    let names = keystead::storage::create_tables(&client, &specs, prefix)
         .await
         .unwrap();
     let name = |var: &str| names.iter().find(|(v, _)| v == var).unwrap().1.clone();
-    let tables = keymint::storage::Tables {
-        tenants: name("KEYMINT_TENANTS_TABLE"),
-        licenses: name("KEYMINT_LICENSES_TABLE"),
-        payments: name("KEYMINT_PAYMENTS_TABLE"),
-        events: name("KEYMINT_EVENTS_TABLE"),
+    let tables = keystead::storage::Tables {
+        tenants: name("KEYSTEAD_TENANTS_TABLE"),
+        licenses: name("KEYSTEAD_LICENSES_TABLE"),
+        payments: name("KEYSTEAD_PAYMENTS_TABLE"),
+        events: name("KEYSTEAD_EVENTS_TABLE"),
     };
-    let store = keymint::storage::DynamoStore::new(client.clone(), tables.clone());
+    let store = keystead::storage::DynamoStore::new(client.clone(), tables.clone());
     Stack {
-        app: keymint::http::App::new(
+        app: keystead::http::App::new(
             Arc::new(store.clone()),
-            Arc::new(keymint::config::ses_mailer(&sdk)),
-            Arc::new(keymint::config::kms_vault(&sdk).unwrap()),
+            Arc::new(keystead::config::ses_mailer(&sdk)),
+            Arc::new(keystead::config::kms_vault(&sdk).unwrap()),
         ),
         store,
         ddb: client,

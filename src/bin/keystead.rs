@@ -1,5 +1,5 @@
 //! The seller's admin CLI.
 
 fn main() -> std::process::ExitCode {
-    keymint::cli::main()
+    keystead::cli::main()
 }

@@ -1,4 +1,4 @@
-//! keymint's benchmark against the local stack (run by `scripts/bench`, which starts the stack, builds in release
+//! keystead's benchmark against the local stack (run by `scripts/bench`, which starts the stack, builds in release
 //! and writes BENCHMARKS.md): ping latency in-process and over HTTP, the floor of bare AWS calls a new sale cannot
 //! avoid, requests per ping counted by an SDK interceptor, concurrency, cold start and memory under the Lambda
 //! Runtime API. It prints Markdown; it never asserts on time.
@@ -17,12 +17,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use keymint::domain::{
+use keystead::domain::{
     Email, KeyPrefix, License, Permalink, Product, ProductId, Tenant, TenantId, WebhookToken,
 };
-use keymint::http::App;
-use keymint::mail::SesMailer;
-use keymint::storage::{DynamoStore, Tables};
+use keystead::http::App;
+use keystead::mail::SesMailer;
+use keystead::storage::{DynamoStore, Tables};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Request, Service, service_fn};
 use serde_json::{Value, json};
@@ -59,7 +59,7 @@ struct Counting(Arc<Counter>);
 
 impl Intercept for Counting {
     fn name(&self) -> &'static str {
-        "keymint-bench-counter"
+        "keystead-bench-counter"
     }
 
     fn read_before_transmit(
@@ -120,7 +120,7 @@ impl Kind {
 }
 
 fn unique(prefix: &str) -> String {
-    let id = keymint::domain::random_id("x").unwrap();
+    let id = keystead::domain::random_id("x").unwrap();
     format!("{prefix}-{}", &id[2..14])
 }
 
@@ -345,7 +345,7 @@ struct Templates {
     license: Item,
     payment: Item,
     event: Item,
-    email: keymint::mail::KeyEmail,
+    email: keystead::mail::KeyEmail,
 }
 
 async fn first_item(
@@ -376,7 +376,7 @@ async fn first_item(
         .unwrap_or_else(|| panic!("no item in {table} for {tenant}"))
 }
 
-/// Real items keymint wrote for the bench tenant, reused as the shape of the floor's writes.
+/// Real items keystead wrote for the bench tenant, reused as the shape of the floor's writes.
 async fn templates(
     ddb: &aws_sdk_dynamodb::Client,
     tables: &Tables,
@@ -387,7 +387,7 @@ async fn templates(
     let payment = first_item(ddb, &tables.payments, tenant, None).await;
     let event = first_item(ddb, &tables.events, tenant, Some("SALE#")).await;
     let parsed: License = serde_dynamo::from_item(license.clone()).unwrap();
-    let email = keymint::mail::compose_key_email(sender, &parsed);
+    let email = keystead::mail::compose_key_email(sender, &parsed);
     Templates {
         license,
         payment,
@@ -422,7 +422,7 @@ async fn floor_round(
 ) -> f64 {
     use aws_sdk_ses::types::{Body, Content, Destination, Message};
     let sale_id = format!("{}==", unique("F"));
-    let key_hash = keymint::domain::sha256_hex(&unique("key"));
+    let key_hash = keystead::domain::sha256_hex(&unique("key"));
     let license_sk = format!("LICENSE#{key_hash}");
     let license = with(
         with(t.license.clone(), "sk", license_sk.clone()),
@@ -561,7 +561,7 @@ impl RuntimeApi {
             .with_header(header("Lambda-Runtime-Deadline-Ms", &deadline.to_string()))
             .with_header(header(
                 "Lambda-Runtime-Invoked-Function-Arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:keymint-api",
+                "arn:aws:lambda:us-east-1:123456789012:function:keystead-api",
             ))
             .with_header(header(
                 "Lambda-Runtime-Trace-Id",
@@ -576,11 +576,11 @@ impl RuntimeApi {
         Command::new(binary)
             .envs(env.iter().map(|(name, value)| (name, value)))
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", self.port))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "keymint-api")
+            .env("AWS_LAMBDA_FUNCTION_NAME", "keystead-api")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/05/04/[$LATEST]bench")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/keymint-api")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/keystead-api")
             .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
             .env("_HANDLER", "bootstrap")
             .env("LAMBDA_TASK_ROOT", "/var/task")
@@ -853,11 +853,11 @@ async fn main() {
         let _ = std::fs::remove_file(path);
     }
     let mut report = Report(out);
-    let sender = Email::parse(&env("KEYMINT_LOCAL_SENDER")).unwrap();
+    let sender = Email::parse(&env("KEYSTEAD_LOCAL_SENDER")).unwrap();
     let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
 
-    // keymint's own SDK configuration and timeouts, with a counting interceptor on each client.
-    let sdk = keymint::config::aws().await;
+    // keystead's own SDK configuration and timeouts, with a counting interceptor on each client.
+    let sdk = keystead::config::aws().await;
     let ddb_count = Arc::new(Counter::default());
     let ses_count = Arc::new(Counter::default());
     let ddb = aws_sdk_dynamodb::Client::from_conf(
@@ -874,7 +874,7 @@ async fn main() {
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(SesMailer::new(ses.clone())),
-        Arc::new(keymint::config::kms_vault(&sdk).expect("KEYMINT_SIGNING_KEY_ID")),
+        Arc::new(keystead::config::kms_vault(&sdk).expect("KEYSTEAD_SIGNING_KEY_ID")),
     );
     let pings = Arc::new(Pings {
         seeded: seed(&store, &sender).await,
@@ -963,7 +963,7 @@ async fn main() {
     report.line("");
     report.line(
         "Query (consistent, the tenant partition: tenant + products) → TransactWriteItems (3 conditional puts + 1 condition check, \
-         items copied from ones keymint wrote) → SES SendEmail (keymint's composed email) → UpdateItem (email sent), same clients and endpoints.",
+         items copied from ones keystead wrote) → SES SendEmail (keystead's composed email) → UpdateItem (email sent), same clients and endpoints.",
     );
     report.line("");
     report.line("| | n | p50 ms | p99 ms | max ms | requests per round |");
@@ -980,7 +980,7 @@ async fn main() {
     ));
     report.line("");
     report.line(format!(
-        "**keymint new sale p50 / floor p50 = {:.2} / {:.2} = {:.2}×**",
+        "**keystead new sale p50 / floor p50 = {:.2} / {:.2} = {:.2}×**",
         new_sale_p50,
         f.p50,
         new_sale_p50 / f.p50
@@ -1142,14 +1142,14 @@ async fn main() {
         let (amin, amax) = range(&api_runs);
         let (hmin, hmax) = range(&hello_runs);
         report.line(format!(
-            "| `keymint-api` | {api_poll:.2} | {amin:.2} | {amax:.2} | {api_first:.2} | {api_warm:.2} (new sales; {api_ok}/{cold_runs} processes answered all 200) |"
+            "| `keystead-api` | {api_poll:.2} | {amin:.2} | {amax:.2} | {api_first:.2} | {api_warm:.2} (new sales; {api_ok}/{cold_runs} processes answered all 200) |"
         ));
         report.line(format!(
             "| `hello_lambda` (lambda_http hello-world) | {hello_poll:.2} | {hmin:.2} | {hmax:.2} | {hello_first:.2} | {hello_warm:.2} (no AWS calls) |"
         ));
         report.line("");
         report.line(format!(
-            "**keymint-api / hello-world, spawn → first poll: {:.2}×; keymint-api first request / warm request: {:.2}×**",
+            "**keystead-api / hello-world, spawn → first poll: {:.2}×; keystead-api first request / warm request: {:.2}×**",
             api_poll / hello_poll,
             api_first / api_warm
         ));
@@ -1295,7 +1295,7 @@ async fn main() {
             .await
             .unwrap();
         report.line(format!(
-            "### Memory: release `keymint-api` under the local Runtime API, {served} pings (40% new sales, 40% duplicates, 10% test, 10% auth failures)"
+            "### Memory: release `keystead-api` under the local Runtime API, {served} pings (40% new sales, 40% duplicates, 10% test, 10% auth failures)"
         ));
         report.line("");
         report.line("| peak RSS (VmHWM) after init | peak RSS after all pings | RSS at the end | pings/s (sequential) | wrong answers |");

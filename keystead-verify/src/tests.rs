@@ -81,7 +81,7 @@ fn wire_format_is_the_contract() {
     let header = URL_SAFE_NO_PAD.decode(&parts[0]).unwrap();
     assert_eq!(
         std::str::from_utf8(&header).unwrap(),
-        r#"{"alg":"EdDSA","kid":"2025-01","typ":"keymint-lease+jwt"}"#
+        r#"{"alg":"EdDSA","kid":"2025-01","typ":"keystead-lease+jwt"}"#
     );
     let body = URL_SAFE_NO_PAD.decode(&parts[1]).unwrap();
     assert_eq!(
@@ -126,7 +126,7 @@ fn tampered_header_or_signature_fail() {
     let token = lease(KID, &claims(), &key(1));
     let parts = segments(&token);
     // Same header semantics, different bytes (a space): the signature covers the bytes.
-    let header = b64(br#"{"alg":"EdDSA", "kid":"k1","typ":"keymint-lease+jwt"}"#);
+    let header = b64(br#"{"alg":"EdDSA", "kid":"k1","typ":"keystead-lease+jwt"}"#);
     let respaced = format!("{header}.{}.{}", parts[1], parts[2]);
     assert_eq!(
         verify(&respaced, &keys(), &expected(), NOW),
@@ -247,8 +247,8 @@ fn unknown_kid_fails() {
 fn alg_none_is_refused() {
     let c = b64(&serde_json::to_vec(&claims()).unwrap());
     for header in [
-        r#"{"alg":"none","kid":"k1","typ":"keymint-lease+jwt"}"#,
-        r#"{"alg":"none","typ":"keymint-lease+jwt"}"#,
+        r#"{"alg":"none","kid":"k1","typ":"keystead-lease+jwt"}"#,
+        r#"{"alg":"none","typ":"keystead-lease+jwt"}"#,
         r#"{"alg":"none"}"#,
     ] {
         let token = format!("{}.{c}.", b64(header.as_bytes()));
@@ -266,7 +266,7 @@ fn hs256_with_the_public_key_as_secret_is_refused() {
     let jwk_x = Jwk::ed25519(KID, &public).x;
     let input = format!(
         "{}.{}",
-        b64(br#"{"alg":"HS256","kid":"k1","typ":"keymint-lease+jwt"}"#),
+        b64(br#"{"alg":"HS256","kid":"k1","typ":"keystead-lease+jwt"}"#),
         b64(&serde_json::to_vec(&claims()).unwrap())
     );
     // The classic confusion attack: HMAC keyed with the public key (raw bytes, or its JWK text).
@@ -286,7 +286,7 @@ fn other_algorithm_spellings_are_refused() {
     let token = lease(KID, &claims(), &key(1));
     let parts = segments(&token);
     for alg in ["eddsa", "Ed25519", "ES256", "RS256", "EdDSA "] {
-        let header = format!(r#"{{"alg":"{alg}","kid":"k1","typ":"keymint-lease+jwt"}}"#);
+        let header = format!(r#"{{"alg":"{alg}","kid":"k1","typ":"keystead-lease+jwt"}}"#);
         let token = format!("{}.{}.{}", b64(header.as_bytes()), parts[1], parts[2]);
         assert_eq!(
             verify(&token, &keys(), &expected(), NOW),
@@ -325,25 +325,25 @@ fn malformed_tokens_are_refused() {
         format!("{}.{}.{}", b64(b"[1,2]"), parts[1], parts[2]),
         format!(
             "{}.{}.{}",
-            b64(br#"{"alg":"EdDSA","alg":"none","kid":"k1","typ":"keymint-lease+jwt"}"#),
+            b64(br#"{"alg":"EdDSA","alg":"none","kid":"k1","typ":"keystead-lease+jwt"}"#),
             parts[1],
             parts[2]
         ),
         format!(
             "{}.{}.{}",
-            b64(br#"{"kid":"k1","typ":"keymint-lease+jwt"}"#),
+            b64(br#"{"kid":"k1","typ":"keystead-lease+jwt"}"#),
             parts[1],
             parts[2]
         ),
         format!(
             "{}.{}.{}",
-            b64(br#"{"alg":"EdDSA","typ":"keymint-lease+jwt"}"#),
+            b64(br#"{"alg":"EdDSA","typ":"keystead-lease+jwt"}"#),
             parts[1],
             parts[2]
         ),
         format!(
             "{}.{}.{}",
-            b64(br#"{"alg":"EdDSA","kid":"k1","typ":"keymint-lease+jwt","crit":["exp"]}"#),
+            b64(br#"{"alg":"EdDSA","kid":"k1","typ":"keystead-lease+jwt","crit":["exp"]}"#),
             parts[1],
             parts[2]
         ),
@@ -363,7 +363,7 @@ fn malformed_tokens_are_refused() {
 fn signed_claims_that_do_not_decode_are_malformed() {
     let input = format!(
         "{}.{}",
-        b64(br#"{"alg":"EdDSA","kid":"k1","typ":"keymint-lease+jwt"}"#),
+        b64(br#"{"alg":"EdDSA","kid":"k1","typ":"keystead-lease+jwt"}"#),
         b64(br#"{"iss":"acme","exp":"tomorrow"}"#)
     );
     let token = assemble(&input, &key(1).sign(input.as_bytes()).to_bytes());

@@ -7,8 +7,8 @@ use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    keymint::telemetry::init();
-    let app = keymint::config::app_from_env().await?;
+    keystead::telemetry::init();
+    let app = keystead::config::app_from_env().await?;
     let app = &app;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(app.handle(request).await)

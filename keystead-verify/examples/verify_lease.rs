@@ -9,7 +9,7 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use keymint_verify::{Expected, PublicKeys, verify_now};
+use keystead_verify::{Expected, PublicKeys, verify_now};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

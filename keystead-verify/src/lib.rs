@@ -1,13 +1,13 @@
-//! Offline verification of keymint license leases.
+//! Offline verification of keystead license leases.
 //!
-//! keymint's license API answers `activate` and `validate` with a signed *lease*: a JWS compact token
+//! keystead's license API answers `activate` and `validate` with a signed *lease*: a JWS compact token
 //! (a JWT) signed with the tenant's Ed25519 key. A desktop app keeps the lease and checks it with
 //! [`verify`] (or [`verify_now`]) against the tenant's published public keys ([`PublicKeys`]), so it can
 //! run offline until the lease's `exp`.
 //!
 //! The format is fixed:
 //!
-//! * header `{"alg":"EdDSA","kid":"<kid>","typ":"keymint-lease+jwt"}`;
+//! * header `{"alg":"EdDSA","kid":"<kid>","typ":"keystead-lease+jwt"}`;
 //! * claims [`LeaseClaims`]: `iss` (tenant id), `sub` (license id), `product_id`, `machine_id`, `status`,
 //!   `entitlements`, `license_expires_at`, `iat`, `exp` and an optional `nonce`;
 //! * signature: Ed25519 over the ASCII bytes `base64url(header) "." base64url(claims)`, all three parts
@@ -23,10 +23,10 @@
 //! # Example
 //!
 //! ```
-//! use keymint_verify::ed25519_dalek::{Signer, SigningKey};
-//! use keymint_verify::{Error, Expected, Jwk, Jwks, LeaseClaims, PublicKeys, assemble, signing_input, verify};
+//! use keystead_verify::ed25519_dalek::{Signer, SigningKey};
+//! use keystead_verify::{Error, Expected, Jwk, Jwks, LeaseClaims, PublicKeys, assemble, signing_input, verify};
 //!
-//! // Server side: sign a lease with the tenant's key (normally done by keymint).
+//! // Server side: sign a lease with the tenant's key (normally done by keystead).
 //! let signing_key = SigningKey::from_bytes(&[7; 32]);
 //! let claims = LeaseClaims {
 //!     iss: "acme".into(),
@@ -75,7 +75,7 @@ pub use ed25519_dalek;
 pub const ALG: &str = "EdDSA";
 
 /// The JWS `typ` header of a lease.
-pub const LEASE_TYP: &str = "keymint-lease+jwt";
+pub const LEASE_TYP: &str = "keystead-lease+jwt";
 
 /// The only `status` a usable lease carries.
 pub const STATUS_ACTIVE: &str = "active";
@@ -94,8 +94,8 @@ pub enum Error {
     /// The header's `alg` is not `EdDSA` (for example `none` or `HS256`).
     #[error("unsupported algorithm {0:?}: only EdDSA is accepted")]
     UnsupportedAlgorithm(String),
-    /// The header's `typ` is missing or not `keymint-lease+jwt`.
-    #[error("not a keymint lease (typ is not {LEASE_TYP})")]
+    /// The header's `typ` is missing or not `keystead-lease+jwt`.
+    #[error("not a keystead lease (typ is not {LEASE_TYP})")]
     WrongType,
     /// No public key has the header's `kid`: refresh the JWKS.
     #[error("unknown signing key {0:?}")]
@@ -135,7 +135,7 @@ pub enum Error {
 /// The claims of a lease. Field names are the wire names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseClaims {
-    /// The tenant id (the seller's account on keymint).
+    /// The tenant id (the seller's account on keystead).
     pub iss: String,
     /// The license id.
     pub sub: String,
@@ -296,7 +296,7 @@ impl PublicKeys {
 /// What the app expects of a lease.
 ///
 /// ```
-/// # use keymint_verify::Expected;
+/// # use keystead_verify::Expected;
 /// let expected = Expected::new("acme", "studio-mac").product("myapp").nonce("8f3c…");
 /// assert_eq!(expected.product_id, Some("myapp"));
 /// ```
@@ -358,7 +358,7 @@ fn b64_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
 }
 
 /// The JWS signing input of a lease, `base64url(header) "." base64url(claims)`, with the header
-/// `{"alg":"EdDSA","kid":<kid>,"typ":"keymint-lease+jwt"}`. The server signs its ASCII bytes with Ed25519
+/// `{"alg":"EdDSA","kid":<kid>,"typ":"keystead-lease+jwt"}`. The server signs its ASCII bytes with Ed25519
 /// and passes the signature to [`assemble`]. Serializing the header and claims (strings, integers, a list
 /// of strings) does not fail in practice; the error is returned rather than assumed away, since the server
 /// calls this on a request path.
@@ -393,7 +393,7 @@ pub fn sign(
 /// Verifies a lease at time `now_unix` (unix seconds) and returns its claims.
 ///
 /// Checks, in order: three segments; the header decodes; `alg` is exactly `EdDSA`; `typ` is
-/// `keymint-lease+jwt`; `kid` is one of `keys`; the Ed25519 signature verifies (strictly); the claims
+/// `keystead-lease+jwt`; `kid` is one of `keys`; the Ed25519 signature verifies (strictly); the claims
 /// decode; `iss` is the expected tenant; `product_id` is the expected one (when given); `machine_id` is
 /// this machine; `nonce` is the expected one (when given); `iat` is not later than `now_unix` plus
 /// [`CLOCK_SKEW_SECONDS`]; `exp` plus [`CLOCK_SKEW_SECONDS`] is later than `now_unix`; `status` is
@@ -424,7 +424,7 @@ pub fn verify(
         return Err(Error::WrongType);
     }
     if header.crit.is_some() {
-        // RFC 7515 §4.1.11: extensions we do not understand must be refused; keymint uses none.
+        // RFC 7515 §4.1.11: extensions we do not understand must be refused; keystead uses none.
         return Err(Error::Malformed("header has crit"));
     }
     let kid = header.kid.ok_or(Error::Malformed("header has no kid"))?;

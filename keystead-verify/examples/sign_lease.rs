@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use keystead_verify::ed25519_dalek::SigningKey;
 use keystead_verify::{Jwk, Jwks, LeaseClaims, sign, unix_now};
 
-const DEMO_SEED: [u8; 32] = *b"keystead-verify demo key, public!";
+const DEMO_SEED: [u8; 32] = *b"keystead-verify demo key, public";
 const DEMO_KID: &str = "demo-1";
 
 fn main() -> ExitCode {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod compat;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod files;
 #[doc(hidden)]

@@ -15,7 +15,9 @@ use crate::domain::{
     Activation, License, LicenseKey, LicenseStatus, Product, ProductId, Tenant, TenantId, rfc3339,
 };
 use crate::signing::{Keyring, Signer, SigningError};
-use crate::storage::{ActivateResult, ActivationStore, Backend, StoreError, TenantCache};
+use crate::storage::{
+    ActivateResult, ActivationStore, Backend, SeatTouch, StoreError, TenantCache,
+};
 
 /// Everything a license check reads besides the request: the store, tenants as last read, and the signing keys.
 #[derive(Clone, Copy)]
@@ -29,6 +31,8 @@ pub struct Checker<'a> {
 const RECLAIM_BATCH: usize = 24;
 /// How often an activation that lost a race for an expired seat looks again.
 const RECLAIM_RETRIES: usize = 20;
+/// How often an activation starts over because the machine's seat was freed between finding it and renewing it.
+const SEAT_RETRIES: usize = 4;
 
 /// The JSON body of every license API call.
 #[derive(Debug, Deserialize)]
@@ -102,12 +106,12 @@ fn machine_id(raw: Option<&str>) -> Result<String, LicenseApiError> {
     Ok(raw.to_owned())
 }
 
-/// The status a license has right now: an active license past its expiry is expired.
+/// The status a license has right now: an active license past its expiry, or whose subscription Gumroad said
+/// has ended, is expired.
 pub fn effective_status(license: &License, now: OffsetDateTime) -> LicenseStatus {
-    let expired = license
-        .expires_at
-        .as_deref()
-        .is_some_and(|at| at <= rfc3339(now).as_str());
+    let now = rfc3339(now);
+    let passed = |at: &Option<String>| at.as_deref().is_some_and(|at| at <= now.as_str());
+    let expired = passed(&license.expires_at) || passed(&license.subscription_ended_at);
     match license.status {
         LicenseStatus::Active if expired => LicenseStatus::Expired,
         status => status,
@@ -323,19 +327,27 @@ pub async fn validate(
         .store
         .activation(tenant_id, key_hash, &machine)
         .await?;
-    let signer = match (&held, active) {
+    let mut signer = match (&held, active) {
         (Some(_), true) => Some(signer(checker, &found).await?),
         _ => None,
     };
     let seat_until = match (&held, found.seat_lease()) {
-        // A check from the machine renews its seat, as an activation would.
+        // A check from the machine renews its seat, as an activation would, and proves the seat still exists
+        // (and the license is still active) before a lease is signed for it.
         (Some(_), Some(lease)) if active => {
             let until = (now + lease).unix_timestamp();
-            let renewed = checker
+            match checker
                 .store
-                .renew_seat(tenant_id, key_hash, &machine, &rfc3339(now), until)
-                .await?;
-            if renewed { Some(Some(until)) } else { None }
+                .touch_seat(tenant_id, key_hash, &machine, &rfc3339(now), Some(until))
+                .await?
+            {
+                SeatTouch::Renewed => Some(Some(until)),
+                SeatTouch::Gone => None,
+                SeatTouch::NotActive(_) => {
+                    signer = None;
+                    held.as_ref().map(|activation| activation.seat_until)
+                }
+            }
         }
         (Some(activation), _) => Some(activation.seat_until),
         (None, _) => None,
@@ -385,25 +397,41 @@ pub async fn activate(
     };
     let store = checker.store;
     let (tenant_id, key_hash) = (&found.tenant.tenant_id, &found.license.key_hash);
-    let mut result = store
-        .activate(tenant_id, key_hash, &activation, &rfc3339(now))
-        .await?;
-    if result == ActivateResult::LimitReached && seat_until.is_some() {
-        result = reclaim(store, &found.license, &activation, now).await?;
-    }
-    let activations = match result {
-        ActivateResult::Activated { activations } => activations,
-        ActivateResult::AlreadyActive => {
-            if let Some(until) = seat_until {
-                store
-                    .renew_seat(tenant_id, key_hash, &machine, &rfc3339(now), until)
-                    .await?;
-            }
-            found.license.activations
+    let mut activations = None;
+    for _ in 0..SEAT_RETRIES {
+        let mut result = store
+            .activate(tenant_id, key_hash, &activation, &rfc3339(now))
+            .await?;
+        if result == ActivateResult::LimitReached && seat_until.is_some() {
+            result = reclaim(store, &found.license, &activation, now).await?;
         }
-        ActivateResult::LimitReached => return Err(LicenseApiError::LimitReached),
-        ActivateResult::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
-        ActivateResult::NotFound => return Err(LicenseApiError::NotFound),
+        match result {
+            ActivateResult::Activated { activations: count } => activations = Some(count),
+            // The machine holds a seat: renew it, in the same write that proves it still exists and the license
+            // is still active. A seat freed in between (another machine reclaimed it, a deactivation) is taken
+            // again from the start, limit and all.
+            ActivateResult::AlreadyActive => {
+                match store
+                    .touch_seat(tenant_id, key_hash, &machine, &rfc3339(now), seat_until)
+                    .await?
+                {
+                    SeatTouch::Renewed => activations = Some(found.license.activations),
+                    SeatTouch::Gone => continue,
+                    SeatTouch::NotActive(status) => {
+                        return Err(LicenseApiError::NotActive(status));
+                    }
+                }
+            }
+            ActivateResult::LimitReached => return Err(LicenseApiError::LimitReached),
+            ActivateResult::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
+            ActivateResult::NotFound => return Err(LicenseApiError::NotFound),
+        }
+        break;
+    }
+    let Some(activations) = activations else {
+        return Err(LicenseApiError::Storage(StoreError::Unavailable(
+            "the machine's seat kept changing".to_owned(),
+        )));
     };
     let mut view = found.validation(Some(true), now);
     view.activations = activations;

@@ -290,7 +290,14 @@ async fn change_license(
     event_key: &str,
     ttl: i64,
 ) -> Result<Option<EventResult>, StoreError> {
-    let to = transition(license.status, &event.kind, tenant.refund_policy);
+    let mut to = transition(license.status, &event.kind, tenant.refund_policy);
+    // A won dispute lifts the dispute's suspension only: a subscription that ended meanwhile stays ended.
+    if matches!(event.kind, EventKind::DisputeWon)
+        && to == LicenseStatus::Active
+        && license.subscription_ended_at.is_some()
+    {
+        to = LicenseStatus::Expired;
+    }
     let marks = marks(&event.kind, OffsetDateTime::now_utc());
     let change = if to == license.status && marks.is_empty() {
         EventChange::None

@@ -12,12 +12,10 @@ use crate::domain::{
 use crate::gumroad::EventKind;
 use crate::gumroad::{Gift, SalePing};
 use crate::mail::{MailError, Mailer, compose_key_email_with};
-use crate::storage::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
+use crate::storage::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
 
 /// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Licenses that expire are deleted by DynamoDB's TTL this long after they expire.
-const EXPIRED_LICENSE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long one sender holds the right to send a key email. Longer than any SES call, shorter than Gumroad's
 /// first retry (60 s), so a crashed sender's email is sent by the retry.
 pub const EMAIL_CLAIM: Duration = Duration::from_secs(30);
@@ -258,10 +256,10 @@ fn mint(
         email_status: EmailStatus::Pending,
         email_message_id: None,
         email_failure: None,
+        email_maybe_sent: false,
         // The minting request holds the email claim from the start: no extra round trip to take it.
         email_claim_until: (order.send_email && status == LicenseStatus::Active)
             .then(|| unix(now + EMAIL_CLAIM)),
-        ttl: expires.map(|at| unix(at + EXPIRED_LICENSE_RETENTION)),
         quantity: order.quantity,
         gumroad_permalink: order.gumroad_permalink.clone(),
         gumroad_product_id: order.gumroad_product_id.clone(),
@@ -312,6 +310,11 @@ fn mint(
     })
 }
 
+/// What recording the email's outcome may take (one DynamoDB update's operation timeout), and the least time worth
+/// starting a send with.
+const RECORD_BUDGET: Duration = Duration::from_millis(1_200);
+const LEAST_SEND_BUDGET: Duration = Duration::from_millis(300);
+
 /// How long a duplicate waits for another request that holds the email claim to record the email as sent.
 const OWED_EMAIL_POLL: Duration = Duration::from_millis(250);
 const OWED_EMAIL_POLLS: usize = 10;
@@ -349,6 +352,8 @@ pub async fn issue(
         // An event (a refund, a dispute) arrived before this sale: mint the license in the state it left.
         new_sale.marker = Some(status);
         new_sale.license.status = status;
+        new_sale.license.refunded |= status == LicenseStatus::Revoked;
+        new_sale.license.chargebacked |= status == LicenseStatus::Suspended;
         if status != LicenseStatus::Active {
             new_sale.license.email_claim_until = None;
         }
@@ -367,11 +372,15 @@ pub async fn issue(
             })
         }
         SaleWrite::Duplicate(Some(license))
-            if license.email_status != EmailStatus::Sent
+            if order.send_email
+                && license.email_intended()
+                && license.email_status != EmailStatus::Sent
                 && license.status == LicenseStatus::Active
                 && license.source == "gumroad" =>
         {
             // An earlier attempt committed the license but its email is owed: send it once, if nobody else is.
+            // Only when this order mails its key and the license was minted to be mailed: a duplicate of an
+            // imported sale, or of a product that never emails its key, sends nothing.
             let claimed = store
                 .claim_email(
                     &tenant.tenant_id,
@@ -400,6 +409,19 @@ pub async fn issue(
             Err(SaleError::EmailOwed)
         }
         SaleWrite::Duplicate(_) => Ok(SaleResult::Duplicate),
+        SaleWrite::Bound(key_hash) => {
+            // The subscription got its license from another of its charges first (a renewal imported or pinged
+            // before its first sale): this sale is a charge of that license, as a renewal is.
+            let license = store
+                .get_license(&tenant.tenant_id, &key_hash)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Unavailable(
+                        "the subscription's pointer names a license that does not exist".to_owned(),
+                    )
+                })?;
+            renew(store, tenant, &order, license, now).await
+        }
         SaleWrite::Marked(_) | SaleWrite::KeyTaken => Err(SaleError::Storage(
             StoreError::Unavailable("the sale's event marker kept changing".to_owned()),
         )),
@@ -415,6 +437,8 @@ async fn renew(
     mut license: License,
     now: OffsetDateTime,
 ) -> Result<SaleResult, SaleError> {
+    // What an event for this renewal's sale (a refund, a dispute) that arrived first left, as last seen.
+    let mut marker = None;
     for _ in 0..MARKER_RETRIES {
         let current_expiry = license.expires_at.as_deref().and_then(|at| {
             OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
@@ -427,10 +451,13 @@ async fn renew(
             }
             None => current_expiry,
         };
-        let to_status = if license.status == LicenseStatus::Expired {
-            LicenseStatus::Active
-        } else {
-            license.status
+        let to_status = match (license.status, marker) {
+            (LicenseStatus::Revoked, _) | (_, Some(LicenseStatus::Revoked)) => {
+                LicenseStatus::Revoked
+            }
+            (_, Some(LicenseStatus::Suspended)) => LicenseStatus::Suspended,
+            (LicenseStatus::Expired, _) => LicenseStatus::Active,
+            (status, _) => status,
         };
         let mut minted = mint(tenant, order, now, true)?;
         minted.payment.license_id = license.license_id.clone();
@@ -440,20 +467,21 @@ async fn renew(
             idempotency_ttl: minted.idempotency_ttl,
             from_expires_at: license.expires_at.clone(),
             to_expires_at: to_expires.map(rfc3339),
-            to_ttl: to_expires.map(|at| unix(at + EXPIRED_LICENSE_RETENTION)),
             from_status: license.status,
             to_status,
+            marker,
         };
         match store.write_renewal(&license, &renewal).await? {
-            Written::Applied => {
+            RenewalWrite::Marked(status) => marker = Some(status),
+            RenewalWrite::Applied => {
                 license.expires_at = renewal.to_expires_at;
                 license.status = to_status;
                 return Ok(SaleResult::Renewed {
                     license: Box::new(license),
                 });
             }
-            Written::Duplicate => return Ok(SaleResult::Duplicate),
-            Written::Stale => {
+            RenewalWrite::Duplicate => return Ok(SaleResult::Duplicate),
+            RenewalWrite::Stale => {
                 match store
                     .get_license(&tenant.tenant_id, &license.key_hash)
                     .await?
@@ -481,7 +509,35 @@ pub async fn deliver(
         None => None,
     };
     let email = compose_key_email_with(&tenant.sender, license, download.as_ref());
-    match mailer.send(&email).await {
+    // The outcome is recorded before the request's deadline: the send gets what is left after the record's
+    // budget, and is not started at all when that is too little (Gumroad's retry sends it, after the claim).
+    let send_budget = crate::deadline::remaining().map(|left| left.saturating_sub(RECORD_BUDGET));
+    if send_budget.is_some_and(|budget| budget < LEAST_SEND_BUDGET) {
+        tracing::warn!(
+            "too little time left to send the key email and record it: owed to the next retry"
+        );
+        return Err(SaleError::EmailOwed);
+    }
+    let now = unix(OffsetDateTime::now_utc());
+    let pending_before = license.email_status == EmailStatus::Pending
+        && license.email_claim_until.is_some_and(|until| until < now);
+    if license.email_maybe_sent || pending_before {
+        tracing::warn!(
+            outcome = "email_outcome_unknown",
+            "an earlier send of this key may have been delivered (its answer never arrived): sending again, so the buyer may get it twice"
+        );
+    }
+    let sent = match send_budget {
+        Some(budget) => tokio::time::timeout(budget, mailer.send(&email))
+            .await
+            .unwrap_or_else(|_| {
+                Err(MailError::unknown_outcome(
+                    "the request's deadline came first",
+                ))
+            }),
+        None => mailer.send(&email).await,
+    };
+    match sent {
         Ok(message_id) => {
             let outcome = EmailOutcome::Sent { message_id };
             if let Err(err) = store
@@ -496,7 +552,11 @@ pub async fn deliver(
         Err(err) => {
             tracing::warn!(error = %err, reason = err.reason.as_str(), "key email failed");
             crate::telemetry::count_email_failure(err.reason, &tenant.tenant_id);
-            let outcome = EmailOutcome::Failed { reason: err.reason };
+            let outcome = if err.maybe_delivered {
+                EmailOutcome::Unknown
+            } else {
+                EmailOutcome::Failed { reason: err.reason }
+            };
             if let Err(record_err) = store
                 .record_email(&tenant.tenant_id, &license.key_hash, &outcome)
                 .await

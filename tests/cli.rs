@@ -1391,3 +1391,71 @@ async fn tiers_are_mapped_by_variant_and_products_are_set() {
         json!([])
     );
 }
+
+/// Issue 22, defect 2: `keystead migrate ttl` removes the TTL older versions set on licenses and sale markers,
+/// and leaves it on what is truly ephemeral (idempotency records, sign-in tokens).
+#[tokio::test]
+async fn migrate_ttl_removes_the_ttl_from_licenses_and_markers_only() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let stack = common::stack().await;
+    let t = common::seed(&stack, common::Seed::default()).await;
+    let item = |sk: &str| {
+        [
+            ("tenant_id", S(t.tenant_id.clone())),
+            ("sk", S(sk.to_owned())),
+            ("ttl", N("1800000000".to_owned())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    let put = |table: &str, sk: &str| {
+        stack
+            .ddb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item(sk)))
+            .send()
+    };
+    put(&stack.tables.licenses, "LICENSE#legacy").await.unwrap();
+    put(&stack.tables.events, "MARKER#sale-1").await.unwrap();
+    put(&stack.tables.events, "EVENT#refund-1").await.unwrap();
+    put(&stack.tables.events, "SIGNIN#token").await.unwrap();
+
+    let dry = ok_json(&["migrate", "ttl", &t.tenant_id, "--dry-run"]);
+    assert_eq!(
+        (
+            dry["dry_run"].clone(),
+            dry["licenses"].clone(),
+            dry["markers"].clone()
+        ),
+        (json!(true), json!(1), json!(1))
+    );
+    let done = ok_json(&["migrate", "ttl", &t.tenant_id]);
+    assert_eq!(
+        (done["licenses"].clone(), done["markers"].clone()),
+        (json!(1), json!(1))
+    );
+    let again = ok(&["migrate", "ttl", &t.tenant_id]);
+    assert!(
+        again.contains("removed the TTL of 0 license(s) and 0 sale marker(s) in 1 tenant(s)"),
+        "{again}"
+    );
+
+    let ttl_of = |items: Vec<common::Item>, sk: &str| {
+        items
+            .iter()
+            .find(|i| common::s(i, "sk") == sk)
+            .unwrap()
+            .contains_key("ttl")
+    };
+    let licenses = common::licenses(&stack, &t.tenant_id).await;
+    assert!(!ttl_of(licenses, "LICENSE#legacy"));
+    let events = common::events(&stack, &t.tenant_id).await;
+    assert!(!ttl_of(events.clone(), "MARKER#sale-1"));
+    assert!(
+        ttl_of(events.clone(), "EVENT#refund-1"),
+        "idempotency records keep theirs"
+    );
+    assert!(ttl_of(events, "SIGNIN#token"), "sign-in tokens keep theirs");
+}

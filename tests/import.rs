@@ -127,6 +127,13 @@ async fn an_import_pages_through_every_sale_and_running_it_again_changes_nothing
     )
     .await;
     assert_eq!(ping.json()["duplicate"], true, "{}", ping.body);
+    // Issue 22, defect 1: neither the second import nor the ping mails a key the import did not.
+    for (_, buyer) in &f.mapped {
+        assert!(
+            emails_to(buyer).is_empty(),
+            "import never emails unless asked"
+        );
+    }
 }
 
 #[tokio::test]

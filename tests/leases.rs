@@ -448,3 +448,49 @@ async fn kms_down_before_the_key_is_opened_is_a_503_never_an_unsigned_lease() {
     let warm = send(&stack.app, &call(&t.tenant_id, "activate", body)).await;
     assert_eq!(warm.status, 200, "{}", warm.body);
 }
+
+/// Issue 22, defect 9: a machine whose run-out seat another machine reclaimed between `activate` finding it and
+/// renewing it was signed a lease anyway, one machine over the license's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_signed_only_for_a_seat_that_still_exists() {
+    let stack = stack().await;
+    let faults = faults::Faults::new();
+    let faulty = faulty_stack(&faults).await;
+    let (t, key) = licensed(
+        &stack,
+        Seed {
+            activation_limit: 1,
+            seat_lease_seconds: Some(2),
+            ..Seed::default()
+        },
+    )
+    .await;
+    let activate = |machine: &str| json!({"key": key, "machine_id": machine});
+    let first = api(&faulty, &t.tenant_id, "activate", activate("old-laptop")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+
+    // The old laptop comes back just as the new one reclaims its run-out seat.
+    let (app, tenant, body) = (
+        stack.app.clone(),
+        t.tenant_id.clone(),
+        activate("new-laptop"),
+    );
+    faults.before(
+        "seat_until = :until",
+        Box::new(move || {
+            Box::pin(async move {
+                let taken = send(&app, &call(&tenant, "activate", body.to_string())).await;
+                assert_eq!(taken.status, 200, "{}", taken.body);
+            })
+        }),
+    );
+    let late = api(&faulty, &t.tenant_id, "activate", activate("old-laptop")).await;
+    assert_eq!(faults.hits().len(), 1, "{:?}", faults.hits());
+    assert_eq!(late.status, 409, "{}", late.body);
+    assert!(late.json().get("lease").is_none());
+    let shown = cli_support::ok_json(&["license", "show", &t.tenant_id, &key]);
+    let machines = shown["activation_records"].as_array().unwrap();
+    assert_eq!(machines.len(), 1);
+    assert_eq!(machines[0]["machine_id"], "new-laptop");
+}

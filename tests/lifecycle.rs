@@ -370,3 +370,197 @@ async fn an_ended_subscription_seen_before_its_first_sale_mints_it_expired() {
     .await;
     assert_eq!(late.json()["license"]["status"], "expired");
 }
+
+/// Issue 22, defect 2: licenses carried a DynamoDB TTL (expiry + 30 days), so a late renewal minted a second key
+/// and a late refund answered 503 forever once DynamoDB had deleted the license.
+#[tokio::test]
+async fn nothing_a_license_depends_on_expires_so_late_renewals_and_refunds_still_find_it() {
+    let stack = stack().await;
+    let t = seed(
+        &stack,
+        Seed {
+            duration_days: Some(30),
+            ..Seed::default()
+        },
+    )
+    .await;
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    let minted = ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    assert_eq!(minted.status, 200, "{}", minted.body);
+    let key = minted.json()["license"]["key"].clone();
+    let stored = licenses(&stack, &t.tenant_id).await;
+    assert!(
+        license_items(&stored)
+            .iter()
+            .all(|l| !l.contains_key("ttl")),
+        "a license carries no TTL"
+    );
+
+    // Ten years on, DynamoDB's TTL has deleted whatever carried one.
+    let decade = time::OffsetDateTime::now_utc().unix_timestamp() + 10 * 365 * 24 * 3600;
+    let swept = ttl_sweep(&stack, &t.tenant_id, decade).await;
+    assert!(
+        swept.iter().all(|sk| !sk.starts_with("LICENSE#")),
+        "{swept:?}"
+    );
+
+    let renewal = sale_id();
+    let renewed = ping(
+        &stack,
+        &t,
+        subscription_sale(&renewal, &buyer, &subscription, true),
+    )
+    .await;
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    assert_eq!(renewed.json()["renewed"], true, "{}", renewed.body);
+    assert_eq!(renewed.json()["license"]["key"], key, "the same key");
+    assert_eq!(
+        license_items(&licenses(&stack, &t.tenant_id).await).len(),
+        1
+    );
+
+    let refund = ping(&stack, &t, sale_event("refund", &first, &buyer, true)).await;
+    assert_eq!(refund.status, 200, "{}", refund.body);
+    assert_eq!(refund.json()["license_status"], "revoked");
+}
+
+/// Issue 22, defect 4: a won dispute re-activated a subscription that had ended while the dispute was open.
+#[tokio::test]
+async fn a_won_dispute_does_not_bring_back_a_subscription_that_ended() {
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    let minted = ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    let key = minted.json()["license"]["key"].as_str().unwrap().to_owned();
+    let disputed = ping(&stack, &t, sale_event("dispute", &first, &buyer, false)).await;
+    assert_eq!(disputed.json()["license_status"], "suspended");
+    let ended = ping(
+        &stack,
+        &t,
+        subscription_event(
+            "subscription_ended",
+            &subscription,
+            &[&first],
+            "ended_at=2026-07-01T10%3A00%3A00Z&ended_reason=cancelled",
+        ),
+    )
+    .await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    let won = ping(&stack, &t, sale_event("dispute_won", &first, &buyer, false)).await;
+    assert_eq!(won.json()["license_status"], "expired", "{}", won.body);
+    assert_eq!(status_of(&stack, &t).await, "expired");
+    let validated = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        serde_json::json!({"key": key}),
+    )
+    .await;
+    assert_eq!(validated.json()["valid"], false, "{}", validated.body);
+    assert_eq!(validated.json()["status"], "expired", "{}", validated.body);
+}
+
+/// Issue 22, defect 5: a refund of a renewal that arrived before the renewal itself was dropped, and the
+/// refunded renewal extended the license.
+#[tokio::test]
+async fn a_refund_that_arrives_before_its_renewal_still_revokes() {
+    let stack = stack().await;
+    let t = seed(
+        &stack,
+        Seed {
+            duration_days: Some(30),
+            ..Seed::default()
+        },
+    )
+    .await;
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    let minted = ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    assert_eq!(minted.status, 200, "{}", minted.body);
+
+    let renewal = sale_id();
+    let early = ping(&stack, &t, sale_event("refund", &renewal, &buyer, true)).await;
+    assert_eq!(early.status, 204, "{}", early.body);
+    let late = ping(
+        &stack,
+        &t,
+        subscription_sale(&renewal, &buyer, &subscription, true),
+    )
+    .await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    assert_eq!(status_of(&stack, &t).await, "revoked");
+    let stored = licenses(&stack, &t.tenant_id).await;
+    let license = license_items(&stored)[0];
+    assert_eq!(license["refunded"].as_bool().ok(), Some(&true));
+    assert_eq!(
+        payments(&stack, &t.tenant_id).await.len(),
+        2,
+        "the renewal's payment is recorded"
+    );
+}
+
+/// Issue 22, defect 3 (and issue 24's hijacked pointer): a subscription's first sale that arrived after one of its
+/// renewals minted a second license and re-pointed the subscription to it.
+#[tokio::test]
+async fn one_subscription_has_one_license_whatever_order_its_charges_arrive_in() {
+    let stack = stack().await;
+    let t = seed(
+        &stack,
+        Seed {
+            duration_days: Some(30),
+            ..Seed::default()
+        },
+    )
+    .await;
+    let (first, buyer) = (sale_id(), buyer());
+    let (renewal, later) = (sale_id(), sale_id());
+    let subscription = format!("{}==", unique("sub"));
+
+    let early = ping(
+        &stack,
+        &t,
+        subscription_sale(&renewal, &buyer, &subscription, true),
+    )
+    .await;
+    assert_eq!(early.status, 200, "{}", early.body);
+    let key = early.json()["license"]["key"].clone();
+    for (sale, recurring) in [(&first, false), (&later, true)] {
+        let reply = ping(
+            &stack,
+            &t,
+            subscription_sale(sale, &buyer, &subscription, recurring),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["renewed"], true, "{}", reply.body);
+        assert_eq!(reply.json()["license"]["key"], key);
+    }
+    let stored = licenses(&stack, &t.tenant_id).await;
+    let minted = license_items(&stored);
+    assert_eq!(minted.len(), 1, "one license");
+    let payments = payments(&stack, &t.tenant_id).await;
+    assert_eq!(payments.len(), 3);
+    assert!(
+        payments
+            .iter()
+            .all(|p| s(p, "license_id") == s(minted[0], "license_id"))
+    );
+    assert_eq!(emails_to(&buyer).len(), 1);
+}

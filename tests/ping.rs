@@ -113,11 +113,9 @@ async fn a_product_with_a_duration_gives_an_expiring_license() {
     .unwrap();
     let days = (expires - time::OffsetDateTime::now_utc()).whole_days();
     assert!((364..=365).contains(&days), "{days}");
+    // Issue 22: an expired license is kept (a late renewal or refund must still find it), never deleted by TTL.
     let stored = licenses(&stack, &t.tenant_id).await;
-    assert_eq!(
-        n(&stored[0], "ttl"),
-        expires.unix_timestamp() + 30 * 24 * 3600
-    );
+    assert!(!stored[0].contains_key("ttl"), "{:?}", stored[0]);
 }
 
 #[tokio::test]
@@ -141,6 +139,32 @@ async fn the_same_sale_again_is_a_duplicate_with_no_second_effect() {
     assert_eq!(licenses(&stack, &t.tenant_id).await.len(), 1);
     assert_eq!(payments(&stack, &t.tenant_id).await.len(), 1);
     assert_eq!(emails_to(&buyer).len(), 1);
+}
+
+/// Issue 22, defect 1: the duplicate path mailed the key whatever the order's email choice was.
+#[tokio::test]
+async fn a_duplicate_ping_for_a_product_that_never_emails_its_key_sends_nothing() {
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    stack
+        .change_product(&t.tenant_id, &t.product_id, |product| {
+            product.email_key = Some(keystead::domain::EmailKey::Never);
+        })
+        .await;
+    let (sale, buyer) = (sale_id(), buyer());
+    for retry in ["", "&retry_count=1", "&retry_count=2"] {
+        let body = format!("{}{retry}", sale_body(&sale, &buyer));
+        let reply = send(&stack.app, &Ping::new(&t.tenant_id, Some(&t.token), body)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(
+        license_items(&licenses(&stack, &t.tenant_id).await).len(),
+        1
+    );
+    assert!(
+        emails_to(&buyer).is_empty(),
+        "the product never emails its key"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -771,6 +795,39 @@ async fn when_ses_fails_the_license_is_kept_and_the_retry_sends_exactly_one_emai
             .unwrap()
             .contains(s(&stored[0], "key"))
     );
+}
+
+/// Issue 22, defect 10: the SDK retried `SendEmail` after SES had accepted it, so a lost answer meant two emails.
+#[tokio::test]
+async fn an_email_whose_answer_is_lost_is_sent_once_and_owed_not_resent_by_the_sdk() {
+    let faults = faults::Faults::new();
+    let stack = faulty_stack(&faults).await;
+    let t = seed(&stack, Seed::default()).await;
+    let (sale, buyer) = (sale_id(), buyer());
+    faults.add("SendEmail", None, faults::Fault::LoseAnswer, 1);
+
+    let reply = send(
+        &stack.app,
+        &Ping::new(&t.tenant_id, Some(&t.token), sale_body(&sale, &buyer)),
+    )
+    .await;
+    assert_eq!(faults.hits(), ["SendEmail: LoseAnswer"]);
+    assert_eq!(emails_to(&buyer).len(), 1, "SES got exactly one send");
+    assert_eq!(reply.status, 503, "the email is owed: Gumroad retries");
+    let stored = licenses(&stack, &t.tenant_id).await;
+    assert_eq!(s(&stored[0], "email_status"), "failed");
+    assert_eq!(stored[0]["email_maybe_sent"].as_bool().ok(), Some(&true));
+
+    // Gumroad's retry sends it again (the buyer may now have it twice, and the log says so), then nothing more.
+    for retry in 1..=2 {
+        let body = format!("{}&retry_count={retry}", sale_body(&sale, &buyer));
+        let reply = send(&stack.app, &Ping::new(&t.tenant_id, Some(&t.token), body)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(emails_to(&buyer).len(), 2);
+    let stored = licenses(&stack, &t.tenant_id).await;
+    assert_eq!(s(&stored[0], "email_status"), "sent");
+    assert!(!stored[0].contains_key("email_maybe_sent"));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod gumroad;
 mod gumroad_api;
 mod import;
 mod license;
+mod migrate;
 mod output;
 mod product;
 mod product_file;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Check what a working deployment needs (tables, KMS key, SES, the API, Gumroad subscriptions, failed key
     /// emails) and print a checklist with the fix for each failure.
     Doctor(doctor::DoctorArgs),
+    /// One-off changes to stored records that an upgrade needs (each safe to run again).
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
     /// Local development helpers used by infra/local/up and the tests.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -320,6 +324,7 @@ async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
         Command::Gumroad(cmd) => gumroad::run(cmd, out).await,
         Command::Ses(cmd) => ses::run(cmd, out).await,
         Command::Doctor(args) => doctor::run(args, out).await,
+        Command::Migrate(cmd) => migrate::run(cmd, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
     }
 }

@@ -95,7 +95,7 @@ pub fn dynamo_store(sdk: &SdkConfig, tables: Tables) -> DynamoStore {
 }
 
 pub fn ses_mailer(sdk: &SdkConfig) -> SesMailer {
-    SesMailer::new(aws_sdk_ses::Client::new(sdk))
+    SesMailer::from_config(aws_sdk_ses::config::Builder::from(sdk))
 }
 
 /// The KMS key that seals tenants' signing keys, from `KEYSTEAD_SIGNING_KEY_ID`; the error names the variable.

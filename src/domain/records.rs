@@ -353,12 +353,12 @@ pub struct License {
     /// Why the last attempt failed, while `email_status` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_failure: Option<EmailFailure>,
+    /// The last send's answer never arrived: SES may have delivered it (see `EmailOutcome::Unknown`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_maybe_sent: bool,
     /// Unix seconds until which one sender holds the right to send the key email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_claim_until: Option<i64>,
-    /// Unix seconds at which DynamoDB may delete the record: 30 days after `expires_at`, never for open-ended licenses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
     /// Seats bought (`quantity`): the activation limit is the product's times this.
     #[serde(default = "one")]
     pub quantity: u32,
@@ -424,6 +424,13 @@ impl License {
                 EmailStatus::Pending => self.email_claim_until.is_some_and(stalled),
                 EmailStatus::Sent => false,
             }
+    }
+
+    /// Whether the license was minted to have its key mailed: the minting request took the email claim, or a
+    /// send was tried and failed. A license minted without an email (an import, `--email-key never`, a sale that
+    /// was already refunded) has neither, and no later duplicate of its sale mails it.
+    pub fn email_intended(&self) -> bool {
+        self.email_status == EmailStatus::Failed || self.email_claim_until.is_some()
     }
 
     /// The pending change, once its time has come (`now` in RFC 3339).

@@ -153,15 +153,13 @@ fn presented_token(request: &Request) -> Option<String> {
 pub async fn handle(app: &App, tenant_id: &str, request: &Request) -> Response<Body> {
     let started = Instant::now();
     let mut sale_id = None;
-    let result = match tokio::time::timeout(
-        DEADLINE,
-        process(app, tenant_id, request, &mut sale_id),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(Failure::Deadline),
-    };
+    let result =
+        match crate::deadline::within(DEADLINE, process(app, tenant_id, request, &mut sale_id))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Deadline),
+        };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let sale_id = sale_id.as_deref().unwrap_or("-");
     match result {

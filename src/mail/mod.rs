@@ -17,6 +17,9 @@ pub use ses::{SesMailer, categorize_refusal};
 pub struct MailError {
     pub reason: EmailFailure,
     pub detail: String,
+    /// The send may have been delivered: the request left, and no refusal came back (a timeout, a lost or
+    /// garbled answer, a 5xx). A later send of the same key is then possibly a second email, and is logged so.
+    pub maybe_delivered: bool,
 }
 
 impl MailError {
@@ -24,6 +27,15 @@ impl MailError {
         Self {
             reason,
             detail: detail.into(),
+            maybe_delivered: false,
+        }
+    }
+
+    /// A failure whose send may still have been delivered.
+    pub fn unknown_outcome(detail: impl Into<String>) -> Self {
+        Self {
+            maybe_delivered: true,
+            ..Self::new(EmailFailure::Other, detail)
         }
     }
 }

@@ -3,29 +3,42 @@
 //! it names the unverified recipient, and a buyer's address never goes to the log).
 
 use async_trait::async_trait;
+use std::time::Duration;
+
 use aws_sdk_ses::Client;
+use aws_sdk_ses::config::retry::RetryConfig;
+use aws_sdk_ses::config::timeout::TimeoutConfig;
 use aws_sdk_ses::error::DisplayErrorContext;
 use aws_sdk_ses::types::{Body, Content, Destination, Message};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::{KeyEmail, MailError, Mailer};
 use crate::domain::{Email, EmailFailure};
 
 /// What went wrong: a service error is its code (`MessageRejected`, `Throttling`, …) and its category; anything
 /// else (a timeout, a refused connection) carries no address and keeps its full description.
-fn describe<E, R>(err: &aws_sdk_ses::error::SdkError<E, R>, sender: &Email) -> MailError
+fn describe<E>(err: &aws_sdk_ses::error::SdkError<E, HttpResponse>, sender: &Email) -> MailError
 where
     E: aws_sdk_ses::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
+    use aws_sdk_ses::error::SdkError;
+    let server_side = err
+        .raw_response()
+        .is_some_and(|raw| raw.status().is_server_error());
     match err.as_service_error() {
-        Some(service) => {
+        Some(service) if !server_side => {
             let code = service.code().unwrap_or("unknown error");
             MailError::new(
                 categorize_refusal(code, service.message().unwrap_or_default(), sender),
                 format!("SES refused the email: {code}"),
             )
         }
-        None => MailError::new(EmailFailure::Other, DisplayErrorContext(err).to_string()),
+        // Never sent: nothing can have been delivered.
+        _ if matches!(err, SdkError::ConstructionFailure(_)) => {
+            MailError::new(EmailFailure::Other, DisplayErrorContext(err).to_string())
+        }
+        // A timeout, a dropped connection, an answer lost or unreadable, a 5xx: SES may have accepted it.
+        _ => MailError::unknown_outcome(DisplayErrorContext(err).to_string()),
     }
 }
 
@@ -90,9 +103,36 @@ pub struct SesMailer {
     client: Client,
 }
 
+/// One `SendEmail` attempt may take this long (more, when the shared configuration allows more).
+pub const SEND_TIMEOUT: Duration = Duration::from_millis(1_500);
+
 impl SesMailer {
     pub fn new(client: Client) -> Self {
         Self { client }
+    }
+
+    /// The mailer over a client built from `config`, with one attempt per send: the SDK never retries
+    /// `SendEmail`, whose retry after a lost answer is a second email (`SendEmail` has no idempotency token).
+    pub fn from_config(config: aws_sdk_ses::config::Builder) -> Self {
+        let config = config.build();
+        let attempt = config
+            .timeout_config()
+            .and_then(|t| t.operation_attempt_timeout())
+            .map_or(SEND_TIMEOUT, |given| given.max(SEND_TIMEOUT));
+        let timeouts = config
+            .timeout_config()
+            .cloned()
+            .unwrap_or_else(|| TimeoutConfig::builder().build())
+            .to_builder()
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt)
+            .build();
+        let config = config
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts)
+            .build();
+        Self::new(Client::from_conf(config))
     }
 }
 

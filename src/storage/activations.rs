@@ -2,9 +2,11 @@
 //! inside the same transaction that records the machine, never by reading first.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem, Update};
 
-use super::dynamo::{DynamoStore, conditional, from_item, license_sk, n, s, to_item};
+use super::dynamo::{
+    DynamoStore, conditional, from_item, license_sk, n, request_token, s, to_item,
+};
 use super::{Store, StoreError};
 use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
 
@@ -20,6 +22,34 @@ pub enum ActivateResult {
     /// The license is not active (or has expired): its status.
     NotActive(LicenseStatus),
     NotFound,
+}
+
+/// What `touch_seat` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatTouch {
+    /// The seat exists and the license is active: it is renewed.
+    Renewed,
+    /// The machine holds no seat (freed by a deactivation, or reclaimed by another machine): nothing written.
+    Gone,
+    /// The license is no longer active (or has expired): its status; nothing written.
+    NotActive(LicenseStatus),
+}
+
+/// The status a license item read back from a failed condition has at `now`: expired when past its expiry.
+fn status_at(item: &super::dynamo::Item, now: &str) -> LicenseStatus {
+    let status = item
+        .get("status")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|status| LicenseStatus::parse(status))
+        .unwrap_or(LicenseStatus::Revoked);
+    let expired = item
+        .get("expires_at")
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|at| at.as_str() <= now);
+    match status {
+        LicenseStatus::Active if expired => LicenseStatus::Expired,
+        other => other,
+    }
 }
 
 fn activation_sk(key_hash: &str, machine_id: &str) -> String {
@@ -57,15 +87,17 @@ pub trait ActivationStore: Store {
         key_hash: &str,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// Moves a machine's seat end to `until` (unix seconds) and records it as seen; `false` when it holds no seat.
-    async fn renew_seat(
+    /// Records the machine as seen at `now` and moves its seat end to `until` (unix seconds; `None` keeps it), in
+    /// one transaction with a check that the license is active and unexpired at that moment: a lease is signed
+    /// only for a seat this write proved to exist.
+    async fn touch_seat(
         &self,
         tenant_id: &TenantId,
         key_hash: &str,
         machine_id: &str,
         now: &str,
-        until: i64,
-    ) -> Result<bool, StoreError>;
+        until: Option<i64>,
+    ) -> Result<SeatTouch, StoreError>;
 
     /// Takes a seat for `activation` while freeing the `expired` machines' seats, all in one transaction: each
     /// freed seat only if its lease still has run out, the count only if it stays within `license`'s limit.
@@ -169,28 +201,19 @@ impl ActivationStore for DynamoStore {
                 activations: license.map_or(0, |l| l.activations),
             });
         };
-        if reasons.failed(0) {
-            return Ok(ActivateResult::AlreadyActive);
-        }
-        if !reasons.failed(1) {
-            return Err(reasons.unexpected());
-        }
-        let Some(old) = reasons.old(&[1]) else {
+        // The license's condition fails for a full license too, so its status decides between "already active"
+        // (the machine's seat exists) and "not active" (the license was revoked or expired meanwhile).
+        let license_status = reasons.old(&[1]).map(|old| status_at(old, now));
+        if reasons.failed(1) && license_status.is_none() {
             return Ok(ActivateResult::NotFound);
-        };
-        let status = old
-            .get("status")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|status| LicenseStatus::parse(status))
-            .unwrap_or(LicenseStatus::Revoked);
-        let expired = old
-            .get("expires_at")
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|at| at.as_str() <= now);
-        Ok(match status {
-            LicenseStatus::Active if expired => ActivateResult::NotActive(LicenseStatus::Expired),
-            LicenseStatus::Active => ActivateResult::LimitReached,
-            other => ActivateResult::NotActive(other),
+        }
+        Ok(match license_status {
+            Some(status) if reasons.failed(1) && status != LicenseStatus::Active => {
+                ActivateResult::NotActive(status)
+            }
+            _ if reasons.failed(0) => ActivateResult::AlreadyActive,
+            Some(_) => ActivateResult::LimitReached,
+            None => return Err(reasons.unexpected()),
         })
     }
 
@@ -199,39 +222,96 @@ impl ActivationStore for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &str,
     ) -> Result<Option<u64>, StoreError> {
+        let token = request_token()?;
+        let uses = |item: Option<&super::dynamo::Item>| {
+            item.and_then(|a| a.get("uses"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+        };
         let result = self
             .update_license_item(tenant_id, license_sk(key_hash))
-            .update_expression("ADD uses :one")
-            .condition_expression("attribute_exists(sk)")
+            .update_expression("ADD uses :one SET uses_rq = :token")
+            // A retried attempt of this very use is not counted again.
+            .condition_expression(
+                "attribute_exists(sk) AND (attribute_not_exists(uses_rq) OR uses_rq <> :token)",
+            )
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":token", s(&token))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
-        Ok(conditional(result)?.and_then(|out| {
-            out.attributes()
-                .and_then(|a| a.get("uses"))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-        }))
+        if let Some(out) = conditional(result)? {
+            return Ok(uses(out.attributes()));
+        }
+        let ours = self
+            .written_by(
+                &self.tables.licenses,
+                tenant_id,
+                &license_sk(key_hash),
+                "uses_rq",
+                &token,
+            )
+            .await?;
+        Ok(uses(ours.as_ref()))
     }
 
-    async fn renew_seat(
+    async fn touch_seat(
         &self,
         tenant_id: &TenantId,
         key_hash: &str,
         machine_id: &str,
         now: &str,
-        until: i64,
-    ) -> Result<bool, StoreError> {
-        let result = self
-            .update_license_item(tenant_id, activation_sk(key_hash, machine_id))
-            .update_expression("SET last_seen = :now, seat_until = :until")
+        until: Option<i64>,
+    ) -> Result<SeatTouch, StoreError> {
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let seat = Update::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(activation_sk(key_hash, machine_id)))
             .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":now", s(now));
+        let seat = match until {
+            Some(until) => seat
+                .update_expression("SET last_seen = :now, seat_until = :until")
+                .expression_attribute_values(":until", n(until)),
+            None => seat.update_expression("SET last_seen = :now"),
+        };
+        let license = ConditionCheck::builder()
+            .table_name(&self.tables.licenses)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(license_sk(key_hash)))
+            .condition_expression(
+                "#status = :active AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":until", n(until))
-            .send()
-            .await;
-        Ok(conditional(result)?.is_some())
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .build()
+            .map_err(corrupt)?;
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(seat.build().map_err(corrupt)?)
+                .build(),
+            TransactWriteItem::builder()
+                .condition_check(license)
+                .build(),
+        ];
+        let Some(reasons) = self.transact(items).await? else {
+            return Ok(SeatTouch::Renewed);
+        };
+        if reasons.failed(1) {
+            let status = reasons
+                .old(&[1])
+                .map_or(LicenseStatus::Revoked, |old| status_at(old, now));
+            return Ok(SeatTouch::NotActive(status));
+        }
+        if reasons.failed(0) {
+            return Ok(SeatTouch::Gone);
+        }
+        Err(reasons.unexpected())
     }
 
     async fn activate_reclaiming(

@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::StoreError;
 use super::dynamo::{
-    DynamoStore, LICENSE_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX, conditional,
-    from_item, license_sk, s, to_item, unavailable,
+    DynamoStore, LICENSE_SK_PREFIX, MARKER_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK,
+    VARIANT_SK_PREFIX, conditional, from_item, license_sk, s, to_item, unavailable,
 };
 use crate::domain::{
     Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, Tenant, TenantId,
@@ -347,5 +347,89 @@ impl DynamoStore {
 impl Tenant {
     pub fn product(&self, product_id: &ProductId) -> Option<&Product> {
         self.products.get(product_id)
+    }
+}
+
+/// What `remove_durable_ttls` found (and, unless it was a dry run, changed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtlRemoval {
+    pub licenses: usize,
+    pub markers: usize,
+}
+
+impl DynamoStore {
+    /// Every tenant's id, from a scan of the tenants table (a tenant's own record, not its products).
+    pub async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.tables.tenants)
+                .filter_expression("sk = :tenant")
+                .expression_attribute_values(":tenant", s(TENANT_SK))
+                .projection_expression("tenant_id")
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                if let Some(id) = item.get("tenant_id").and_then(|v| v.as_s().ok()) {
+                    ids.push(TenantId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+                }
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// Removes the DynamoDB TTL that keystead before issue 22 set on licenses (expiry + 30 days) and on the
+    /// markers of sales not seen yet: nothing a license depends on may expire. Idempotent and resumable; with
+    /// `dry_run` it only counts.
+    pub async fn remove_durable_ttls(
+        &self,
+        tenant_id: &TenantId,
+        dry_run: bool,
+    ) -> Result<TtlRemoval, StoreError> {
+        let mut removal = TtlRemoval::default();
+        for (table, prefix) in [
+            (&self.tables.licenses, LICENSE_SK_PREFIX),
+            (&self.tables.events, MARKER_SK_PREFIX),
+        ] {
+            let items = self.query_partition(table, tenant_id, prefix).await?;
+            for item in items.iter().filter(|item| item.contains_key("ttl")) {
+                let Some(sk) = item.get("sk").cloned() else {
+                    continue;
+                };
+                if !dry_run {
+                    let result = self
+                        .client
+                        .update_item()
+                        .table_name(table)
+                        .key("tenant_id", s(tenant_id.as_str()))
+                        .key("sk", sk)
+                        .update_expression("REMOVE #ttl")
+                        .condition_expression("attribute_exists(sk)")
+                        .expression_attribute_names("#ttl", "ttl")
+                        .send()
+                        .await;
+                    // Gone meanwhile (TTL got there first, or a key replacement moved it): nothing to keep.
+                    if conditional(result)?.is_none() {
+                        continue;
+                    }
+                }
+                if prefix == LICENSE_SK_PREFIX {
+                    removal.licenses += 1;
+                } else {
+                    removal.markers += 1;
+                }
+            }
+        }
+        Ok(removal)
     }
 }

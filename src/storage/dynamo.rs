@@ -16,9 +16,10 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{EmailOutcome, NewSale, Renewal, SaleWrite, Store, StoreError, Written};
+use super::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
 use crate::domain::{
-    License, LicenseStatus, Product, SaleId, SealedSigningKey, Tenant, TenantId, VariantMapping,
+    EmailFailure, License, LicenseStatus, Product, SaleId, SealedSigningKey, Tenant, TenantId,
+    VariantMapping,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -69,6 +70,16 @@ impl Tables {
     }
 }
 
+/// The attribute a conditional single-item write leaves its request token in (see `request_token`).
+pub(crate) const TOKEN_ATTR: &str = "rq";
+
+/// A fresh token for one logical write. The SDK resends a write's request unchanged when it retries it, token
+/// included, so a condition that fails on an item carrying this token failed on the write's own earlier
+/// attempt: the write succeeded.
+pub(crate) fn request_token() -> Result<String, StoreError> {
+    crate::domain::random_id("rq").map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 pub(crate) const TENANT_SK: &str = "TENANT";
 pub(crate) const PRODUCT_SK_PREFIX: &str = "PRODUCT#";
 pub(crate) const LICENSE_SK_PREFIX: &str = "LICENSE#";
@@ -82,8 +93,20 @@ fn sale_event_sk(sale_id: &str) -> String {
     format!("SALE#{sale_id}")
 }
 
+pub(crate) const MARKER_SK_PREFIX: &str = "MARKER#";
+
+/// The status a failed marker check (item 3 of a sale's or a renewal's transaction) found.
+fn marked_status(reasons: &Reasons) -> LicenseStatus {
+    reasons
+        .old(&[3])
+        .and_then(|item| item.get("status"))
+        .and_then(|v| v.as_s().ok())
+        .and_then(|status| LicenseStatus::parse(status))
+        .unwrap_or(LicenseStatus::Active)
+}
+
 pub(crate) fn marker_sk(sale_id: &str) -> String {
-    format!("MARKER#{sale_id}")
+    format!("{MARKER_SK_PREFIX}{sale_id}")
 }
 
 pub(crate) fn subscription_sk(subscription_id: &str) -> String {
@@ -276,8 +299,12 @@ impl DynamoStore {
         }
     }
 
-    /// Puts an item that must not exist yet; `AlreadyExists` when it does.
-    pub(crate) async fn put_new(&self, table: &str, item: Item) -> Result<(), StoreError> {
+    /// Puts an item that must not exist yet; `AlreadyExists` when it does (and not when what exists is this very
+    /// put, applied by an attempt whose answer was lost and retried by the SDK).
+    pub(crate) async fn put_new(&self, table: &str, mut item: Item) -> Result<(), StoreError> {
+        let token = request_token()?;
+        item.insert(TOKEN_ATTR.into(), s(&token));
+        let key = (item.get("tenant_id").cloned(), item.get("sk").cloned());
         let result = self
             .client
             .put_item()
@@ -288,9 +315,42 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::AlreadyExists),
+            Err(err) if is_condition_failure(&err) => {
+                let (Some(AttributeValue::S(tenant)), Some(AttributeValue::S(sk))) = key else {
+                    return Err(StoreError::AlreadyExists);
+                };
+                let tenant_id =
+                    TenantId::parse(&tenant).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                match self
+                    .written_by(table, &tenant_id, &sk, TOKEN_ATTR, &token)
+                    .await?
+                {
+                    Some(_) => Ok(()),
+                    None => Err(StoreError::AlreadyExists),
+                }
+            }
             Err(err) => Err(unavailable(err)),
         }
+    }
+
+    /// After a conditional write failed its condition: the item, when it carries `token` in `attr`, i.e. when what
+    /// failed the condition is this write's own earlier attempt (the SDK retried a write whose answer was lost),
+    /// which is the write's success, not a conflict.
+    pub(crate) async fn written_by(
+        &self,
+        table: &str,
+        tenant_id: &TenantId,
+        sk: &str,
+        attr: &str,
+        token: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let item = self.read_item(table, tenant_id, sk).await?;
+        Ok(item.filter(|item| {
+            item.get(attr)
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some(token)
+        }))
     }
 
     /// The idempotency record of a sale: which license it minted, kept for 30 days.
@@ -521,17 +581,14 @@ impl Store for DynamoStore {
             super::portal::email_pointer(license),
             "sk",
         )?);
+        // The subscription's pointer is set once: a sale for a subscription that already has a license never
+        // re-points it (nor mints a second license for it).
         if let Some(subscription_id) = &license.subscription_id {
             let mut pointer = Item::new();
             pointer.insert("tenant_id".into(), s(tenant));
             pointer.insert("sk".into(), s(subscription_sk(subscription_id)));
             pointer.insert("key_hash".into(), s(&license.key_hash));
-            let put = Put::builder()
-                .table_name(&self.tables.licenses)
-                .set_item(Some(pointer))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.put_if_new(&self.tables.licenses, pointer, "sk")?);
         }
 
         let reasons = match self.transact(items).await? {
@@ -553,13 +610,12 @@ impl Store for DynamoStore {
             return Ok(SaleWrite::KeyTaken);
         }
         if reasons.failed(3) {
-            let status = reasons
-                .old(&[3])
-                .and_then(|item| item.get("status"))
-                .and_then(|v| v.as_s().ok())
-                .and_then(|status| LicenseStatus::parse(status))
-                .unwrap_or(LicenseStatus::Active);
-            return Ok(SaleWrite::Marked(status));
+            return Ok(SaleWrite::Marked(marked_status(&reasons)));
+        }
+        if reasons.failed(5)
+            && let Some(hash) = reasons.old(&[5]).and_then(key_hash_of)
+        {
+            return Ok(SaleWrite::Bound(hash));
         }
         Err(reasons.unexpected())
     }
@@ -586,7 +642,7 @@ impl Store for DynamoStore {
         &self,
         license: &License,
         renewal: &Renewal,
-    ) -> Result<Written, StoreError> {
+    ) -> Result<RenewalWrite, StoreError> {
         let tenant = license.tenant_id.as_str();
         let mut update = Update::builder()
             .table_name(&self.tables.licenses)
@@ -607,12 +663,21 @@ impl Store for DynamoStore {
             update = update.expression_attribute_values(":to_expires", s(to));
             set.push("expires_at = :to_expires");
         }
-        if let Some(ttl) = renewal.to_ttl {
-            update = update.expression_attribute_values(":ttl", n(ttl));
-            set.push("#ttl = :ttl");
+        // What an event that arrived before the renewal did to its sale, as Gumroad's license API reports it.
+        match renewal.marker {
+            Some(LicenseStatus::Revoked) => set.push("refunded = :marked"),
+            Some(LicenseStatus::Suspended) => set.push("chargebacked = :marked"),
+            _ => {}
         }
+        if matches!(
+            renewal.marker,
+            Some(LicenseStatus::Revoked | LicenseStatus::Suspended)
+        ) {
+            update = update.expression_attribute_values(":marked", AttributeValue::Bool(true));
+        }
+        // Nothing a license depends on expires: a renewal also drops the TTL an older version of keystead set.
         let update = update
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(format!("SET {} REMOVE #ttl", set.join(", ")))
             .condition_expression(condition.join(" AND "))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#ttl", "ttl")
@@ -635,11 +700,13 @@ impl Store for DynamoStore {
                 "sale_id",
             )?,
             TransactWriteItem::builder().update(update).build(),
+            self.marker_check(tenant, renewal.payment.sale_id.as_str(), renewal.marker)?,
         ];
         match self.transact(items).await? {
-            None => Ok(Written::Applied),
-            Some(reasons) if reasons.failed(0) || reasons.failed(1) => Ok(Written::Duplicate),
-            Some(reasons) if reasons.failed(2) => Ok(Written::Stale),
+            None => Ok(RenewalWrite::Applied),
+            Some(reasons) if reasons.failed(0) || reasons.failed(1) => Ok(RenewalWrite::Duplicate),
+            Some(reasons) if reasons.failed(3) => Ok(RenewalWrite::Marked(marked_status(&reasons))),
+            Some(reasons) if reasons.failed(2) => Ok(RenewalWrite::Stale),
             Some(reasons) => Err(reasons.unexpected()),
         }
     }
@@ -662,9 +729,10 @@ impl Store for DynamoStore {
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
+        let token = request_token()?;
         let result = self
             .update_license_item(tenant_id, license_sk(key_hash))
-            .update_expression("SET email_claim_until = :until")
+            .update_expression("SET email_claim_until = :until, claim_rq = :token")
             .condition_expression(
                 // Only an active license's key is owed: a refund that lands meanwhile stops the email.
                 "attribute_exists(sk) AND #status = :active AND email_status <> :sent \
@@ -675,9 +743,27 @@ impl Store for DynamoStore {
             .expression_attribute_values(":until", n(until))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":sent", s("sent"))
+            .expression_attribute_values(":token", s(&token))
             .send()
             .await;
-        Ok(conditional(result)?.is_some())
+        if conditional(result)?.is_some() {
+            return Ok(true);
+        }
+        // The claim this very call took, on an attempt whose answer was lost, is still ours.
+        let ours = self
+            .written_by(
+                &self.tables.licenses,
+                tenant_id,
+                &license_sk(key_hash),
+                "claim_rq",
+                &token,
+            )
+            .await?;
+        Ok(ours.is_some_and(|item| {
+            item.get("email_claim_until")
+                .and_then(|v| v.as_n().ok())
+                .is_some_and(|claimed| *claimed == until.to_string())
+        }))
     }
 
     async fn record_email(
@@ -692,7 +778,7 @@ impl Store for DynamoStore {
         let update = match outcome {
             EmailOutcome::Sent { message_id } => update
                 .update_expression(
-                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until, email_failure",
+                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until, email_failure, email_maybe_sent",
                 )
                 .expression_attribute_values(":status", s("sent"))
                 .expression_attribute_values(":id", s(message_id)),
@@ -702,6 +788,13 @@ impl Store for DynamoStore {
                 )
                 .expression_attribute_values(":status", s("failed"))
                 .expression_attribute_values(":reason", s(reason.as_str())),
+            EmailOutcome::Unknown => update
+                .update_expression(
+                    "SET email_status = :status, email_failure = :reason, email_maybe_sent = :maybe REMOVE email_claim_until",
+                )
+                .expression_attribute_values(":status", s("failed"))
+                .expression_attribute_values(":reason", s(EmailFailure::Other.as_str()))
+                .expression_attribute_values(":maybe", AttributeValue::Bool(true)),
         };
         match update.send().await {
             Ok(_) => Ok(()),

@@ -222,7 +222,6 @@ impl EventStore for DynamoStore {
                 marker.insert("tenant_id".into(), s(tenant));
                 marker.insert("sk".into(), s(marker_sk(sale_id.as_str())));
                 marker.insert("status".into(), s(to.as_str()));
-                marker.insert("ttl".into(), n(write.ttl));
                 let put = Put::builder()
                     .table_name(&self.tables.events)
                     .set_item(Some(marker));

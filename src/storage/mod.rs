@@ -15,8 +15,8 @@ use async_trait::async_trait;
 
 use crate::domain::{EmailFailure, License, LicenseStatus, Payment, SaleId, Tenant, TenantId};
 
-pub use activations::{ActivateResult, ActivationStore};
-pub use admin::LicenseFilter;
+pub use activations::{ActivateResult, ActivationStore, SeatTouch};
+pub use admin::{LicenseFilter, TtlRemoval};
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables, backoff};
 pub use events::{EventChange, EventStore, EventWrite, Mark, Written};
@@ -61,9 +61,21 @@ pub struct Renewal {
     pub idempotency_ttl: i64,
     pub from_expires_at: Option<String>,
     pub to_expires_at: Option<String>,
-    pub to_ttl: Option<i64>,
     pub from_status: LicenseStatus,
     pub to_status: LicenseStatus,
+    /// The marker an earlier event (a refund, a dispute) left for the renewal's sale, as last seen: the write only
+    /// succeeds while it is so (`Marked` otherwise).
+    pub marker: Option<LicenseStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalWrite {
+    Applied,
+    Duplicate,
+    /// The license changed underneath: read it again and recompute.
+    Stale,
+    /// An event for the renewal's sale arrived before it: renew in the state it left.
+    Marked(LicenseStatus),
 }
 
 #[derive(Debug)]
@@ -75,13 +87,24 @@ pub enum SaleWrite {
     Marked(LicenseStatus),
     /// Another license already has this key (a Gumroad key seen twice): nothing was written.
     KeyTaken,
+    /// The sale's subscription already has its license (the key hash here): nothing was written. One
+    /// subscription has one license, whatever order its charges arrive in: the sale is that license's charge.
+    Bound(String),
 }
 
 /// How the key email ended.
 #[derive(Debug, Clone)]
 pub enum EmailOutcome {
-    Sent { message_id: String },
-    Failed { reason: EmailFailure },
+    Sent {
+        message_id: String,
+    },
+    /// SES refused, or the send never left: nothing was delivered.
+    Failed {
+        reason: EmailFailure,
+    },
+    /// The send left and no answer came back: it may have been delivered. Owed like a failure; the next send says
+    /// in the log that it may be the buyer's second email.
+    Unknown,
 }
 
 /// The storage a ping needs. `DynamoStore` is the real one.
@@ -124,7 +147,7 @@ pub trait Store: Send + Sync {
         &self,
         license: &License,
         renewal: &Renewal,
-    ) -> Result<Written, StoreError>;
+    ) -> Result<RenewalWrite, StoreError>;
 
     /// Records how the email ended and releases the claim.
     async fn record_email(

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 
 use super::dynamo::{
-    DynamoStore, Item, LICENSE_SK_PREFIX, conditional, from_item, key_hash_of, license_sk, n, s,
-    subscription_sk, to_item,
+    DynamoStore, Item, LICENSE_SK_PREFIX, TOKEN_ATTR, conditional, from_item, key_hash_of,
+    license_sk, n, request_token, s, subscription_sk, to_item,
 };
 use super::{ActivationStore, Store, StoreError};
 use crate::domain::{Activation, Email, License, LicenseStatus, TenantId, sha256_hex};
@@ -156,21 +156,34 @@ impl PortalStore for DynamoStore {
         limit: u32,
         ttl: i64,
     ) -> Result<bool, StoreError> {
+        let token = request_token()?;
+        let sk = format!("RATE#{counter}");
         let result = self
             .client
             .update_item()
             .table_name(&self.tables.events)
             .key("tenant_id", s(tenant_id.as_str()))
-            .key("sk", s(format!("RATE#{counter}")))
-            .update_expression("ADD uses :one SET #ttl = :ttl")
-            .condition_expression("attribute_not_exists(uses) OR uses < :limit")
+            .key("sk", s(&sk))
+            .update_expression("ADD uses :one SET #ttl = :ttl, #rq = :token")
+            // A retried attempt of this very count is not counted again.
+            .condition_expression(
+                "(attribute_not_exists(uses) OR uses < :limit) AND (attribute_not_exists(#rq) OR #rq <> :token)",
+            )
             .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#rq", TOKEN_ATTR)
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":limit", n(i64::from(limit)))
             .expression_attribute_values(":ttl", n(ttl))
+            .expression_attribute_values(":token", s(&token))
             .send()
             .await;
-        Ok(conditional(result)?.is_some())
+        if conditional(result)?.is_some() {
+            return Ok(true);
+        }
+        let ours = self
+            .written_by(&self.tables.events, tenant_id, &sk, TOKEN_ATTR, &token)
+            .await?;
+        Ok(ours.is_some())
     }
 
     async fn put_signin(
@@ -201,6 +214,7 @@ impl PortalStore for DynamoStore {
             .await?;
         Ok(item
             .as_ref()
+            .filter(|item| !item.contains_key("used_rq"))
             .and_then(|item| item.get("expires_at"))
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok())
@@ -213,15 +227,22 @@ impl PortalStore for DynamoStore {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<Email>, StoreError> {
+        // Using the link marks it used (TTL deletes it later) rather than deleting it: a retried attempt of this
+        // very use finds its own mark and succeeds, where a retried delete would find nothing ("already used").
+        let token = request_token()?;
         let result = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.tables.events)
             .key("tenant_id", s(tenant_id.as_str()))
             .key("sk", s(signin_sk(token_hash)))
-            .condition_expression("expires_at > :now")
+            .update_expression("SET used_rq = :token")
+            .condition_expression(
+                "expires_at > :now AND (attribute_not_exists(used_rq) OR used_rq = :token)",
+            )
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllOld)
+            .expression_attribute_values(":token", s(&token))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         Ok(conditional(result)?
@@ -408,7 +429,17 @@ impl PortalStore for DynamoStore {
             pointer.insert("tenant_id".into(), s(tenant));
             pointer.insert("sk".into(), s(subscription_sk(subscription_id)));
             pointer.insert("key_hash".into(), s(&new.key_hash));
-            items.push(put(table, pointer)?);
+            // The pointer follows the key it named, and only that one.
+            let moved = Put::builder()
+                .table_name(table)
+                .set_item(Some(pointer))
+                .condition_expression("attribute_not_exists(sk) OR key_hash = :old")
+                .expression_attribute_values(":old", s(&old.key_hash));
+            items.push(
+                TransactWriteItem::builder()
+                    .put(built(moved.build())?)
+                    .build(),
+            );
         }
         match self.transact(items).await? {
             None => Ok(Replaced::Done),

@@ -15,6 +15,7 @@ use keystead::http::App;
 use keystead::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 
+pub mod faults;
 pub mod local_api;
 pub mod portal;
 pub mod private_dynamodb;
@@ -97,6 +98,40 @@ pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {
         store,
         ddb: aws_sdk_dynamodb::Client::new(sdk),
         ses: aws_sdk_ses::Client::new(sdk),
+        tables,
+    }
+}
+
+/// The store over a DynamoDB client with `faults` in it.
+pub async fn faulty_store(faults: &faults::Faults) -> DynamoStore {
+    let sdk = sdk().await;
+    let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(faults.clone())
+            .build(),
+    );
+    DynamoStore::new(ddb, tables)
+}
+
+/// The stack with `faults` in the function's DynamoDB and SES clients (the test's own reads stay clean).
+pub async fn faulty_stack(faults: &faults::Faults) -> Stack {
+    let sdk = sdk().await;
+    let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let store = faulty_store(faults).await;
+    let mailer = keystead::mail::SesMailer::from_config(
+        aws_sdk_ses::config::Builder::from(&sdk).interceptor(faults.clone()),
+    );
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(mailer),
+        Arc::new(keystead::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"))),
+    );
+    Stack {
+        app,
+        store: keystead::config::dynamo_store(&sdk, tables.clone()),
+        ddb: aws_sdk_dynamodb::Client::new(&sdk),
+        ses: aws_sdk_ses::Client::new(&sdk),
         tables,
     }
 }
@@ -395,6 +430,41 @@ pub async fn payments(stack: &Stack, tenant_id: &str) -> Vec<Item> {
 
 pub async fn events(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.events, tenant_id).await
+}
+
+/// What DynamoDB's TTL would have done by `as_of` (unix seconds): deletes every item of the tenant, in every
+/// table, whose `ttl` is at or before it. DynamoDB Local never expires anything by itself. Returns the sort keys
+/// (or sale ids) deleted.
+pub async fn ttl_sweep(stack: &Stack, tenant_id: &str, as_of: i64) -> Vec<String> {
+    let mut deleted = Vec::new();
+    let tables = [
+        (&stack.tables.tenants, "sk"),
+        (&stack.tables.licenses, "sk"),
+        (&stack.tables.payments, "sale_id"),
+        (&stack.tables.events, "sk"),
+    ];
+    for (table, range_key) in tables {
+        for item in query_all(stack, table, tenant_id).await {
+            let expired = item
+                .get("ttl")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|ttl| ttl <= as_of);
+            if expired {
+                stack
+                    .ddb
+                    .delete_item()
+                    .table_name(table.as_str())
+                    .key("tenant_id", item["tenant_id"].clone())
+                    .key(range_key, item[range_key].clone())
+                    .send()
+                    .await
+                    .unwrap();
+                deleted.push(s(&item, range_key).to_owned());
+            }
+        }
+    }
+    deleted
 }
 
 /// The license records among a tenant's items (not its activations or pointers).

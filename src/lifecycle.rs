@@ -1,73 +1,28 @@
-//! What Gumroad's events do to a license: refunds revoke (by the tenant's policy), disputes suspend, won disputes
-//! restore, ended subscriptions expire and restarted ones come back. An event for a sale keystead has not seen yet
-//! leaves a marker, so that the sale, when it lands, is minted in the state the event says.
-
-use std::time::Duration;
+//! What Gumroad's events do to a license. Each event is a fact (issue 22): recorded once on the license it is
+//! about, whose status, flags, expiry and plan are then derived from all of its facts (`domain::derive`), so the
+//! same events in any order, any number of times, leave the same license. An event for a sale or a subscription
+//! keystead has not seen yet waits with that sale's or subscription's orphans and is folded in when it lands.
 
 use time::OffsetDateTime;
 
 use crate::domain::{
-    License, LicenseStatus, PlanChange, Product, RefundPolicy, SaleId, Tenant, Variant, rfc3339,
-    seats,
+    Fact, FactKind, License, PlanChange, PlanRequest, Product, RefundPolicy, Tenant, Variant,
+    rfc3339, seats,
 };
-use crate::gumroad::{EventKind, EventSubject, GumroadEvent, PlanUpdate};
-use crate::storage::{EventChange, EventStore, EventWrite, Mark, StoreError, Written};
+use crate::gumroad::{EventKind, EventSubject, GumroadEvent, PlanDirection, PlanUpdate};
+use crate::storage::{Anchor, EventStore, StoreError, Written};
 
-/// Event records and markers outlive any retry or late-arriving sale by far.
-const EVENT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// How often a write that lost a race (the license or marker changed underneath) is recomputed.
+/// How often a write that lost a race (the license or the orphans changed underneath) is recomputed.
 const STALE_RETRIES: usize = 8;
-
-/// The status an event leaves a license in, given the status it had.
-pub fn transition(current: LicenseStatus, kind: &EventKind, policy: RefundPolicy) -> LicenseStatus {
-    use LicenseStatus::{Active, Expired, Revoked, Suspended};
-    match kind {
-        EventKind::Refund { full: true } if policy == RefundPolicy::Revoke => Revoked,
-        EventKind::Dispute if current != Revoked => Suspended,
-        EventKind::DisputeWon if current == Suspended => Active,
-        EventKind::SubscriptionEnded { .. } if current == Active => Expired,
-        EventKind::SubscriptionRestarted if current == Expired => Active,
-        _ => current,
-    }
-}
-
-/// What an event records on a license besides its status: the flags and times Gumroad's license API reports.
-pub fn marks(kind: &EventKind, now: OffsetDateTime) -> Vec<Mark> {
-    let at = |given: &Option<String>| given.clone().unwrap_or_else(|| rfc3339(now));
-    match kind {
-        EventKind::Refund { full: true } => vec![Mark::Flag("refunded", true)],
-        EventKind::Dispute => vec![Mark::Flag("chargebacked", true)],
-        EventKind::DisputeWon => vec![Mark::Flag("chargebacked", false)],
-        EventKind::Cancellation { cancelled_at } => {
-            vec![Mark::At("subscription_cancelled_at", at(cancelled_at))]
-        }
-        EventKind::SubscriptionEnded {
-            ended_at,
-            failed_payment,
-        } => {
-            let mut marks = vec![Mark::At("subscription_ended_at", at(ended_at))];
-            if *failed_payment {
-                marks.push(Mark::At("subscription_failed_at", at(ended_at)));
-            }
-            marks
-        }
-        EventKind::SubscriptionRestarted => vec![
-            Mark::Clear("subscription_cancelled_at"),
-            Mark::Clear("subscription_ended_at"),
-            Mark::Clear("subscription_failed_at"),
-        ],
-        EventKind::Refund { full: false } | EventKind::SubscriptionUpdated(_) => Vec::new(),
-    }
-}
 
 #[derive(Debug)]
 pub enum EventResult {
     /// The event reached a license; its status is now this.
     Applied {
-        status: LicenseStatus,
+        status: crate::domain::LicenseStatus,
     },
     Duplicate,
-    /// No license exists for the sale or subscription yet; a marker (if the event changes anything) was kept.
+    /// No license exists for the sale or subscription yet: the fact waits for it.
     Unknown,
     /// A tier or seat change reached the subscription's license: `changed` is false when the new tier has no
     /// mapping (the license is left as it was); `deferred` when it waits for `effective_as_of`.
@@ -78,22 +33,93 @@ pub enum EventResult {
     },
 }
 
-/// The plan a license moves to for a tier or seat change, and whether it waits (a downgrade until the end of the
-/// paid period). `None` when nothing would change, or the new tier is not mapped to a product.
+/// The fact an event states, at `now` when Gumroad's ping carries no time of its own.
+pub fn fact_of(event: &GumroadEvent, policy: RefundPolicy, now: OffsetDateTime) -> Option<Fact> {
+    let received = rfc3339(now);
+    let at = |given: &Option<String>| {
+        given
+            .as_deref()
+            .and_then(crate::gumroad::parse_time)
+            .map(rfc3339)
+            .unwrap_or_else(|| received.clone())
+    };
+    let sale = match &event.subject {
+        EventSubject::Sale(sale_id) => Some(sale_id.clone()),
+        EventSubject::Subscription { .. } => None,
+    };
+    let (at, kind) = match &event.kind {
+        EventKind::Refund { full } => (
+            received.clone(),
+            FactKind::Refund {
+                sale_id: sale?,
+                full: *full,
+                revokes: *full && policy == RefundPolicy::Revoke,
+            },
+        ),
+        EventKind::Dispute => (received.clone(), FactKind::Dispute { sale_id: sale? }),
+        EventKind::DisputeWon => (received.clone(), FactKind::DisputeWon { sale_id: sale? }),
+        EventKind::Cancellation { cancelled_at } => (at(cancelled_at), FactKind::Cancelled),
+        EventKind::SubscriptionEnded {
+            ended_at,
+            failed_payment,
+        } => (
+            at(ended_at),
+            FactKind::Ended {
+                failed_payment: *failed_payment,
+            },
+        ),
+        EventKind::SubscriptionRestarted { restarted_at } => {
+            (at(restarted_at), FactKind::Restarted)
+        }
+        EventKind::SubscriptionUpdated(plan) => {
+            // An upgrade is stated when it takes effect; a downgrade that waits was stated when it was heard of.
+            let stated = plan
+                .as_ref()
+                .and_then(|p| p.effective_as_of)
+                .filter(|effective| *effective <= now)
+                .map_or_else(|| received.clone(), rfc3339);
+            (
+                stated,
+                FactKind::PlanChanged {
+                    to: None,
+                    request: plan.as_ref().map(plan_request),
+                },
+            )
+        }
+    };
+    Some(Fact {
+        id: event.idempotency_key.clone(),
+        at,
+        kind,
+    })
+}
+
+fn plan_request(plan: &PlanUpdate) -> PlanRequest {
+    PlanRequest {
+        downgrade: plan.direction.map(|d| d == PlanDirection::Downgrade),
+        effective_as_of: plan.effective_as_of.map(rfc3339),
+        old_tier: plan.old_tier.clone(),
+        new_tier: plan.new_tier.clone(),
+        new_quantity: plan.new_quantity,
+    }
+}
+
+/// The plan a license moves to for a tier or seat change, effective now or (a downgrade) when it is due; `None`
+/// when the new tier is not mapped to a product.
 pub fn plan_target(
     tenant: &Tenant,
     license: &License,
-    plan: &PlanUpdate,
+    request: &PlanRequest,
     now: OffsetDateTime,
-) -> Option<(PlanChange, bool)> {
+) -> Option<PlanChange> {
     let current = || tenant.products.get(&license.product_id);
-    let product: &Product = match plan.new_tier.as_deref() {
+    let product: &Product = match request.new_tier.as_deref() {
         Some(tier) => {
             let mapped = license.gumroad_permalink.as_ref().and_then(|permalink| {
                 let variant = Variant::new("Tier", tier).ok()?;
                 tenant.variant_product(permalink, &variant)
             });
-            let same_tier = plan
+            let same_tier = request
                 .old_tier
                 .as_deref()
                 .is_some_and(|old| old.trim().eq_ignore_ascii_case(tier.trim()));
@@ -106,23 +132,33 @@ pub fn plan_target(
         }
         None => current()?,
     };
-    let quantity = plan.new_quantity.unwrap_or(license.quantity);
-    let effective_at = plan.effective_at(now);
-    let to = PlanChange {
+    let quantity = request.new_quantity.unwrap_or(license.quantity);
+    let due = request
+        .effective_as_of
+        .as_deref()
+        .and_then(crate::gumroad::parse_time)
+        .filter(|at| request.downgrade == Some(true) && *at > now)
+        .unwrap_or(now);
+    Some(PlanChange {
         product_id: product.product_id.clone(),
         product_name: product.name.clone(),
         activation_limit: seats(product.activation_limit, quantity),
         quantity,
-        effective_at: rfc3339(effective_at),
-    };
-    let deferred = effective_at > now;
-    let same = to.product_id == license.product_id
-        && to.activation_limit == license.activation_limit
-        && to.quantity == license.quantity;
-    if same && !deferred && license.pending_change.is_none() {
-        return None;
+        effective_at: rfc3339(due),
+    })
+}
+
+/// `fact` as it is recorded on `license`: a plan change is resolved against the license's product and the
+/// tenant's tier mappings (once; it keeps what it resolved to).
+pub fn resolve(tenant: &Tenant, license: &License, mut fact: Fact, now: OffsetDateTime) -> Fact {
+    if let FactKind::PlanChanged {
+        to: to @ None,
+        request: Some(request),
+    } = &mut fact.kind
+    {
+        *to = plan_target(tenant, license, request, now);
     }
-    Some((to, deferred))
+    fact
 }
 
 pub async fn apply(
@@ -130,253 +166,82 @@ pub async fn apply(
     tenant: &Tenant,
     event: &GumroadEvent,
 ) -> Result<EventResult, StoreError> {
-    let ttl = (OffsetDateTime::now_utc() + EVENT_TTL).unix_timestamp();
-    match &event.subject {
-        EventSubject::Sale(sale_id) => {
-            apply_to_sale(store, tenant, event, sale_id, &event.idempotency_key, ttl).await
-        }
-        EventSubject::Subscription { id, purchase_ids } => {
-            for _ in 0..STALE_RETRIES {
-                let Some(license) = store
-                    .license_for_subscription(&tenant.tenant_id, id)
-                    .await?
-                else {
-                    // Unknown subscription: mark each of its purchases, so a late first sale is minted accordingly.
-                    let mut result = EventResult::Unknown;
-                    for sale_id in purchase_ids {
-                        let key = format!("{}#{sale_id}", event.idempotency_key);
-                        if matches!(
-                            apply_to_sale(store, tenant, event, sale_id, &key, ttl).await?,
-                            EventResult::Duplicate
-                        ) {
-                            result = EventResult::Duplicate;
-                        }
-                    }
-                    if purchase_ids.is_empty() {
-                        let write = EventWrite {
-                            tenant_id: tenant.tenant_id.clone(),
-                            event_key: event.idempotency_key.clone(),
-                            ttl,
-                            change: EventChange::None,
-                        };
-                        if store.write_event(&write).await? == Written::Duplicate {
-                            result = EventResult::Duplicate;
-                        }
-                    }
-                    return Ok(result);
-                };
-                let key = &event.idempotency_key;
-                let result = match &event.kind {
-                    EventKind::SubscriptionUpdated(Some(plan)) => {
-                        change_plan(store, tenant, plan, &license, key, ttl).await?
-                    }
-                    _ => change_license(store, tenant, event, &license, key, ttl).await?,
-                };
-                if let Some(result) = result {
-                    return Ok(result);
-                }
-            }
-            Err(StoreError::Unavailable(
-                "subscription event kept losing races".to_owned(),
-            ))
-        }
-    }
-}
-
-async fn apply_to_sale(
-    store: &dyn EventStore,
-    tenant: &Tenant,
-    event: &GumroadEvent,
-    sale_id: &SaleId,
-    event_key: &str,
-    ttl: i64,
-) -> Result<EventResult, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let Some(fact) = fact_of(event, tenant.refund_policy, now) else {
+        return Ok(EventResult::Unknown);
+    };
+    let tenant_id = &tenant.tenant_id;
     for _ in 0..STALE_RETRIES {
-        if let Some(license) = store.license_for_sale(&tenant.tenant_id, sale_id).await? {
-            match change_license(store, tenant, event, &license, event_key, ttl).await? {
-                Some(result) => return Ok(result),
-                None => continue,
+        let (license, anchor) = match &event.subject {
+            EventSubject::Sale(sale_id) => (
+                store.license_for_sale(tenant_id, sale_id).await?,
+                Anchor::Sale(sale_id),
+            ),
+            EventSubject::Subscription { id, purchase_ids } => {
+                let mut license = store.license_for_subscription(tenant_id, id).await?;
+                // A license minted before subscriptions had pointers is found through its purchases.
+                for sale_id in purchase_ids {
+                    if license.is_some() {
+                        break;
+                    }
+                    license = store
+                        .license_for_sale(tenant_id, sale_id)
+                        .await?
+                        .filter(|l| l.subscription_id.as_deref() == Some(id.as_str()));
+                }
+                (license, Anchor::Subscription(id))
             }
+        };
+        let Some(license) = license else {
+            let seen = store.orphans(tenant_id, anchor).await?;
+            match store.write_orphan(tenant_id, anchor, &seen, &fact).await? {
+                Written::Applied => return Ok(EventResult::Unknown),
+                Written::Duplicate => return Ok(EventResult::Duplicate),
+                Written::Stale => continue,
+            }
+        };
+        let fact = resolve(tenant, &license, fact.clone(), now);
+        let mut after = license.clone();
+        if !after.record(fact.clone(), &rfc3339(now)) {
+            return Ok(EventResult::Duplicate);
         }
-        let marker = store.marker(&tenant.tenant_id, sale_id).await?;
-        let current = marker.unwrap_or(LicenseStatus::Active);
-        let to = transition(current, &event.kind, tenant.refund_policy);
-        let change = if to == current {
-            EventChange::None
-        } else {
-            EventChange::Marker {
-                sale_id: sale_id.clone(),
-                from: marker,
-                to,
-            }
-        };
-        let write = EventWrite {
-            tenant_id: tenant.tenant_id.clone(),
-            event_key: event_key.to_owned(),
-            ttl,
-            change,
-        };
-        match store.write_event(&write).await? {
-            Written::Applied => return Ok(EventResult::Unknown),
+        match store.write_facts(&license, &after).await? {
+            Written::Applied => return Ok(result(&license, after, &fact, now)),
             Written::Duplicate => return Ok(EventResult::Duplicate),
             Written::Stale => continue,
         }
     }
     Err(StoreError::Unavailable(
-        "event kept losing races".to_owned(),
+        "the event's license kept changing".to_owned(),
     ))
 }
 
-/// Moves a subscription's license to its new tier or seat count, now or (a downgrade) when it is due. `None` when
-/// the license changed underneath and the caller should look again.
-async fn change_plan(
-    store: &dyn EventStore,
-    tenant: &Tenant,
-    plan: &PlanUpdate,
-    license: &License,
-    event_key: &str,
-    ttl: i64,
-) -> Result<Option<EventResult>, StoreError> {
-    let target = plan_target(tenant, license, plan, OffsetDateTime::now_utc());
-    let change = match &target {
-        Some((to, deferred)) => EventChange::Plan {
-            key_hash: license.key_hash.clone(),
-            from_product: license.product_id.clone(),
-            from_limit: license.activation_limit,
-            to: to.clone(),
-            deferred: *deferred,
-        },
-        None => {
-            tracing::info!(
-                tenant = %tenant.tenant_id,
-                license = %license.license_id,
-                "plan change leaves the license as it is (no mapping for the new tier, or nothing changes)"
-            );
-            EventChange::None
-        }
+fn result(before: &License, after: License, fact: &Fact, now: OffsetDateTime) -> EventResult {
+    let FactKind::PlanChanged { to, .. } = &fact.kind else {
+        return EventResult::Applied {
+            status: after.status,
+        };
     };
-    let write = EventWrite {
-        tenant_id: tenant.tenant_id.clone(),
-        event_key: event_key.to_owned(),
-        ttl,
-        change,
-    };
-    Ok(match store.write_event(&write).await? {
-        Written::Applied => {
-            let mut view = license.clone();
-            let deferred = target.as_ref().is_some_and(|(_, deferred)| *deferred);
-            match &target {
-                Some((to, true)) => view.pending_change = Some(to.clone()),
-                Some((to, false)) => view.apply_plan(to),
-                None => {}
-            }
-            Some(EventResult::Plan {
-                license: Box::new(view),
-                changed: target.is_some(),
-                deferred,
-            })
-        }
-        Written::Duplicate => Some(EventResult::Duplicate),
-        Written::Stale => None,
-    })
-}
-
-/// `None` when the license changed underneath and the caller should look again.
-async fn change_license(
-    store: &dyn EventStore,
-    tenant: &Tenant,
-    event: &GumroadEvent,
-    license: &crate::domain::License,
-    event_key: &str,
-    ttl: i64,
-) -> Result<Option<EventResult>, StoreError> {
-    let mut to = transition(license.status, &event.kind, tenant.refund_policy);
-    // A won dispute lifts the dispute's suspension only: a subscription that ended meanwhile stays ended.
-    if matches!(event.kind, EventKind::DisputeWon)
-        && to == LicenseStatus::Active
-        && license.subscription_ended_at.is_some()
-    {
-        to = LicenseStatus::Expired;
+    let deferred = to
+        .as_ref()
+        .is_some_and(|to| to.effective_at.as_str() > rfc3339(now).as_str());
+    let changed = to.as_ref().is_some_and(|to| {
+        to.product_id != before.product_id
+            || to.activation_limit != before.activation_limit
+            || to.quantity != before.quantity
+            || deferred
+            || before.pending_change.is_some()
+    });
+    if to.is_none() {
+        tracing::info!(
+            tenant = %after.tenant_id,
+            license = %after.license_id,
+            "plan change leaves the license as it is (no mapping for the new tier)"
+        );
     }
-    let marks = marks(&event.kind, OffsetDateTime::now_utc());
-    let change = if to == license.status && marks.is_empty() {
-        EventChange::None
-    } else {
-        EventChange::License {
-            key_hash: license.key_hash.clone(),
-            from: license.status,
-            to,
-            marks,
-        }
-    };
-    let write = EventWrite {
-        tenant_id: tenant.tenant_id.clone(),
-        event_key: event_key.to_owned(),
-        ttl,
-        change,
-    };
-    Ok(match store.write_event(&write).await? {
-        Written::Applied => Some(EventResult::Applied { status: to }),
-        Written::Duplicate => Some(EventResult::Duplicate),
-        Written::Stale => None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use LicenseStatus::*;
-
-    #[test]
-    fn the_lifecycle_table() {
-        let revoke = RefundPolicy::Revoke;
-        let cases = [
-            (Active, EventKind::Refund { full: true }, revoke, Revoked),
-            (
-                Active,
-                EventKind::Refund { full: true },
-                RefundPolicy::Keep,
-                Active,
-            ),
-            (Active, EventKind::Refund { full: false }, revoke, Active),
-            (Active, EventKind::Dispute, revoke, Suspended),
-            (Revoked, EventKind::Dispute, revoke, Revoked),
-            (Suspended, EventKind::DisputeWon, revoke, Active),
-            (Revoked, EventKind::DisputeWon, revoke, Revoked),
-            (
-                Active,
-                EventKind::Cancellation { cancelled_at: None },
-                revoke,
-                Active,
-            ),
-            (
-                Active,
-                EventKind::SubscriptionEnded {
-                    ended_at: None,
-                    failed_payment: false,
-                },
-                revoke,
-                Expired,
-            ),
-            (
-                Suspended,
-                EventKind::SubscriptionEnded {
-                    ended_at: None,
-                    failed_payment: false,
-                },
-                revoke,
-                Suspended,
-            ),
-            (Expired, EventKind::SubscriptionRestarted, revoke, Active),
-            (Revoked, EventKind::SubscriptionRestarted, revoke, Revoked),
-            (Active, EventKind::SubscriptionUpdated(None), revoke, Active),
-        ];
-        for (from, kind, policy, to) in cases {
-            assert_eq!(
-                transition(from, &kind, policy),
-                to,
-                "{from:?} + {kind:?} ({policy:?})"
-            );
-        }
+    EventResult::Plan {
+        license: Box::new(after),
+        changed,
+        deferred,
     }
 }

@@ -35,14 +35,15 @@ pub async fn rotate(
     key_hash: &str,
     will_email: bool,
 ) -> Result<License, RotateError> {
+    // The replacement last tried: when its answer was lost, the next look finds it committed (issue 22).
+    let mut tried: Option<License> = None;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             crate::storage::backoff(u32::try_from(attempt).unwrap_or(5)).await;
         }
-        let old = store
-            .get_license(&tenant.tenant_id, key_hash)
-            .await?
-            .ok_or(RotateError::NotFound)?;
+        let Some(old) = store.get_license(&tenant.tenant_id, key_hash).await? else {
+            return committed(store, tenant, key_hash, tried).await;
+        };
         if old.status == LicenseStatus::Revoked {
             return Err(RotateError::Revoked);
         }
@@ -51,15 +52,45 @@ pub async fn rotate(
         }
         let machines = store.activations(&tenant.tenant_id, key_hash).await?;
         let new = rekeyed(tenant, &old, will_email)?;
-        match store.replace_key(&old, &machines, &new).await? {
-            Replaced::Done => {
+        let replaced = store.replace_key(&old, &machines, &new).await;
+        tried = Some(new.clone());
+        match replaced {
+            Ok(Replaced::Done) => {
                 tracing::info!(license = %new.license_id, machines = machines.len(), "key replaced");
                 return Ok(new);
             }
-            Replaced::Stale => continue,
+            Ok(Replaced::Stale) => continue,
+            // The answer may be lost while the replacement committed: look before reporting a failure.
+            Err(err) => {
+                return match committed(store, tenant, key_hash, tried).await {
+                    Ok(new) => Ok(new),
+                    Err(_) => Err(err.into()),
+                };
+            }
         }
     }
     Err(RotateError::Busy)
+}
+
+/// The replacement `tried`, when the old key now leads to it: the write committed although its answer never
+/// arrived. `NotFound` otherwise.
+async fn committed(
+    store: &dyn Backend,
+    tenant: &Tenant,
+    old_hash: &str,
+    tried: Option<License>,
+) -> Result<License, RotateError> {
+    let Some(new) = tried else {
+        return Err(RotateError::NotFound);
+    };
+    let current = store.current_license(&tenant.tenant_id, old_hash).await?;
+    match current {
+        Some(license) if license.key_hash == new.key_hash => {
+            tracing::info!(license = %new.license_id, "key replaced (its answer was lost)");
+            Ok(new)
+        }
+        _ => Err(RotateError::NotFound),
+    }
 }
 
 /// The same license under a fresh key; its key email is owed again.
@@ -82,6 +113,8 @@ fn rekeyed(tenant: &Tenant, old: &License, will_email: bool) -> Result<License, 
     new.email_status = crate::domain::EmailStatus::Pending;
     new.email_message_id = None;
     new.email_failure = None;
+    new.email_maybe_sent = false;
+    new.v = old.v + 1;
     // The replacing request holds the claim, as a minting one does: if it dies before the email goes out, the claim
     // runs out and `license resend --failed` (and `doctor`) see the email as owed.
     new.email_claim_until = will_email

@@ -6,13 +6,15 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Email, EmailStatus, GumroadPurchase, KeySource, License, LicenseKey, LicenseStatus, Payment,
-    Permalink, Product, SaleId, Tenant, UsdCents, Variant, random_id, rfc3339, seats,
+    Email, EmailStatus, Fact, FactKind, GumroadPurchase, KeySource, License, LicenseKey,
+    LicenseStatus, Payment, Permalink, PlanChange, Product, RefundPolicy, SaleId, Tenant, UsdCents,
+    Variant, random_id, rfc3339, seats,
 };
-use crate::gumroad::EventKind;
 use crate::gumroad::{Gift, SalePing};
 use crate::mail::{MailError, Mailer, compose_key_email_with};
-use crate::storage::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
+use crate::storage::{
+    Anchor, EmailOutcome, NewSale, Orphans, Renewal, RenewalWrite, SaleWrite, Store, StoreError,
+};
 
 /// Idempotency records outlive Gumroad's last retry (about 14 minutes) by far.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -205,20 +207,84 @@ fn license_key(order: &SaleOrder<'_>, own_key: bool) -> Result<LicenseKey, SaleE
     Ok(LicenseKey::generate(&product.key_prefix)?)
 }
 
-/// The state Gumroad already left an imported sale in, as the lifecycle events would have.
-fn initial_status(tenant: &Tenant, order: &SaleOrder<'_>) -> LicenseStatus {
-    let mut status = LicenseStatus::Active;
+/// When a charge happened, for ordering it among a subscription's facts: Gumroad's `sale_timestamp` (an imported
+/// sale's own date), else when keystead heard of it.
+fn charge_time(order: &SaleOrder<'_>, now: OffsetDateTime) -> String {
+    order
+        .sold_at
+        .or_else(|| {
+            order
+                .sale_timestamp
+                .as_deref()
+                .and_then(crate::gumroad::parse_time)
+        })
+        .map_or_else(|| rfc3339(now), rfc3339)
+}
+
+/// The facts a sale states by itself: its charge (which pays for the product's duration from when it came, and,
+/// when it mints the license, states the plan it was sold as), and for an imported past sale what Gumroad had
+/// already done to it (the same facts, by the same ids, as the refund and dispute pings state).
+fn sale_facts(
+    tenant: &Tenant,
+    order: &SaleOrder<'_>,
+    now: OffsetDateTime,
+    states_plan: bool,
+) -> Vec<Fact> {
+    let product = order.product;
+    let at = charge_time(order, now);
+    let plan = states_plan.then(|| PlanChange {
+        product_id: product.product_id.clone(),
+        product_name: product.name.clone(),
+        activation_limit: seats(product.activation_limit, order.quantity),
+        quantity: order.quantity,
+        effective_at: at.clone(),
+    });
+    let sale_id = order.sale_id.clone();
+    let mut facts = vec![Fact {
+        id: Fact::charge_id(&sale_id),
+        at: at.clone(),
+        kind: FactKind::Charge {
+            sale_id: sale_id.clone(),
+            period_days: product.duration_days,
+            period_from: Some(rfc3339(order.sold_at.unwrap_or(now))),
+            plan,
+        },
+    }];
     if order.refunded {
-        status = crate::lifecycle::transition(
-            status,
-            &EventKind::Refund { full: true },
-            tenant.refund_policy,
-        );
+        facts.push(Fact {
+            id: Fact::refund_id(&sale_id, true),
+            at: at.clone(),
+            kind: FactKind::Refund {
+                sale_id: sale_id.clone(),
+                full: true,
+                revokes: tenant.refund_policy == RefundPolicy::Revoke,
+            },
+        });
     }
     if order.disputed {
-        status = crate::lifecycle::transition(status, &EventKind::Dispute, tenant.refund_policy);
+        facts.push(Fact {
+            id: Fact::dispute_id(&sale_id),
+            at,
+            kind: FactKind::Dispute { sale_id },
+        });
     }
-    status
+    facts
+}
+
+/// `known` with each of `more` that it does not have yet (by id), the orphans resolved against `license`.
+fn with_facts(
+    tenant: &Tenant,
+    license: &License,
+    mut known: Vec<Fact>,
+    more: impl IntoIterator<Item = Fact>,
+    now: OffsetDateTime,
+) -> Vec<Fact> {
+    for fact in more {
+        if !known.iter().any(|k| k.id == fact.id) {
+            known.push(crate::lifecycle::resolve(tenant, license, fact, now));
+        }
+    }
+    known
 }
 
 fn mint(
@@ -226,16 +292,13 @@ fn mint(
     order: &SaleOrder<'_>,
     now: OffsetDateTime,
     own_key: bool,
+    sale_orphans: Orphans,
+    subscription_orphans: Option<Orphans>,
 ) -> Result<NewSale, SaleError> {
     let product = order.product;
     let key = license_key(order, own_key)?;
-    let status = initial_status(tenant, order);
     let key_hash = key.hash();
-    let sold = order.sold_at.unwrap_or(now);
-    let expires = product
-        .duration_days
-        .map(|days| sold + Duration::from_secs(u64::from(days) * 24 * 3600));
-    let created_at = rfc3339(sold);
+    let created_at = rfc3339(order.sold_at.unwrap_or(now));
     let license = License {
         license_id: random_id("lic")?,
         tenant_id: tenant.tenant_id.clone(),
@@ -243,10 +306,11 @@ fn mint(
         product_name: product.name.clone(),
         key,
         key_hash: key_hash.clone(),
-        status,
+        // Status, expiry, flags and plan are derived from the sale's facts below.
+        status: LicenseStatus::Active,
         activation_limit: seats(product.activation_limit, order.quantity),
         activations: 0,
-        expires_at: expires.map(rfc3339),
+        expires_at: None,
         buyer_email: order.buyer_email.clone(),
         buyer_name: order.buyer_name.clone(),
         sale_id: order.sale_id.clone(),
@@ -257,9 +321,7 @@ fn mint(
         email_message_id: None,
         email_failure: None,
         email_maybe_sent: false,
-        // The minting request holds the email claim from the start: no extra round trip to take it.
-        email_claim_until: (order.send_email && status == LicenseStatus::Active)
-            .then(|| unix(now + EMAIL_CLAIM)),
+        email_claim_until: None,
         quantity: order.quantity,
         gumroad_permalink: order.gumroad_permalink.clone(),
         gumroad_product_id: order.gumroad_product_id.clone(),
@@ -272,13 +334,51 @@ fn mint(
         subscription_cancelled_at: None,
         subscription_ended_at: None,
         subscription_failed_at: None,
+        facts: Vec::new(),
+        v: 1,
     };
-    let payment = Payment {
+    let orphans = sale_orphans
+        .facts
+        .iter()
+        .chain(subscription_orphans.iter().flat_map(|o| &o.facts))
+        .cloned();
+    let facts = with_facts(
+        tenant,
+        &license,
+        sale_facts(tenant, order, now, true),
+        orphans,
+        now,
+    );
+    let mut license = license;
+    license.refold(facts, &rfc3339(now));
+    // The minting request holds the email claim from the start: no extra round trip to take it.
+    if order.send_email && license.status == LicenseStatus::Active {
+        license.email_claim_until = Some(unix(now + EMAIL_CLAIM));
+    }
+    let payment = payment(tenant, order, &license, created_at);
+    Ok(NewSale {
+        license,
+        payment,
+        idempotency_ttl: unix(now + IDEMPOTENCY_TTL),
+        sale_orphans,
+        subscription_orphans,
+    })
+}
+
+/// The payment record of a sale, for `license`.
+fn payment(
+    tenant: &Tenant,
+    order: &SaleOrder<'_>,
+    license: &License,
+    created_at: String,
+) -> Payment {
+    let product = order.product;
+    Payment {
         tenant_id: tenant.tenant_id.clone(),
         sale_id: order.sale_id.clone(),
         product_id: product.product_id.clone(),
         license_id: license.license_id.clone(),
-        key_hash,
+        key_hash: license.key_hash.clone(),
         buyer_email: order.buyer_email.clone(),
         buyer_name: order.buyer_name.clone(),
         product_name: order
@@ -301,13 +401,7 @@ fn mint(
             .as_ref()
             .and_then(|gift| gift.gifter_email.clone()),
         variants: order.variants.clone(),
-    };
-    Ok(NewSale {
-        license,
-        payment,
-        idempotency_ttl: unix(now + IDEMPOTENCY_TTL),
-        marker: None,
-    })
+    }
 }
 
 /// What recording the email's outcome may take (one DynamoDB update's operation timeout), and the least time worth
@@ -339,24 +433,41 @@ pub async fn issue(
     {
         return renew(store, tenant, &order, license, now).await;
     }
-    let mut new_sale = mint(tenant, &order, now, true)?;
+    // Most sales have no facts waiting for them: the transaction checks that, and only if it fails are they read.
+    let no_orphans = || order.subscription_id.as_ref().map(|_| Orphans::default());
+    let mut own_key = true;
+    let mut new_sale = mint(
+        tenant,
+        &order,
+        now,
+        own_key,
+        Orphans::default(),
+        no_orphans(),
+    )?;
     let mut written = store.write_sale(&new_sale).await?;
-    if matches!(written, SaleWrite::KeyTaken) {
-        new_sale = mint(tenant, &order, now, false)?;
-        written = store.write_sale(&new_sale).await?;
-    }
     for _ in 0..MARKER_RETRIES {
-        let SaleWrite::Marked(status) = written else {
-            break;
-        };
-        // An event (a refund, a dispute) arrived before this sale: mint the license in the state it left.
-        new_sale.marker = Some(status);
-        new_sale.license.status = status;
-        new_sale.license.refunded |= status == LicenseStatus::Revoked;
-        new_sale.license.chargebacked |= status == LicenseStatus::Suspended;
-        if status != LicenseStatus::Active {
-            new_sale.license.email_claim_until = None;
+        match written {
+            SaleWrite::KeyTaken if own_key => own_key = false,
+            // Events (a refund, a dispute, a cancellation) arrived before this sale: mint the license with them.
+            SaleWrite::Marked => {}
+            _ => break,
         }
+        let tenant_id = &tenant.tenant_id;
+        let sale_orphans = store
+            .orphans(tenant_id, Anchor::Sale(&order.sale_id))
+            .await?;
+        let subscription_orphans = match &order.subscription_id {
+            Some(id) => Some(store.orphans(tenant_id, Anchor::Subscription(id)).await?),
+            None => None,
+        };
+        new_sale = mint(
+            tenant,
+            &order,
+            now,
+            own_key,
+            sale_orphans,
+            subscription_orphans,
+        )?;
         written = store.write_sale(&new_sale).await?;
     }
     match written {
@@ -422,14 +533,15 @@ pub async fn issue(
                 })?;
             renew(store, tenant, &order, license, now).await
         }
-        SaleWrite::Marked(_) | SaleWrite::KeyTaken => Err(SaleError::Storage(
+        SaleWrite::Marked | SaleWrite::KeyTaken => Err(SaleError::Storage(
             StoreError::Unavailable("the sale's event marker kept changing".to_owned()),
         )),
     }
 }
 
-/// A renewal payment on a subscription keystead knows: extend the license by the key type's duration (from its
-/// current expiry, or from now when that has passed), record the payment, send nothing.
+/// A further charge of a license keystead knows (a renewal, or a subscription's first sale that came after one of
+/// its renewals): the charge is folded into the license (extending it by the key type's duration), its payment is
+/// recorded, nothing is sent.
 async fn renew(
     store: &dyn Store,
     tenant: &Tenant,
@@ -437,50 +549,44 @@ async fn renew(
     mut license: License,
     now: OffsetDateTime,
 ) -> Result<SaleResult, SaleError> {
-    // What an event for this renewal's sale (a refund, a dispute) that arrived first left, as last seen.
-    let mut marker = None;
+    // Events for this charge's sale (a refund, a dispute) that arrived first: read only when the write says so.
+    let mut sale_orphans = Orphans::default();
     for _ in 0..MARKER_RETRIES {
-        let current_expiry = license.expires_at.as_deref().and_then(|at| {
-            OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
-        });
-        let to_expires = match order.product.duration_days {
-            Some(days) => {
-                let sold = order.sold_at.unwrap_or(now);
-                let base = current_expiry.filter(|at| *at > sold).unwrap_or(sold);
-                Some(base + Duration::from_secs(u64::from(days) * 24 * 3600))
-            }
-            None => current_expiry,
-        };
-        let to_status = match (license.status, marker) {
-            (LicenseStatus::Revoked, _) | (_, Some(LicenseStatus::Revoked)) => {
-                LicenseStatus::Revoked
-            }
-            (_, Some(LicenseStatus::Suspended)) => LicenseStatus::Suspended,
-            (LicenseStatus::Expired, _) => LicenseStatus::Active,
-            (status, _) => status,
-        };
-        let mut minted = mint(tenant, order, now, true)?;
-        minted.payment.license_id = license.license_id.clone();
-        minted.payment.key_hash = license.key_hash.clone();
+        let facts = with_facts(
+            tenant,
+            &license,
+            license.known_facts(),
+            sale_facts(tenant, order, now, false)
+                .into_iter()
+                .chain(sale_orphans.facts.iter().cloned()),
+            now,
+        );
+        let mut after = license.clone();
+        after.refold(facts, &rfc3339(now));
         let renewal = Renewal {
-            payment: minted.payment,
-            idempotency_ttl: minted.idempotency_ttl,
-            from_expires_at: license.expires_at.clone(),
-            to_expires_at: to_expires.map(rfc3339),
-            from_status: license.status,
-            to_status,
-            marker,
+            payment: payment(
+                tenant,
+                order,
+                &license,
+                rfc3339(order.sold_at.unwrap_or(now)),
+            ),
+            idempotency_ttl: unix(now + IDEMPOTENCY_TTL),
+            before: license.clone(),
+            after,
+            sale_orphans: sale_orphans.clone(),
         };
-        match store.write_renewal(&license, &renewal).await? {
-            RenewalWrite::Marked(status) => marker = Some(status),
+        match store.write_renewal(&renewal).await? {
             RenewalWrite::Applied => {
-                license.expires_at = renewal.to_expires_at;
-                license.status = to_status;
                 return Ok(SaleResult::Renewed {
-                    license: Box::new(license),
+                    license: Box::new(renewal.after),
                 });
             }
             RenewalWrite::Duplicate => return Ok(SaleResult::Duplicate),
+            RenewalWrite::Marked => {
+                sale_orphans = store
+                    .orphans(&tenant.tenant_id, Anchor::Sale(&order.sale_id))
+                    .await?;
+            }
             RenewalWrite::Stale => {
                 match store
                     .get_license(&tenant.tenant_id, &license.key_hash)

@@ -564,3 +564,248 @@ async fn one_subscription_has_one_license_whatever_order_its_charges_arrive_in()
     );
     assert_eq!(emails_to(&buyer).len(), 1);
 }
+
+fn the_license(items: &[common::Item]) -> &common::Item {
+    let found = license_items(items);
+    assert_eq!(found.len(), 1, "exactly one license");
+    found[0]
+}
+
+/// Issue 22, defect 6: events that arrived before their sale kept only a status: the refunded and chargebacked
+/// flags were lost, cancellations, keep-policy refunds and plan changes left nothing, and subscription events
+/// without purchase ids were dropped.
+#[tokio::test]
+async fn events_before_their_sale_are_kept_whole_and_folded_in_when_it_lands() {
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
+    stack
+        .store
+        .update_tenant(
+            &tenant_id,
+            &[(
+                "refund_policy",
+                aws_sdk_dynamodb::types::AttributeValue::S("keep".into()),
+            )],
+        )
+        .await
+        .unwrap();
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    let early = [
+        sale_event("refund", &first, &buyer, true),
+        subscription_event(
+            "cancellation",
+            &subscription,
+            &[],
+            "cancelled=true&cancelled_at=2026-06-01T10%3A00%3A00Z&cancelled_by_buyer=true",
+        ),
+    ];
+    for body in early {
+        let reply = ping(&stack, &t, body).await;
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+    let late = ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    let items = licenses(&stack, &t.tenant_id).await;
+    let license = the_license(&items);
+    assert_eq!(s(license, "status"), "active", "the keep policy");
+    assert_eq!(license["refunded"].as_bool().ok(), Some(&true));
+    assert_eq!(
+        s(license, "subscription_cancelled_at"),
+        "2026-06-01T10:00:00Z"
+    );
+}
+
+/// Issue 22, defect 7: times were never compared, so a retried end (or cancellation) that landed after a restart
+/// turned a paying member expired, and a renewal never cleared an end.
+#[tokio::test]
+async fn a_late_retry_of_an_older_end_or_cancellation_changes_nothing() {
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    let event =
+        |resource: &str, extra: &str| subscription_event(resource, &subscription, &[&first], extra);
+    let cancelled = event(
+        "cancellation",
+        "cancelled=true&cancelled_at=2026-06-01T10%3A00%3A00Z&cancelled_by_buyer=true",
+    );
+    let ended = event(
+        "subscription_ended",
+        "ended_at=2026-07-01T10%3A00%3A00Z&ended_reason=failed_payment",
+    );
+    let restarted = event(
+        "subscription_restarted",
+        "restarted_at=2026-07-05T10%3A00%3A00Z",
+    );
+    // The restart lands first; the older cancellation and end land after it (Gumroad's retries after a 503).
+    assert_eq!(ping(&stack, &t, restarted).await.status, 200);
+    for body in [&ended, &cancelled] {
+        let retried = ping(&stack, &t, format!("{body}&retry_count=1")).await;
+        assert_eq!(retried.status, 200, "{}", retried.body);
+        assert_eq!(
+            retried.json()["license_status"],
+            "active",
+            "{}",
+            retried.body
+        );
+    }
+    assert_eq!(status_of(&stack, &t).await, "active");
+    let items = licenses(&stack, &t.tenant_id).await;
+    let license = the_license(&items);
+    for attr in [
+        "subscription_ended_at",
+        "subscription_failed_at",
+        "subscription_cancelled_at",
+    ] {
+        assert!(!license.contains_key(attr), "{attr}: {license:?}");
+    }
+
+    // An end, then the subscription's next charge: the charge clears the end.
+    let (second, buyer2) = (sale_id(), common::buyer());
+    let other = format!("{}==", unique("sub"));
+    ping(
+        &stack,
+        &t,
+        subscription_sale(&second, &buyer2, &other, false),
+    )
+    .await;
+    let ended = subscription_event(
+        "subscription_ended",
+        &other,
+        &[&second],
+        "ended_at=2026-05-05T10%3A00%3A00Z&ended_reason=failed_payment",
+    );
+    assert_eq!(
+        ping(&stack, &t, ended).await.json()["license_status"],
+        "expired"
+    );
+    let renewal = subscription_sale(&sale_id(), &buyer2, &other, true).replace(
+        "sale_timestamp=2026-05-04T19%3A38%3A56Z",
+        "sale_timestamp=2026-05-06T10%3A00%3A00Z",
+    );
+    let renewed = ping(&stack, &t, renewal).await;
+    assert_eq!(
+        renewed.json()["license"]["status"],
+        "active",
+        "{}",
+        renewed.body
+    );
+    let items = licenses(&stack, &t.tenant_id).await;
+    let renewed = license_items(&items)
+        .into_iter()
+        .find(|l| s(l, "sale_id") == second.as_str())
+        .unwrap();
+    assert_eq!(s(renewed, "status"), "active");
+    assert!(
+        !renewed.contains_key("subscription_ended_at"),
+        "{renewed:?}"
+    );
+    assert!(
+        !renewed.contains_key("subscription_failed_at"),
+        "{renewed:?}"
+    );
+}
+
+/// Issue 22, defect 8: read-modify-writes wrote stale copies. A key replacement copied the license as it was read,
+/// losing what landed in between (here a cancellation), and `product set` overwrote a product file uploaded
+/// meanwhile. Every write now bumps a version, and these writes hold to the version they read.
+#[tokio::test]
+async fn a_key_replacement_or_product_set_computed_from_a_stale_read_writes_nothing() {
+    use keystead::storage::{PortalStore, Replaced, Store};
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    let sold = ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    let key = keystead::domain::LicenseKey::from_string(
+        sold.json()["license"]["key"].as_str().unwrap().to_owned(),
+    );
+    let old = stack
+        .store
+        .get_license(&tenant_id, &key.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    let cancelled = ping(
+        &stack,
+        &t,
+        subscription_event(
+            "cancellation",
+            &subscription,
+            &[&first],
+            "cancelled=true&cancelled_at=2026-06-01T10%3A00%3A00Z",
+        ),
+    )
+    .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    let mut new = old.clone();
+    new.key = keystead::domain::LicenseKey::generate(
+        &keystead::domain::KeyPrefix::parse("ACME").unwrap(),
+    )
+    .unwrap();
+    new.key_hash = new.key.hash();
+    let replaced = stack.store.replace_key(&old, &[], &new).await.unwrap();
+    assert!(matches!(replaced, Replaced::Stale), "{replaced:?}");
+    let items = licenses(&stack, &t.tenant_id).await;
+    let license = the_license(&items);
+    assert_eq!(s(license, "key_hash"), key.hash());
+    assert_eq!(
+        s(license, "subscription_cancelled_at"),
+        "2026-06-01T10:00:00Z"
+    );
+
+    // `product set` read the product before a `product file` upload landed.
+    let product_id = keystead::domain::ProductId::parse(&t.product_id).unwrap();
+    let read = stack
+        .store
+        .load_tenant(&tenant_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .products
+        .remove(&product_id)
+        .unwrap();
+    let file = keystead::domain::ProductFile {
+        s3_key: format!("products/{}/{}/x/MyApp.zip", t.tenant_id, t.product_id),
+        name: "MyApp.zip".into(),
+        size: 3,
+        sha256: "00".repeat(32),
+        uploaded_at: "2026-12-06T00:00:00Z".into(),
+    };
+    stack
+        .store
+        .set_product_file(&tenant_id, &product_id, &file)
+        .await
+        .unwrap();
+    let mut renamed = read.clone();
+    renamed.name = "Renamed".into();
+    assert!(
+        !stack
+            .store
+            .replace_product(&tenant_id, &renamed)
+            .await
+            .unwrap(),
+        "the product changed since it was read"
+    );
+    let stored = stack.store.load_tenant(&tenant_id).await.unwrap().unwrap();
+    assert_eq!(stored.products[&product_id].file.as_ref(), Some(&file));
+}

@@ -168,3 +168,41 @@ async fn a_write_whose_answer_was_lost_succeeds_once_when_the_sdk_retries_it() {
     );
     assert_eq!(faults.hits().len(), 5, "{:?}", faults.hits());
 }
+
+/// Issue 22, defect 8: a key replacement whose answer was lost had committed, and reported an error (no email;
+/// the new key went out only with `license resend --failed`). It now finds its own commit.
+#[tokio::test]
+async fn a_key_replacement_whose_answer_was_lost_reports_the_new_key() {
+    use faults::{Fault, Faults};
+    use keystead::storage::Store;
+    let stack = stack().await;
+    let t = seed(&stack, Seed::default()).await;
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let sold = send(
+        &stack.app,
+        &Ping::new(
+            &t.tenant_id,
+            Some(&t.token),
+            sale_body(&sale_id(), &buyer()),
+        ),
+    )
+    .await;
+    let key = keystead::domain::LicenseKey::from_string(
+        sold.json()["license"]["key"].as_str().unwrap().to_owned(),
+    );
+    let faults = Faults::new();
+    let store = faulty_store(&faults).await;
+    let tenant = store.load_tenant(&tenant_id).await.unwrap().unwrap();
+    // The first attempt commits and its answer is lost; so is the answer to the SDK's retry (DynamoDB knows the
+    // retry by its request token and answers it as done).
+    faults.add("TransactWriteItems", Some("MOVED#"), Fault::LoseAnswer, 2);
+    let new = keystead::rotation::rotate(&store, &tenant, &key.hash(), false)
+        .await
+        .unwrap();
+    assert_eq!(faults.hits().len(), 2, "{:?}", faults.hits());
+    assert_ne!(new.key_hash, key.hash());
+    let items = licenses(&stack, &t.tenant_id).await;
+    let minted = license_items(&items);
+    assert_eq!(minted.len(), 1);
+    assert_eq!(s(minted[0], "key_hash"), new.key_hash);
+}

@@ -203,6 +203,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 entitlements: parse_entitlements(entitlements.as_deref().unwrap_or_default())?,
                 created_at: rfc3339(OffsetDateTime::now_utc()),
                 file: None,
+                v: 0,
             };
             let store = store().await?;
             load(&store, &tenant_id).await?;
@@ -260,42 +261,55 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 .map(parse_entitlements)
                 .transpose()?;
             let store = store().await?;
-            let tenant = load(&store, &tenant_id).await?;
-            let mut product = tenant
-                .product(&product_id)
-                .cloned()
-                .ok_or_else(|| no_such_product(&tenant_id, &product_id))?;
-            if let Some(name) = name {
-                product.name = name;
+            // Read, change, write only while the product is as read (a `product file` upload meanwhile is kept).
+            let mut written = None;
+            for _ in 0..5 {
+                let tenant = load(&store, &tenant_id).await?;
+                let mut product = tenant
+                    .product(&product_id)
+                    .cloned()
+                    .ok_or_else(|| no_such_product(&tenant_id, &product_id))?;
+                if let Some(name) = name.clone() {
+                    product.name = name;
+                }
+                if let Some(limit) = activation_limit {
+                    product.activation_limit = limit;
+                }
+                if let Some(days) = duration_days {
+                    product.duration_days = days;
+                }
+                if let Some(entitlements) = entitlements.clone() {
+                    product.entitlements = entitlements;
+                }
+                if let Some(seat_lease) = seat_lease {
+                    product.seat_lease_seconds = seat_lease;
+                }
+                if let Some(token_ttl) = token_ttl {
+                    product.token_ttl_seconds = token_ttl;
+                }
+                if let Some(source) = key_source.as_deref().and_then(KeySource::parse) {
+                    product.key_source = source;
+                }
+                if let Some(email_key) = email_key.as_deref() {
+                    product.email_key = EmailKey::parse(email_key);
+                }
+                let replaced = store
+                    .replace_product(&tenant_id, &product)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound => no_such_product(&tenant_id, &product_id),
+                        other => other.into(),
+                    })?;
+                if replaced {
+                    written = Some(product);
+                    break;
+                }
             }
-            if let Some(limit) = activation_limit {
-                product.activation_limit = limit;
-            }
-            if let Some(days) = duration_days {
-                product.duration_days = days;
-            }
-            if let Some(entitlements) = entitlements {
-                product.entitlements = entitlements;
-            }
-            if let Some(seat_lease) = seat_lease {
-                product.seat_lease_seconds = seat_lease;
-            }
-            if let Some(token_ttl) = token_ttl {
-                product.token_ttl_seconds = token_ttl;
-            }
-            if let Some(source) = key_source.as_deref().and_then(KeySource::parse) {
-                product.key_source = source;
-            }
-            if let Some(email_key) = email_key {
-                product.email_key = EmailKey::parse(&email_key);
-            }
-            store
-                .replace_product(&tenant_id, &product)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => no_such_product(&tenant_id, &product_id),
-                    other => other.into(),
-                })?;
+            let Some(product) = written else {
+                return Err(CliError::Conflict(format!(
+                    "product {product_id} kept changing while it was being set; run the command again"
+                )));
+            };
             out.line(format!(
                 "Updated product {product_id} ({}) of tenant {tenant_id}.",
                 product.name

@@ -1,6 +1,7 @@
 //! The license domain: the typed values every other part speaks in (tenants, products, permalinks, sales,
 //! licenses and their keys). Strings are parsed into these once, at the edge, and never re-checked.
 
+mod facts;
 mod files;
 mod gumroad;
 mod ids;
@@ -8,6 +9,7 @@ mod key;
 mod records;
 mod tiers;
 
+pub use facts::{Derived, Fact, FactKind, PlanRequest, derive, in_order};
 pub use files::ProductFile;
 pub use gumroad::{EmailKey, GumroadPurchase, KeySource};
 pub use ids::{

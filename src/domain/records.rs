@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    Email, EmailKey, GumroadPurchase, KeyPrefix, KeySource, LicenseKey, Permalink, PlanChange,
-    ProductId, SaleId, TenantId, Variant, VariantMapping,
+    Derived, Email, EmailKey, Fact, FactKind, GumroadPurchase, KeyPrefix, KeySource, LicenseKey,
+    Permalink, PlanChange, ProductId, SaleId, TenantId, Variant, VariantMapping, derive,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +160,9 @@ pub struct Product {
     /// The file buyers download (`keystead product file`); `None` until one is uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<super::ProductFile>,
+    /// Bumped by every write to the product; `product set` writes only over the version it read.
+    #[serde(default)]
+    pub v: u64,
 }
 
 impl Product {
@@ -185,6 +188,7 @@ impl Product {
             email_key: None,
             created_at,
             file: None,
+            v: 0,
         }
     }
 
@@ -391,6 +395,13 @@ pub struct License {
     pub subscription_ended_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription_failed_at: Option<String>,
+    /// Everything that happened to the license (issue 22): status, flags, expiry and plan are derived from these
+    /// (`License::apply_derived`), never edited in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<Fact>,
+    /// Bumped by every write to the license; a read-modify-write of it is conditioned on the value it read.
+    #[serde(default)]
+    pub v: u64,
 }
 
 fn one() -> u32 {
@@ -398,6 +409,136 @@ fn one() -> u32 {
 }
 
 impl License {
+    /// The license's facts; for a license made before facts were kept, the facts its stored state implies.
+    pub fn known_facts(&self) -> Vec<Fact> {
+        if !self.facts.is_empty() {
+            return self.facts.clone();
+        }
+        let at = self.created_at.clone();
+        let mut facts = vec![Fact {
+            id: Fact::charge_id(&self.sale_id),
+            at: at.clone(),
+            kind: FactKind::Charge {
+                sale_id: self.sale_id.clone(),
+                period_days: None,
+                period_from: None,
+                plan: Some(self.plan()),
+            },
+        }];
+        let mut add = |id: String, at: &str, kind: FactKind| {
+            facts.push(Fact {
+                id,
+                at: at.to_owned(),
+                kind,
+            });
+        };
+        if let Some(until) = &self.expires_at {
+            add(
+                "legacy#expires".to_owned(),
+                &at,
+                FactKind::Extended {
+                    until: until.clone(),
+                },
+            );
+        }
+        if self.refunded {
+            let revokes = self.status == LicenseStatus::Revoked && !self.disabled;
+            add(
+                Fact::refund_id(&self.sale_id, true),
+                &at,
+                FactKind::Refund {
+                    sale_id: self.sale_id.clone(),
+                    full: true,
+                    revokes,
+                },
+            );
+        }
+        if self.chargebacked {
+            add(
+                Fact::dispute_id(&self.sale_id),
+                &at,
+                FactKind::Dispute {
+                    sale_id: self.sale_id.clone(),
+                },
+            );
+        }
+        if self.disabled {
+            add("legacy#revoked".to_owned(), &at, FactKind::Revoked);
+        }
+        if let Some(cancelled) = &self.subscription_cancelled_at {
+            add(
+                "legacy#cancelled".to_owned(),
+                cancelled,
+                FactKind::Cancelled,
+            );
+        }
+        if let Some(ended) = &self.subscription_ended_at {
+            let failed_payment = self.subscription_failed_at.is_some();
+            add(
+                "legacy#ended".to_owned(),
+                ended,
+                FactKind::Ended { failed_payment },
+            );
+        }
+        if let Some(pending) = &self.pending_change {
+            add(
+                "legacy#pending".to_owned(),
+                &at,
+                FactKind::PlanChanged {
+                    to: Some(pending.clone()),
+                    request: None,
+                },
+            );
+        }
+        facts
+    }
+
+    /// The plan the license has now.
+    pub fn plan(&self) -> PlanChange {
+        PlanChange {
+            product_id: self.product_id.clone(),
+            product_name: self.product_name.clone(),
+            activation_limit: self.activation_limit,
+            quantity: self.quantity,
+            effective_at: self.created_at.clone(),
+        }
+    }
+
+    /// Sets everything facts decide to what `derived` says.
+    pub fn apply_derived(&mut self, derived: &Derived) {
+        self.status = derived.status;
+        self.refunded = derived.refunded;
+        self.chargebacked = derived.chargebacked;
+        self.disabled = derived.disabled;
+        self.subscription_cancelled_at = derived.subscription_cancelled_at.clone();
+        self.subscription_ended_at = derived.subscription_ended_at.clone();
+        self.subscription_failed_at = derived.subscription_failed_at.clone();
+        self.expires_at = derived.expires_at.clone();
+        if let Some(plan) = &derived.plan {
+            self.apply_plan(plan);
+        }
+        self.pending_change = derived.pending_change.clone();
+    }
+
+    /// Adds `fact` (unless one with its id is there) and derives the license from the result at `now`; `false`
+    /// when the fact was known already and nothing changed.
+    pub fn record(&mut self, fact: Fact, now: &str) -> bool {
+        let mut facts = self.known_facts();
+        if facts.iter().any(|known| known.id == fact.id) {
+            return false;
+        }
+        facts.push(fact);
+        self.refold(facts, now);
+        true
+    }
+
+    /// Replaces the license's facts and derives everything they decide.
+    pub fn refold(&mut self, facts: Vec<Fact>, now: &str) {
+        let derived = derive(&facts, now);
+        self.facts = facts;
+        self.apply_derived(&derived);
+    }
+
     /// The license as a tier or seat change leaves it: same key, status, seats taken and expiry.
     pub fn apply_plan(&mut self, plan: &PlanChange) {
         self.product_id = plan.product_id.clone();

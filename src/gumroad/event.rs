@@ -74,7 +74,7 @@ impl PlanUpdate {
 }
 
 /// Gumroad's timestamps: RFC 3339, or Ruby's `2026-06-01 00:00:00 UTC`.
-fn parse_time(raw: &str) -> Option<OffsetDateTime> {
+pub fn parse_time(raw: &str) -> Option<OffsetDateTime> {
     if let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) {
         return Some(at);
     }
@@ -101,7 +101,9 @@ pub enum EventKind {
         /// `ended_reason=failed_payment`.
         failed_payment: bool,
     },
-    SubscriptionRestarted,
+    SubscriptionRestarted {
+        restarted_at: Option<String>,
+    },
     SubscriptionUpdated(Option<PlanUpdate>),
 }
 
@@ -113,7 +115,7 @@ impl EventKind {
             Self::DisputeWon => "dispute_won",
             Self::Cancellation { .. } => "cancellation",
             Self::SubscriptionEnded { .. } => "subscription_ended",
-            Self::SubscriptionRestarted => "subscription_restarted",
+            Self::SubscriptionRestarted { .. } => "subscription_restarted",
             Self::SubscriptionUpdated(_) => "subscription_updated",
         }
     }
@@ -153,7 +155,9 @@ impl GumroadEvent {
                 ended_at: form.get_nonempty("ended_at").map(one_line),
                 failed_payment: form.get_nonempty("ended_reason") == Some("failed_payment"),
             },
-            "subscription_restarted" => EventKind::SubscriptionRestarted,
+            "subscription_restarted" => EventKind::SubscriptionRestarted {
+                restarted_at: form.get_nonempty("restarted_at").map(one_line),
+            },
             "subscription_updated" => EventKind::SubscriptionUpdated(PlanUpdate::from_form(form)?),
             _ => return Ok(None),
         };

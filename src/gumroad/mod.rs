@@ -5,6 +5,6 @@ mod form;
 mod ping;
 pub mod readback;
 
-pub use event::{EventKind, EventSubject, GumroadEvent, PlanDirection, PlanUpdate};
+pub use event::{EventKind, EventSubject, GumroadEvent, PlanDirection, PlanUpdate, parse_time};
 pub use form::{BodyError, Form, MAX_BODY_BYTES};
 pub use ping::{Gift, Ping, PingError, SalePing, one_line};

@@ -128,6 +128,8 @@ mod tests {
             email_message_id: None,
             email_failure: None,
             email_maybe_sent: false,
+            facts: Vec::new(),
+            v: 1,
             email_claim_until: None,
             quantity: 1,
             gumroad_permalink: None,

@@ -177,7 +177,7 @@ impl ActivationStore for DynamoStore {
             .table_name(&self.tables.licenses)
             .key("tenant_id", s(tenant))
             .key("sk", s(license_sk(key_hash)))
-            .update_expression("SET activations = activations + :one")
+            .update_expression("SET activations = activations + :one ADD v :one")
             .condition_expression(
                 "attribute_exists(sk) AND #status = :active AND activations < activation_limit \
                  AND (attribute_not_exists(expires_at) OR expires_at > :now)",
@@ -230,7 +230,7 @@ impl ActivationStore for DynamoStore {
         };
         let result = self
             .update_license_item(tenant_id, license_sk(key_hash))
-            .update_expression("ADD uses :one SET uses_rq = :token")
+            .update_expression("ADD uses :one, v :one SET uses_rq = :token")
             // A retried attempt of this very use is not counted again.
             .condition_expression(
                 "attribute_exists(sk) AND (attribute_not_exists(uses_rq) OR uses_rq <> :token)",
@@ -336,7 +336,8 @@ impl ActivationStore for DynamoStore {
             .table_name(&self.tables.licenses)
             .key("tenant_id", s(tenant))
             .key("sk", s(license_sk(key_hash)))
-            .update_expression("SET activations = activations + :delta")
+            .update_expression("SET activations = activations + :delta ADD v :v1")
+            .expression_attribute_values(":v1", n(1))
             .condition_expression(
                 "attribute_exists(sk) AND #status = :active AND activation_limit = :limit \
                  AND activations <= :max AND (attribute_not_exists(expires_at) OR expires_at > :now)",
@@ -417,7 +418,7 @@ impl ActivationStore for DynamoStore {
             .table_name(&self.tables.licenses)
             .key("tenant_id", s(tenant))
             .key("sk", s(license_sk(key_hash)))
-            .update_expression("SET activations = activations - :one")
+            .update_expression("SET activations = activations - :one ADD v :one")
             .condition_expression("activations > :zero")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":zero", n(0))

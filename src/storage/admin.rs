@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::ReturnValue;
-
 use super::StoreError;
 use super::dynamo::{
     DynamoStore, LICENSE_SK_PREFIX, MARKER_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK,
-    VARIANT_SK_PREFIX, conditional, from_item, license_sk, s, to_item, unavailable,
+    VARIANT_SK_PREFIX, conditional, from_item, s, to_item, unavailable,
 };
+use time::OffsetDateTime;
+
 use crate::domain::{
-    Email, EmailStatus, License, LicenseStatus, Permalink, Product, ProductId, Tenant, TenantId,
-    TenantStatus, TokenHash, Variant, VariantMapping,
+    Email, EmailStatus, Fact, FactKind, License, LicenseStatus, Permalink, Product, ProductId,
+    Tenant, TenantId, TenantStatus, TokenHash, Variant, VariantMapping, rfc3339,
 };
 
 fn product_sk(product_id: &ProductId) -> String {
@@ -108,22 +108,42 @@ impl DynamoStore {
         self.put_new(&self.tables.tenants, item).await
     }
 
-    /// Replaces an existing product's record; `NotFound` when there is none.
+    /// Replaces an existing product's record, only while it is at the version `product` was read at; `false`
+    /// when it changed meanwhile (read it again), `NotFound` when there is none.
     pub async fn replace_product(
         &self,
         tenant_id: &TenantId,
         product: &Product,
-    ) -> Result<(), StoreError> {
-        let item = tenant_record(tenant_id, product, product_sk(&product.product_id))?;
-        let result = self
+    ) -> Result<bool, StoreError> {
+        let sk = product_sk(&product.product_id);
+        let next = Product {
+            v: product.v + 1,
+            ..product.clone()
+        };
+        let item = tenant_record(tenant_id, &next, sk.clone())?;
+        let put = self
             .client
             .put_item()
             .table_name(&self.tables.tenants)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(sk)")
-            .send()
-            .await;
-        conditional(result)?.map(drop).ok_or(StoreError::NotFound)
+            .set_item(Some(item));
+        // A product made before versions has no `v`; `create_product` writes 0.
+        let condition = match product.v {
+            0 => "attribute_exists(sk) AND (attribute_not_exists(v) OR v = :v)",
+            _ => "attribute_exists(sk) AND v = :v",
+        };
+        let put = put
+            .condition_expression(condition)
+            .expression_attribute_values(
+                ":v",
+                super::dynamo::n(i64::try_from(product.v).unwrap_or(i64::MAX)),
+            );
+        if conditional(put.send().await)?.is_some() {
+            return Ok(true);
+        }
+        match self.read_item(&self.tables.tenants, tenant_id, &sk).await? {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound),
+        }
     }
 
     /// Maps a permalink's variant to a product; mapping it again moves it.
@@ -186,8 +206,9 @@ impl DynamoStore {
             .table_name(&self.tables.tenants)
             .key("tenant_id", s(tenant_id.as_str()))
             .key("sk", s(product_sk(product_id)))
-            .update_expression("SET #file = :file")
+            .update_expression("SET #file = :file ADD v :v1")
             .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":v1", super::dynamo::n(1))
             .expression_attribute_names("#file", "file")
             .expression_attribute_values(":file", value)
             .send()
@@ -294,29 +315,43 @@ impl DynamoStore {
         Ok(licenses)
     }
 
-    /// Sets a license's status by the seller's hand and returns the license as stored; `NotFound` when there is none.
+    /// Records the seller's revocation (`Revoked`) or reinstatement (any other status) as a fact of the license
+    /// and returns the license as stored; `NotFound` when there is none.
     pub async fn set_license_status(
         &self,
         tenant_id: &TenantId,
         key_hash: &str,
         status: LicenseStatus,
     ) -> Result<License, StoreError> {
-        let result = self
-            .update_license_item(tenant_id, license_sk(key_hash))
-            // The seller's own revocation is what Gumroad calls a disabled key; reinstating enables it again.
-            .update_expression("SET #s = :s, disabled = :disabled")
-            .condition_expression("attribute_exists(sk)")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":s", s(status.as_str()))
-            .expression_attribute_values(
-                ":disabled",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(status == LicenseStatus::Revoked),
-            )
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        let out = conditional(result)?.ok_or(StoreError::NotFound)?;
-        from_item(out.attributes.unwrap_or_default())
+        use super::{EventStore, Store, Written};
+        let kind = if status == LicenseStatus::Revoked {
+            FactKind::Revoked
+        } else {
+            FactKind::Reinstated
+        };
+        let fact = Fact {
+            id: crate::domain::random_id("seller")
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            at: rfc3339(OffsetDateTime::now_utc()),
+            kind,
+        };
+        for attempt in 0..8 {
+            if attempt > 0 {
+                super::backoff(attempt.min(5)).await;
+            }
+            let license = self
+                .get_license(tenant_id, key_hash)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut after = license.clone();
+            after.record(fact.clone(), &rfc3339(OffsetDateTime::now_utc()));
+            if self.write_facts(&license, &after).await? == Written::Applied {
+                return Ok(after);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the license kept changing".to_owned(),
+        ))
     }
 
     /// Maps a permalink slug to a product (`Some`) or removes the mapping (`None`).

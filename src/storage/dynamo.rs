@@ -10,16 +10,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
+use super::{
+    Anchor, EmailOutcome, NewSale, Orphans, Renewal, RenewalWrite, SaleWrite, Store, StoreError,
+};
 use crate::domain::{
-    EmailFailure, License, LicenseStatus, Product, SaleId, SealedSigningKey, Tenant, TenantId,
-    VariantMapping,
+    EmailFailure, License, Product, SaleId, SealedSigningKey, Tenant, TenantId, VariantMapping,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -94,20 +94,6 @@ fn sale_event_sk(sale_id: &str) -> String {
 }
 
 pub(crate) const MARKER_SK_PREFIX: &str = "MARKER#";
-
-/// The status a failed marker check (item 3 of a sale's or a renewal's transaction) found.
-fn marked_status(reasons: &Reasons) -> LicenseStatus {
-    reasons
-        .old(&[3])
-        .and_then(|item| item.get("status"))
-        .and_then(|v| v.as_s().ok())
-        .and_then(|status| LicenseStatus::parse(status))
-        .unwrap_or(LicenseStatus::Active)
-}
-
-pub(crate) fn marker_sk(sale_id: &str) -> String {
-    format!("{MARKER_SK_PREFIX}{sale_id}")
-}
 
 pub(crate) fn subscription_sk(subscription_id: &str) -> String {
     format!("SUBSCRIPTION#{subscription_id}")
@@ -365,31 +351,6 @@ impl DynamoStore {
         event
     }
 
-    /// Holds the transaction to the marker state the caller saw: absent, or with this status.
-    pub(crate) fn marker_check(
-        &self,
-        tenant: &str,
-        sale_id: &str,
-        expected: Option<LicenseStatus>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.tables.events)
-            .key("tenant_id", s(tenant))
-            .key("sk", s(marker_sk(sale_id)))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let check = match expected {
-            None => check.condition_expression("attribute_not_exists(sk)"),
-            Some(status) => check
-                .condition_expression("#status = :status")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(status.as_str())),
-        };
-        let check = check
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
     /// Runs a transaction, retrying it while it only conflicts with concurrent ones. `None` when it committed;
     /// the cancellation reasons when a condition failed.
     pub(crate) async fn transact(
@@ -573,7 +534,11 @@ impl Store for DynamoStore {
                 to_item(&sale.payment, None)?,
                 "sale_id",
             )?,
-            self.marker_check(tenant, sale.payment.sale_id.as_str(), sale.marker)?,
+            self.orphans_check(
+                tenant,
+                Anchor::Sale(&sale.payment.sale_id),
+                &sale.sale_orphans,
+            )?,
         ];
         // The buyer's portal finds their licenses through this pointer.
         items.push(self.put_if_new(
@@ -589,6 +554,13 @@ impl Store for DynamoStore {
             pointer.insert("sk".into(), s(subscription_sk(subscription_id)));
             pointer.insert("key_hash".into(), s(&license.key_hash));
             items.push(self.put_if_new(&self.tables.licenses, pointer, "sk")?);
+            if let Some(seen) = &sale.subscription_orphans {
+                items.push(self.orphans_check(
+                    tenant,
+                    Anchor::Subscription(subscription_id),
+                    seen,
+                )?);
+            }
         }
 
         let reasons = match self.transact(items).await? {
@@ -609,8 +581,8 @@ impl Store for DynamoStore {
         if reasons.failed(1) {
             return Ok(SaleWrite::KeyTaken);
         }
-        if reasons.failed(3) {
-            return Ok(SaleWrite::Marked(marked_status(&reasons)));
+        if reasons.failed(3) || reasons.failed(6) {
+            return Ok(SaleWrite::Marked);
         }
         if reasons.failed(5)
             && let Some(hash) = reasons.old(&[5]).and_then(key_hash_of)
@@ -638,60 +610,14 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn write_renewal(
-        &self,
-        license: &License,
-        renewal: &Renewal,
-    ) -> Result<RenewalWrite, StoreError> {
+    async fn write_renewal(&self, renewal: &Renewal) -> Result<RenewalWrite, StoreError> {
+        let license = &renewal.after;
         let tenant = license.tenant_id.as_str();
-        let mut update = Update::builder()
-            .table_name(&self.tables.licenses)
-            .key("tenant_id", s(tenant))
-            .key("sk", s(license_sk(&license.key_hash)))
-            .expression_attribute_values(":from_status", s(renewal.from_status.as_str()))
-            .expression_attribute_values(":to_status", s(renewal.to_status.as_str()));
-        let mut set = vec!["#status = :to_status"];
-        let mut condition = vec!["#status = :from_status".to_owned()];
-        match &renewal.from_expires_at {
-            Some(from) => {
-                update = update.expression_attribute_values(":from_expires", s(from));
-                condition.push("expires_at = :from_expires".to_owned());
-            }
-            None => condition.push("attribute_not_exists(expires_at)".to_owned()),
-        }
-        if let Some(to) = &renewal.to_expires_at {
-            update = update.expression_attribute_values(":to_expires", s(to));
-            set.push("expires_at = :to_expires");
-        }
-        // What an event that arrived before the renewal did to its sale, as Gumroad's license API reports it.
-        match renewal.marker {
-            Some(LicenseStatus::Revoked) => set.push("refunded = :marked"),
-            Some(LicenseStatus::Suspended) => set.push("chargebacked = :marked"),
-            _ => {}
-        }
-        if matches!(
-            renewal.marker,
-            Some(LicenseStatus::Revoked | LicenseStatus::Suspended)
-        ) {
-            update = update.expression_attribute_values(":marked", AttributeValue::Bool(true));
-        }
-        // Nothing a license depends on expires: a renewal also drops the TTL an older version of keystead set.
-        let update = update
-            .update_expression(format!("SET {} REMOVE #ttl", set.join(", ")))
-            .condition_expression(condition.join(" AND "))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#ttl", "ttl")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sale_id = &renewal.payment.sale_id;
         let items = vec![
             self.put_if_new(
                 &self.tables.events,
-                self.sale_record(
-                    tenant,
-                    &renewal.payment.sale_id,
-                    license,
-                    renewal.idempotency_ttl,
-                ),
+                self.sale_record(tenant, sale_id, license, renewal.idempotency_ttl),
                 "sk",
             )?,
             self.put_if_new(
@@ -699,16 +625,26 @@ impl Store for DynamoStore {
                 to_item(&renewal.payment, None)?,
                 "sale_id",
             )?,
-            TransactWriteItem::builder().update(update).build(),
-            self.marker_check(tenant, renewal.payment.sale_id.as_str(), renewal.marker)?,
+            TransactWriteItem::builder()
+                .update(self.fold_update(&renewal.before, license)?)
+                .build(),
+            self.orphans_check(tenant, Anchor::Sale(sale_id), &renewal.sale_orphans)?,
         ];
         match self.transact(items).await? {
             None => Ok(RenewalWrite::Applied),
             Some(reasons) if reasons.failed(0) || reasons.failed(1) => Ok(RenewalWrite::Duplicate),
-            Some(reasons) if reasons.failed(3) => Ok(RenewalWrite::Marked(marked_status(&reasons))),
+            Some(reasons) if reasons.failed(3) => Ok(RenewalWrite::Marked),
             Some(reasons) if reasons.failed(2) => Ok(RenewalWrite::Stale),
             Some(reasons) => Err(reasons.unexpected()),
         }
+    }
+
+    async fn orphans(
+        &self,
+        tenant_id: &TenantId,
+        anchor: Anchor<'_>,
+    ) -> Result<Orphans, StoreError> {
+        self.read_orphans(tenant_id, anchor).await
     }
 
     async fn get_license(
@@ -732,7 +668,8 @@ impl Store for DynamoStore {
         let token = request_token()?;
         let result = self
             .update_license_item(tenant_id, license_sk(key_hash))
-            .update_expression("SET email_claim_until = :until, claim_rq = :token")
+            .update_expression("SET email_claim_until = :until, claim_rq = :token ADD v :v1")
+            .expression_attribute_values(":v1", n(1))
             .condition_expression(
                 // Only an active license's key is owed: a refund that lands meanwhile stops the email.
                 "attribute_exists(sk) AND #status = :active AND email_status <> :sent \
@@ -774,23 +711,24 @@ impl Store for DynamoStore {
     ) -> Result<(), StoreError> {
         let update = self
             .update_license_item(tenant_id, license_sk(key_hash))
-            .condition_expression("attribute_exists(sk)");
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":v1", n(1));
         let update = match outcome {
             EmailOutcome::Sent { message_id } => update
                 .update_expression(
-                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until, email_failure, email_maybe_sent",
+                    "SET email_status = :status, email_message_id = :id REMOVE email_claim_until, email_failure, email_maybe_sent ADD v :v1",
                 )
                 .expression_attribute_values(":status", s("sent"))
                 .expression_attribute_values(":id", s(message_id)),
             EmailOutcome::Failed { reason } => update
                 .update_expression(
-                    "SET email_status = :status, email_failure = :reason REMOVE email_claim_until",
+                    "SET email_status = :status, email_failure = :reason REMOVE email_claim_until ADD v :v1",
                 )
                 .expression_attribute_values(":status", s("failed"))
                 .expression_attribute_values(":reason", s(reason.as_str())),
             EmailOutcome::Unknown => update
                 .update_expression(
-                    "SET email_status = :status, email_failure = :reason, email_maybe_sent = :maybe REMOVE email_claim_until",
+                    "SET email_status = :status, email_failure = :reason, email_maybe_sent = :maybe REMOVE email_claim_until ADD v :v1",
                 )
                 .expression_attribute_values(":status", s("failed"))
                 .expression_attribute_values(":reason", s(EmailFailure::Other.as_str()))

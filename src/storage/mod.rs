@@ -13,13 +13,13 @@ mod signing;
 
 use async_trait::async_trait;
 
-use crate::domain::{EmailFailure, License, LicenseStatus, Payment, SaleId, Tenant, TenantId};
+use crate::domain::{EmailFailure, License, Payment, SaleId, Tenant, TenantId};
 
 pub use activations::{ActivateResult, ActivationStore, SeatTouch};
 pub use admin::{LicenseFilter, TtlRemoval};
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables, backoff};
-pub use events::{EventChange, EventStore, EventWrite, Mark, Written};
+pub use events::{Anchor, EventStore, Orphans, Written};
 pub use portal::{MAX_MACHINES_TO_MOVE, PortalStore, Replaced};
 #[cfg(feature = "cli")]
 pub use schema::{TableSpec, create_tables, table_specs};
@@ -50,22 +50,23 @@ pub struct NewSale {
     pub payment: Payment,
     /// Unix seconds after which the idempotency record for (tenant, sale id) may expire.
     pub idempotency_ttl: i64,
-    /// The marker an earlier event left for this sale, as last seen: the write only succeeds while it is so.
-    pub marker: Option<LicenseStatus>,
+    /// The facts that arrived before this sale (its own, and its subscription's), as read: the license folds
+    /// them in, and the write only succeeds while they are still so (`Marked` otherwise).
+    pub sale_orphans: Orphans,
+    pub subscription_orphans: Option<Orphans>,
 }
 
-/// A renewal: a new payment on an existing subscription's license, whose expiry moves from `from` to `to`.
+/// A further charge of a license (a renewal, or a subscription's first sale that arrived after one of its
+/// renewals): its payment, and the license with the charge and the sale's earlier facts folded in.
 #[derive(Debug, Clone)]
 pub struct Renewal {
     pub payment: Payment,
     pub idempotency_ttl: i64,
-    pub from_expires_at: Option<String>,
-    pub to_expires_at: Option<String>,
-    pub from_status: LicenseStatus,
-    pub to_status: LicenseStatus,
-    /// The marker an earlier event (a refund, a dispute) left for the renewal's sale, as last seen: the write only
-    /// succeeds while it is so (`Marked` otherwise).
-    pub marker: Option<LicenseStatus>,
+    /// The license as read (the write holds it to that version) and as it becomes.
+    pub before: License,
+    pub after: License,
+    /// The facts that arrived before the charge's sale, as read.
+    pub sale_orphans: Orphans,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +75,8 @@ pub enum RenewalWrite {
     Duplicate,
     /// The license changed underneath: read it again and recompute.
     Stale,
-    /// An event for the renewal's sale arrived before it: renew in the state it left.
-    Marked(LicenseStatus),
+    /// An event for the charge's sale arrived meanwhile: read its facts again.
+    Marked,
 }
 
 #[derive(Debug)]
@@ -83,8 +84,8 @@ pub enum SaleWrite {
     Created,
     /// The sale was seen before; the license it minted, when it still exists.
     Duplicate(Option<Box<License>>),
-    /// An event for this sale arrived first and left this status (or the marker changed since it was read).
-    Marked(LicenseStatus),
+    /// An event for this sale or its subscription arrived since its facts were read: read them again.
+    Marked,
     /// Another license already has this key (a Gumroad key seen twice): nothing was written.
     KeyTaken,
     /// The sale's subscription already has its license (the key hash here): nothing was written. One
@@ -142,12 +143,16 @@ pub trait Store: Send + Sync {
         subscription_id: &str,
     ) -> Result<Option<License>, StoreError>;
 
-    /// Writes a renewal's idempotency record and payment and moves the license's expiry, all or nothing.
-    async fn write_renewal(
+    /// Writes a further charge's idempotency record and payment and the license with the charge folded in, all
+    /// or nothing.
+    async fn write_renewal(&self, renewal: &Renewal) -> Result<RenewalWrite, StoreError>;
+
+    /// The facts that arrived before the license they are about (see `EventStore::write_orphan`).
+    async fn orphans(
         &self,
-        license: &License,
-        renewal: &Renewal,
-    ) -> Result<RenewalWrite, StoreError>;
+        tenant_id: &TenantId,
+        anchor: Anchor<'_>,
+    ) -> Result<Orphans, StoreError>;
 
     /// Records how the email ended and releases the claim.
     async fn record_email(

@@ -357,10 +357,12 @@ impl PortalStore for DynamoStore {
             .condition_expression(format!(
                 "attribute_exists(sk) AND #status = :status AND #status <> :revoked \
                  AND activations = :activations AND activation_limit = :limit AND product_id = :product \
-                 AND {} AND {}",
+                 AND {} AND {} AND {}",
                 // A renewal or a deferred plan change that lands meanwhile must not be overwritten by the copy.
                 if old.expires_at.is_some() { "expires_at = :expires" } else { "attribute_not_exists(expires_at)" },
                 if old.pending_change.is_some() { "attribute_exists(pending_change)" } else { "attribute_not_exists(pending_change)" },
+                // Every write to a license bumps its version: the copy is of the license exactly as it is.
+                if old.v == 0 { "attribute_not_exists(v)" } else { "v = :v" },
             ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(old.status.as_str()))
@@ -371,6 +373,10 @@ impl PortalStore for DynamoStore {
         let retire = match &old.expires_at {
             Some(expires) => retire.expression_attribute_values(":expires", s(expires)),
             None => retire,
+        };
+        let retire = match old.v {
+            0 => retire,
+            v => retire.expression_attribute_values(":v", n(i64::try_from(v).unwrap_or(i64::MAX))),
         };
         let mut items = vec![
             TransactWriteItem::builder()

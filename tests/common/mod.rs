@@ -62,10 +62,13 @@ impl Stack {
             .remove(&ProductId::parse(product_id).unwrap())
             .unwrap();
         change(&mut product);
-        self.store
-            .replace_product(&tenant_id, &product)
-            .await
-            .unwrap();
+        assert!(
+            self.store
+                .replace_product(&tenant_id, &product)
+                .await
+                .unwrap(),
+            "the product changed meanwhile"
+        );
     }
 }
 

@@ -104,12 +104,13 @@ fn plan_request(plan: &PlanUpdate) -> PlanRequest {
     }
 }
 
-/// The plan a license moves to for a tier or seat change, effective now or (a downgrade) when it is due; `None`
-/// when the new tier is not mapped to a product.
+/// The plan a license moves to for a tier or seat change stated at `stated`: effective then, or (a downgrade) when
+/// it is due; `None` when the new tier is not mapped to a product.
 pub fn plan_target(
     tenant: &Tenant,
     license: &License,
     request: &PlanRequest,
+    stated: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Option<PlanChange> {
     let current = || tenant.products.get(&license.product_id);
@@ -138,7 +139,7 @@ pub fn plan_target(
         .as_deref()
         .and_then(crate::gumroad::parse_time)
         .filter(|at| request.downgrade == Some(true) && *at > now)
-        .unwrap_or(now);
+        .unwrap_or(stated);
     Some(PlanChange {
         product_id: product.product_id.clone(),
         product_name: product.name.clone(),
@@ -151,12 +152,13 @@ pub fn plan_target(
 /// `fact` as it is recorded on `license`: a plan change is resolved against the license's product and the
 /// tenant's tier mappings (once; it keeps what it resolved to).
 pub fn resolve(tenant: &Tenant, license: &License, mut fact: Fact, now: OffsetDateTime) -> Fact {
+    let stated = crate::gumroad::parse_time(&fact.at).unwrap_or(now);
     if let FactKind::PlanChanged {
         to: to @ None,
         request: Some(request),
     } = &mut fact.kind
     {
-        *to = plan_target(tenant, license, request, now);
+        *to = plan_target(tenant, license, request, stated, now);
     }
     fact
 }

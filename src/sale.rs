@@ -221,18 +221,13 @@ fn charge_time(order: &SaleOrder<'_>, now: OffsetDateTime) -> String {
         .map_or_else(|| rfc3339(now), rfc3339)
 }
 
-/// The facts a sale states by itself: its charge (which pays for the product's duration from when it came, and,
-/// when it mints the license, states the plan it was sold as), and for an imported past sale what Gumroad had
-/// already done to it (the same facts, by the same ids, as the refund and dispute pings state).
-fn sale_facts(
-    tenant: &Tenant,
-    order: &SaleOrder<'_>,
-    now: OffsetDateTime,
-    states_plan: bool,
-) -> Vec<Fact> {
+/// The facts a sale states by itself: its charge (which pays for the product's duration from when it came, and
+/// states the plan it was sold as: its tier's product and its quantity), and for an imported past sale what Gumroad
+/// had already done to it (the same facts, by the same ids, as the refund and dispute pings state).
+fn sale_facts(tenant: &Tenant, order: &SaleOrder<'_>, now: OffsetDateTime) -> Vec<Fact> {
     let product = order.product;
     let at = charge_time(order, now);
-    let plan = states_plan.then(|| PlanChange {
+    let plan = Some(PlanChange {
         product_id: product.product_id.clone(),
         product_name: product.name.clone(),
         activation_limit: seats(product.activation_limit, order.quantity),
@@ -345,7 +340,7 @@ fn mint(
     let facts = with_facts(
         tenant,
         &license,
-        sale_facts(tenant, order, now, true),
+        sale_facts(tenant, order, now),
         orphans,
         now,
     );
@@ -408,6 +403,8 @@ fn payment(
 /// starting a send with.
 const RECORD_BUDGET: Duration = Duration::from_millis(1_200);
 const LEAST_SEND_BUDGET: Duration = Duration::from_millis(300);
+/// How many times recording a sent email is tried.
+const RECORD_ATTEMPTS: u32 = 3;
 
 /// How long a duplicate waits for another request that holds the email claim to record the email as sent.
 const OWED_EMAIL_POLL: Duration = Duration::from_millis(250);
@@ -431,7 +428,14 @@ pub async fn issue(
             .license_for_subscription(&tenant.tenant_id, subscription_id)
             .await?
     {
-        return renew(store, tenant, &order, license, now).await;
+        // A retry of the charge that minted this license (a renewal seen before its first sale) may owe the email.
+        let minted_by_this_sale = license.sale_id == order.sale_id;
+        return match renew(store, tenant, &order, license.clone(), now).await? {
+            SaleResult::Duplicate if minted_by_this_sale => {
+                owed_email(store, mailer, tenant, &order, &license, now).await
+            }
+            other => Ok(other),
+        };
     }
     // Most sales have no facts waiting for them: the transaction checks that, and only if it fails are they read.
     let no_orphans = || order.subscription_id.as_ref().map(|_| Orphans::default());
@@ -482,42 +486,8 @@ pub async fn issue(
                 email,
             })
         }
-        SaleWrite::Duplicate(Some(license))
-            if order.send_email
-                && license.email_intended()
-                && license.email_status != EmailStatus::Sent
-                && license.status == LicenseStatus::Active
-                && license.source == "gumroad" =>
-        {
-            // An earlier attempt committed the license but its email is owed: send it once, if nobody else is.
-            // Only when this order mails its key and the license was minted to be mailed: a duplicate of an
-            // imported sale, or of a product that never emails its key, sends nothing.
-            let claimed = store
-                .claim_email(
-                    &tenant.tenant_id,
-                    &license.key_hash,
-                    unix(now),
-                    unix(now + EMAIL_CLAIM),
-                )
-                .await?;
-            if claimed {
-                deliver(store, mailer, tenant, &license).await?;
-                return Ok(SaleResult::Duplicate);
-            }
-            // Someone else holds the claim: a request sending right now (it records the email within a second or
-            // two), or one that died before sending. Wait a little for the first; for the second, answer 503 so
-            // that Gumroad comes back after the claim has run out and that retry sends the email.
-            for _ in 0..OWED_EMAIL_POLLS {
-                tokio::time::sleep(OWED_EMAIL_POLL).await;
-                let sent = store
-                    .get_license(&tenant.tenant_id, &license.key_hash)
-                    .await?
-                    .is_some_and(|l| l.email_status == EmailStatus::Sent);
-                if sent {
-                    return Ok(SaleResult::Duplicate);
-                }
-            }
-            Err(SaleError::EmailOwed)
+        SaleWrite::Duplicate(Some(license)) => {
+            owed_email(store, mailer, tenant, &order, &license, now).await
         }
         SaleWrite::Duplicate(_) => Ok(SaleResult::Duplicate),
         SaleWrite::Bound(key_hash) => {
@@ -539,6 +509,53 @@ pub async fn issue(
     }
 }
 
+/// A duplicate of the sale that minted `license`: an earlier attempt committed the license, and its email may be
+/// owed. It is sent once, if nobody else is sending it, and only when this order mails its key and the license was
+/// minted to be mailed: a duplicate of an imported sale, or of a product that never emails its key, sends nothing.
+async fn owed_email(
+    store: &dyn Store,
+    mailer: &dyn Mailer,
+    tenant: &Tenant,
+    order: &SaleOrder<'_>,
+    license: &License,
+    now: OffsetDateTime,
+) -> Result<SaleResult, SaleError> {
+    let owed = order.send_email
+        && license.email_intended()
+        && license.email_status != EmailStatus::Sent
+        && license.status == LicenseStatus::Active
+        && license.source == "gumroad";
+    if !owed {
+        return Ok(SaleResult::Duplicate);
+    }
+    let claimed = store
+        .claim_email(
+            &tenant.tenant_id,
+            &license.key_hash,
+            unix(now),
+            unix(now + EMAIL_CLAIM),
+        )
+        .await?;
+    if claimed {
+        deliver(store, mailer, tenant, license).await?;
+        return Ok(SaleResult::Duplicate);
+    }
+    // Someone else holds the claim: a request sending right now (it records the email within a second or two), or
+    // one that died before sending. Wait a little for the first; for the second, answer 503 so that Gumroad comes
+    // back after the claim has run out and that retry sends the email.
+    for _ in 0..OWED_EMAIL_POLLS {
+        tokio::time::sleep(OWED_EMAIL_POLL).await;
+        let sent = store
+            .get_license(&tenant.tenant_id, &license.key_hash)
+            .await?
+            .is_some_and(|l| l.email_status == EmailStatus::Sent);
+        if sent {
+            return Ok(SaleResult::Duplicate);
+        }
+    }
+    Err(SaleError::EmailOwed)
+}
+
 /// A further charge of a license keystead knows (a renewal, or a subscription's first sale that came after one of
 /// its renewals): the charge is folded into the license (extending it by the key type's duration), its payment is
 /// recorded, nothing is sent.
@@ -556,7 +573,7 @@ async fn renew(
             tenant,
             &license,
             license.known_facts(),
-            sale_facts(tenant, order, now, false)
+            sale_facts(tenant, order, now)
                 .into_iter()
                 .chain(sale_orphans.facts.iter().cloned()),
             now,
@@ -646,10 +663,21 @@ pub async fn deliver(
     match sent {
         Ok(message_id) => {
             let outcome = EmailOutcome::Sent { message_id };
-            if let Err(err) = store
-                .record_email(&tenant.tenant_id, &license.key_hash, &outcome)
-                .await
-            {
+            // An email sent but not recorded as sent would be sent again once its claim runs out: the record
+            // gets a few tries within the budget kept for it.
+            let mut recorded = Err(StoreError::NotFound);
+            for attempt in 0..RECORD_ATTEMPTS {
+                if attempt > 0 {
+                    crate::storage::backoff(attempt).await;
+                }
+                recorded = store
+                    .record_email(&tenant.tenant_id, &license.key_hash, &outcome)
+                    .await;
+                if matches!(recorded, Ok(()) | Err(StoreError::NotFound)) {
+                    break;
+                }
+            }
+            if let Err(err) = recorded {
                 // The buyer has the key; answering 5xx now would only risk a second email.
                 tracing::error!(error = %err, "email sent but its state could not be recorded");
             }

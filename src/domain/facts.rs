@@ -29,7 +29,8 @@ pub struct Fact {
 pub enum FactKind {
     /// A payment: a first sale or a renewal. It pays for `period_days` (none: the license does not expire by
     /// time), counted from `period_from` (when keystead received it, or an imported sale's own date) or from the
-    /// end of the periods already paid, whichever is later. The charge that minted the license states its plan.
+    /// end of the periods already paid, whichever is later. It states the plan it was sold as (its tier's product
+    /// and its quantity).
     Charge {
         sale_id: SaleId,
         #[serde(default, skip_serializing_if = "Option::is_none")]

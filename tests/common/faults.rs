@@ -45,12 +45,30 @@ struct Before {
     hook: Hook,
 }
 
+/// Faults at random: each write (and each `SendEmail`) is refused, or has its answer lost, with these chances in
+/// a thousand, drawn from a seeded generator.
+#[derive(Debug, Clone, Copy)]
+struct Chances {
+    state: u64,
+    refuse: u64,
+    lose: u64,
+}
+
+const WRITES: [&str; 5] = [
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "TransactWriteItems",
+    "SendEmail",
+];
+
 /// A set of rules shared by the clients it is installed on; each rule hits the next `times` matching requests.
 #[derive(Clone, Default)]
 pub struct Faults {
     rules: Arc<Mutex<Vec<Rule>>>,
     hits: Arc<Mutex<Vec<String>>>,
     hooks: Arc<Mutex<Vec<Before>>>,
+    random: Arc<Mutex<Option<Chances>>>,
 }
 
 impl fmt::Debug for Faults {
@@ -92,6 +110,16 @@ impl Faults {
         });
     }
 
+    /// From now on, refuses each write and each send with a chance of `refuse` in a thousand and loses its answer
+    /// with a chance of `lose` in a thousand (after the rules, which come first).
+    pub fn at_random(&self, seed: u64, refuse: u64, lose: u64) {
+        *self.random.lock().unwrap() = Some(Chances {
+            state: seed,
+            refuse,
+            lose,
+        });
+    }
+
     /// Every fault injected so far, as "Operation: Fault".
     pub fn hits(&self) -> Vec<String> {
         self.hits.lock().unwrap().clone()
@@ -113,6 +141,33 @@ impl Faults {
             .unwrap()
             .push(format!("{operation}: {:?}", rule.fault));
         Some(rule.fault)
+    }
+
+    fn roll(&self, operation: &str) -> Option<Fault> {
+        if !WRITES.contains(&operation) {
+            return None;
+        }
+        let mut random = self.random.lock().unwrap();
+        let chances = random.as_mut()?;
+        // SplitMix64: small, seeded, good enough to pick faults.
+        chances.state = chances.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = chances.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let draw = (z ^ (z >> 31)) % 1000;
+        let fault = if draw < chances.refuse {
+            Fault::Refuse
+        } else if draw < chances.refuse + chances.lose {
+            Fault::LoseAnswer
+        } else {
+            return None;
+        };
+        drop(random);
+        self.hits
+            .lock()
+            .unwrap()
+            .push(format!("{operation}: {fault:?} (random)"));
+        Some(fault)
     }
 }
 
@@ -165,7 +220,10 @@ impl Intercept for Faults {
                 tokio::runtime::Handle::current().block_on((before.hook)())
             });
         }
-        match self.take(&operation, body) {
+        match self
+            .take(&operation, body)
+            .or_else(|| self.roll(&operation))
+        {
             Some(Fault::Refuse) => Err(Box::new(Refused("request"))),
             Some(Fault::LoseAnswer) => {
                 cfg.interceptor_state().store_put(LoseThisAnswer);

@@ -165,6 +165,7 @@ impl Default for Seed {
     }
 }
 
+#[derive(Clone)]
 pub struct Seeded {
     pub tenant_id: String,
     pub token: String,

@@ -1459,3 +1459,53 @@ async fn migrate_ttl_removes_the_ttl_from_licenses_and_markers_only() {
     );
     assert!(ttl_of(events, "SIGNIN#token"), "sign-in tokens keep theirs");
 }
+
+/// Issue 22: the seller's suspend, resume and extend are facts of the license like revoke and reinstate.
+#[test]
+fn licenses_are_suspended_resumed_and_extended() {
+    let tenant = new_tenant(API);
+    let t = tenant.tenant_id.as_str();
+    product(t, "myapp", "MYAPP");
+    ok(&[
+        "product",
+        "create",
+        t,
+        "monthly",
+        "--name",
+        "Monthly",
+        "--key-prefix",
+        "MO",
+        "--duration-days",
+        "30",
+    ]);
+    let key = issue_quietly(t, "myapp", &buyer());
+
+    let suspended = ok_json(&["license", "suspend", t, &key]);
+    assert_eq!(
+        (suspended["status"].clone(), suspended["changed"].clone()),
+        (json!("suspended"), json!(true))
+    );
+    assert_eq!(
+        ok_json(&["license", "show", t, &key])["status"],
+        "suspended"
+    );
+    let resumed = ok(&["license", "resume", t, &key]);
+    assert!(
+        resumed.contains("Resumed license MYAPP-") && resumed.contains("it is active"),
+        "{resumed}"
+    );
+    assert_eq!(ok_json(&["license", "show", t, &key])["status"], "active");
+
+    let message = fails(&["license", "extend", t, &key, "--until", "2099-01-01"], 7);
+    assert!(message.contains("does not expire"), "{message}");
+    let monthly = issue_quietly(t, "monthly", &buyer());
+    let extended = ok_json(&["license", "extend", t, &monthly, "--until", "2099-01-31"]);
+    assert_eq!(extended["expires_at"], "2099-01-31T00:00:00Z");
+    let earlier = fails(
+        &["license", "extend", t, &monthly, "--until", "2000-01-01"],
+        7,
+    );
+    assert!(earlier.contains("must be later"), "{earlier}");
+    let invalid = fails(&["license", "extend", t, &monthly, "--until", "soon"], 2);
+    assert!(invalid.contains("invalid --until 'soon'"), "{invalid}");
+}

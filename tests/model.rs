@@ -1,6 +1,6 @@
 //! The model-based test of issue 22. Random histories of one subscription (its first sale and renewals, refunds
 //! of any charge, disputes and won disputes, cancellations, ends, restarts and seat changes, then the seller's
-//! revocations and reinstatements, then machines activating) run against the local stack: each Gumroad event is
+//! revocations, reinstatements, suspensions and resumptions, then machines activating) run against the local stack: each Gumroad event is
 //! delivered one to three times, all deliveries shuffled and sent in small concurrent groups, while DynamoDB
 //! refuses requests and loses answers and SES refuses sends at random; a delivery answered 5xx is delivered again,
 //! as Gumroad does. After each history the license, its payments, seats and emails are compared with a small pure
@@ -55,6 +55,14 @@ enum Event {
     Seats { day: u32, quantity: u32 },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seller {
+    Revoke,
+    Reinstate,
+    Suspend,
+    Resume,
+}
+
 #[derive(Debug, Clone)]
 struct History {
     seed: u64,
@@ -62,8 +70,8 @@ struct History {
     events: Vec<Event>,
     /// Indexes into `events`, in delivery order (each event one to three times).
     deliveries: Vec<usize>,
-    /// The seller's actions after Gumroad's events: `true` revokes, `false` reinstates.
-    seller: Vec<bool>,
+    /// The seller's actions after Gumroad's events.
+    seller: Vec<Seller>,
     machines: u32,
 }
 
@@ -110,7 +118,14 @@ fn generate(seed: u64) -> History {
     for i in (1..deliveries.len()).rev() {
         deliveries.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let seller = (0..rng.below(3)).map(|_| rng.chance(500)).collect();
+    let seller = (0..rng.below(3))
+        .map(|_| match rng.below(4) {
+            0 => Seller::Revoke,
+            1 => Seller::Reinstate,
+            2 => Seller::Suspend,
+            _ => Seller::Resume,
+        })
+        .collect();
     History {
         seed,
         charges,
@@ -252,15 +267,27 @@ fn expected(history: &History, period_from: &BTreeMap<usize, time::OffsetDateTim
         })
         .max();
     let cancelled = latest_cancel.filter(|day| !restarts.iter().any(|r| r >= day));
-    let last_seller = history.seller.last().copied();
-    let status = match last_seller {
-        Some(true) => LicenseStatus::Revoked,
-        Some(false) if ended.is_some() => LicenseStatus::Expired,
-        Some(false) => LicenseStatus::Active,
-        None if full_refund => LicenseStatus::Revoked,
-        None if open_dispute => LicenseStatus::Suspended,
-        None if ended.is_some() => LicenseStatus::Expired,
-        None => LicenseStatus::Active,
+    // The seller acts after every Gumroad event: a reinstatement waives every refund and dispute.
+    let last_of = |kinds: &[Seller]| {
+        history
+            .seller
+            .iter()
+            .rev()
+            .find(|s| kinds.contains(s))
+            .copied()
+    };
+    let disabled = last_of(&[Seller::Revoke, Seller::Reinstate]) == Some(Seller::Revoke);
+    let held =
+        last_of(&[Seller::Suspend, Seller::Resume, Seller::Reinstate]) == Some(Seller::Suspend);
+    let reinstated = history.seller.contains(&Seller::Reinstate);
+    let status = if disabled || (full_refund && !reinstated) {
+        LicenseStatus::Revoked
+    } else if held || (open_dispute && !reinstated) {
+        LicenseStatus::Suspended
+    } else if ended.is_some() {
+        LicenseStatus::Expired
+    } else {
+        LicenseStatus::Active
     };
     // The plan: the latest statement, a charge's (one seat) or a seat change's.
     let mut statements: Vec<((u32, bool), u32)> = charge_moments.iter().map(|m| (*m, 1)).collect();
@@ -282,7 +309,7 @@ fn expected(history: &History, period_from: &BTreeMap<usize, time::OffsetDateTim
         status,
         refunded: full_refund,
         chargebacked: open_dispute,
-        disabled: last_seller == Some(true),
+        disabled,
         cancelled_at: cancelled.map(|day| time(day, true)),
         ended_at: ended.map(|(day, _)| time(day, true)),
         failed_at: ended
@@ -393,15 +420,16 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
         return Err(format!("{} licenses for one subscription", minted.len()));
     }
     let key_hash = s(minted[0], "key_hash").to_owned();
-    for &revoke in &history.seller {
-        let status = if revoke {
-            LicenseStatus::Revoked
-        } else {
-            LicenseStatus::Active
+    for action in &history.seller {
+        let kind = match action {
+            Seller::Revoke => FactKind::Revoked,
+            Seller::Reinstate => FactKind::Reinstated,
+            Seller::Suspend => FactKind::Suspended,
+            Seller::Resume => FactKind::Resumed,
         };
         clean
             .store
-            .set_license_status(&tenant_id, &key_hash, status)
+            .record_seller_fact(&tenant_id, &key_hash, kind)
             .await
             .map_err(|e| e.to_string())?;
     }

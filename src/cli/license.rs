@@ -9,8 +9,9 @@ use time::format_description::well_known::Rfc3339;
 use super::tenant::load;
 use super::{CliError, Output, clients, store};
 use crate::domain::{
-    Activation, Email, EmailFailure, EmailStatus, License, LicenseKey, LicenseStatus, ProductId,
-    SaleId, Tenant, TenantId, TenantStatus, format_duration, parse_duration, random_id, rfc3339,
+    Activation, Email, EmailFailure, EmailStatus, FactKind, License, LicenseKey, LicenseStatus,
+    ProductId, SaleId, Tenant, TenantId, TenantStatus, format_duration, parse_duration, random_id,
+    rfc3339,
 };
 use crate::rotation::RotateError;
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
@@ -62,8 +63,19 @@ pub enum LicenseCommand {
     },
     /// Revoke a license: the license API refuses it from now on.
     Revoke { tenant_id: String, key: String },
-    /// Make a revoked or suspended license active again.
+    /// Make a revoked or suspended license active again (also lifting refunds and disputes recorded before).
     Reinstate { tenant_id: String, key: String },
+    /// Suspend a license: the license API refuses it until `license resume`.
+    Suspend { tenant_id: String, key: String },
+    /// Lift the seller's own suspension (a dispute's stays until Gumroad says it was won).
+    Resume { tenant_id: String, key: String },
+    /// Move an expiring license's expiry later: to `--until` (a date, `2027-01-31`, or an RFC 3339 time).
+    Extend {
+        tenant_id: String,
+        key: String,
+        #[arg(long)]
+        until: String,
+    },
     /// Replace a license's key: a new key (emailed to the buyer), the old one refused at once; status, seats,
     /// machines and history stay. Refused for revoked licenses.
     Rotate {
@@ -259,6 +271,27 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
         }
         LicenseCommand::Reinstate { tenant_id, key } => {
             set_status(&tenant_id, &key, LicenseStatus::Active, out).await?;
+        }
+        LicenseCommand::Suspend { tenant_id, key } => {
+            seller_action(&tenant_id, &key, FactKind::Suspended, "Suspended", out).await?;
+        }
+        LicenseCommand::Resume { tenant_id, key } => {
+            seller_action(&tenant_id, &key, FactKind::Resumed, "Resumed", out).await?;
+        }
+        LicenseCommand::Extend {
+            tenant_id,
+            key,
+            until,
+        } => {
+            let until = parse_until(&until)?;
+            seller_action(
+                &tenant_id,
+                &key,
+                FactKind::Extended { until },
+                "Extended",
+                out,
+            )
+            .await?;
         }
         LicenseCommand::Issue {
             tenant_id,
@@ -585,21 +618,103 @@ fn expired(license: &License) -> bool {
         .is_some_and(|at| at <= OffsetDateTime::now_utc())
 }
 
+/// `--until`: a date (midnight UTC) or an RFC 3339 time, as RFC 3339 in UTC.
+fn parse_until(raw: &str) -> Result<String, CliError> {
+    let raw = raw.trim();
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    let at = OffsetDateTime::parse(raw, &Rfc3339)
+        .ok()
+        .or_else(|| {
+            time::Date::parse(raw, date)
+                .ok()
+                .map(|d| d.midnight().assume_utc())
+        })
+        .ok_or_else(|| {
+            CliError::Invalid(format!(
+                "invalid --until '{raw}': a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z)"
+            ))
+        })?;
+    Ok(rfc3339(at.to_offset(time::UtcOffset::UTC)))
+}
+
+/// The tenant, the store and the license a seller's command names.
+async fn named_license(
+    tenant_id: &str,
+    key: &str,
+) -> Result<(TenantId, DynamoStore, License), CliError> {
+    let tenant_id = TenantId::parse(tenant_id)?;
+    let key = parse_key(key)?;
+    let store = store().await?;
+    load(&store, &tenant_id).await?;
+    let license = find(&store, &tenant_id, &key).await?;
+    Ok((tenant_id, store, license))
+}
+
+/// A seller's suspend, resume or extend, recorded as a fact of the license.
+async fn seller_action(
+    tenant_id: &str,
+    key: &str,
+    kind: FactKind,
+    verb: &str,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let (tenant_id, store, before) = named_license(tenant_id, key).await?;
+    if let FactKind::Extended { until } = &kind {
+        let Some(expires) = &before.expires_at else {
+            return Err(CliError::Conflict(
+                "the license does not expire: there is nothing to extend".to_owned(),
+            ));
+        };
+        if until.as_str() <= expires.as_str() {
+            return Err(CliError::Conflict(format!(
+                "the license already runs until {expires}: --until must be later"
+            )));
+        }
+    }
+    let license = store
+        .record_seller_fact(&tenant_id, &before.key_hash, kind)
+        .await?;
+    let changed = license.status != before.status || license.expires_at != before.expires_at;
+    out.line(format!(
+        "{verb} license {} ({}, {}): it is {}{}.",
+        license.key.expose(),
+        license.product_id,
+        license.buyer_email,
+        license.status.as_str(),
+        license
+            .expires_at
+            .as_deref()
+            .map(|at| format!(" until {at}"))
+            .unwrap_or_default()
+    ));
+    out.document(json!({
+        "tenant_id": tenant_id,
+        "license_id": license.license_id,
+        "key": license.key.expose(),
+        "status": license.status.as_str(),
+        "expires_at": license.expires_at,
+        "changed": changed,
+    }));
+    Ok(())
+}
+
 async fn set_status(
     tenant_id: &str,
     key: &str,
     status: LicenseStatus,
     out: &mut Output,
 ) -> Result<(), CliError> {
-    let tenant_id = TenantId::parse(tenant_id)?;
-    let key = parse_key(key)?;
-    let store = store().await?;
-    load(&store, &tenant_id).await?;
-    let license = find(&store, &tenant_id, &key).await?;
+    let (tenant_id, store, license) = named_license(tenant_id, key).await?;
     if status == LicenseStatus::Active && expired(&license) {
         return Err(CliError::Conflict(format!(
             "the license expired at {}: an expired license cannot be reinstated; issue a new one with `keystead license issue`",
             license.expires_at.as_deref().unwrap_or_default()
+        )));
+    }
+    if status == LicenseStatus::Active && license.status == LicenseStatus::Expired {
+        return Err(CliError::Conflict(format!(
+            "the license's subscription ended at {}: an expired license cannot be reinstated; issue a new one with `keystead license issue`",
+            license.subscription_ended_at.as_deref().unwrap_or_default()
         )));
     }
     let changed = license.status != status;

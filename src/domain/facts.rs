@@ -70,6 +70,9 @@ pub enum FactKind {
     },
     /// The seller's `license revoke`: Gumroad's "disabled" key.
     Revoked,
+    /// The seller's `license suspend`: refused until `license resume` (or `reinstate`).
+    Suspended,
+    Resumed,
     /// The seller's `license reinstate`: lifts the seller's revocation and every refund and dispute recorded
     /// before it (not a subscription's end).
     Reinstated,
@@ -115,10 +118,10 @@ impl FactKind {
     /// At equal times, the fact that keeps a paying member going comes last, so it wins the tie.
     fn tie_order(&self) -> u8 {
         match self {
-            Self::Ended { .. } | Self::Cancelled | Self::Revoked => 0,
+            Self::Ended { .. } | Self::Cancelled | Self::Revoked | Self::Suspended => 0,
             Self::Refund { .. } | Self::Dispute { .. } | Self::PlanChanged { .. } => 1,
             Self::DisputeWon { .. } | Self::Extended { .. } => 2,
-            Self::Charge { .. } | Self::Restarted | Self::Reinstated => 3,
+            Self::Charge { .. } | Self::Restarted | Self::Reinstated | Self::Resumed => 3,
         }
     }
 }
@@ -201,7 +204,14 @@ pub fn derive(facts: &[Fact], now: &str) -> Derived {
     };
     let open_dispute = |k: &FactKind| matches!(k, FactKind::Dispute { sale_id } if !won(sale_id));
     let chargebacked = facts.iter().any(|f| open_dispute(&f.kind));
-    let suspended = after(waived, &open_dispute);
+    let hold = last(&|k| {
+        matches!(
+            k,
+            FactKind::Suspended | FactKind::Resumed | FactKind::Reinstated
+        )
+    });
+    let held = hold.is_some_and(|i| facts[i].kind == FactKind::Suspended);
+    let suspended = held || after(waived, &open_dispute);
 
     // The subscription: an end stands unless a restart or a charge came after it; a cancellation unless a restart.
     let end = last(&|k| matches!(k, FactKind::Ended { .. }));
@@ -458,6 +468,34 @@ mod tests {
             Expired,
             "a reinstatement does not bring back a subscription that ended"
         );
+    }
+
+    #[test]
+    fn the_sellers_suspension_lasts_until_a_resume_or_reinstatement_and_lifts_nothing_else() {
+        let first = charge("s1", "2026-01-01T00:00:00Z", None);
+        let at = |day: u32| format!("2026-02-{day:02}T00:00:00Z");
+        let seller = |id: &str, day: u32, kind: FactKind| fact(id, &at(day), kind);
+        let suspend = seller("suspend#1", 1, FactKind::Suspended);
+        let resume = seller("resume#1", 2, FactKind::Resumed);
+        let dispute = fact(
+            "dispute#s1#",
+            &at(3),
+            FactKind::Dispute {
+                sale_id: sale("s1"),
+            },
+        );
+        assert_eq!(status(&[first.clone(), suspend.clone()]), Suspended);
+        assert_eq!(
+            status(&[first.clone(), resume.clone(), suspend.clone()]),
+            Active
+        );
+        assert_eq!(
+            status(&[first.clone(), suspend.clone(), resume.clone(), dispute]),
+            Suspended,
+            "a resume lifts only the seller's own suspension"
+        );
+        let revoke = seller("revoke#1", 4, FactKind::Revoked);
+        assert_eq!(status(&[first, suspend, revoke]), Revoked);
     }
 
     #[test]

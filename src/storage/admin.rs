@@ -323,12 +323,23 @@ impl DynamoStore {
         key_hash: &str,
         status: LicenseStatus,
     ) -> Result<License, StoreError> {
-        use super::{EventStore, Store, Written};
         let kind = if status == LicenseStatus::Revoked {
             FactKind::Revoked
         } else {
             FactKind::Reinstated
         };
+        self.record_seller_fact(tenant_id, key_hash, kind).await
+    }
+
+    /// Records a seller's action (revoke, reinstate, suspend, resume, extend) as a fact of the license, under the
+    /// version it read, and returns the license as stored; `NotFound` when there is none.
+    pub async fn record_seller_fact(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &str,
+        kind: FactKind,
+    ) -> Result<License, StoreError> {
+        use super::{EventStore, Store, Written};
         let fact = Fact {
             id: crate::domain::random_id("seller")
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?,

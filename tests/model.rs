@@ -46,13 +46,30 @@ impl Rng {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
     Charge(usize),
-    Refund { charge: usize, full: bool },
+    Refund {
+        charge: usize,
+        full: bool,
+    },
     Dispute(usize),
     DisputeWon(usize),
-    Cancel { day: u32, with_purchase: bool },
-    End { day: u32, failed_payment: bool },
-    Restart { day: u32 },
-    Seats { day: u32, quantity: u32 },
+    Cancel {
+        day: u32,
+        with_purchase: bool,
+    },
+    End {
+        day: u32,
+        failed_payment: bool,
+    },
+    Restart {
+        day: u32,
+    },
+    Seats {
+        day: u32,
+        quantity: u32,
+    },
+    /// `keystead gumroad import` reading charge `i` from Gumroad's sales API, in the state Gumroad has it in (the
+    /// history's refunds and disputes are what Gumroad knows).
+    Import(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +116,7 @@ fn generate(seed: u64) -> History {
                 failed_payment: rng.chance(500),
             },
             5 => Event::Restart { day },
+            6 if rng.chance(500) => Event::Import(charge),
             _ if seat_days.insert(day) => Event::Seats {
                 day,
                 quantity: 1 + rng.below(4) as u32,
@@ -198,6 +216,7 @@ fn body(event: &Event, names: &Names) -> String {
             true,
             format!("restarted_at={}", enc(&time(*day, true))),
         ),
+        Event::Import(_) => unreachable!("an import is not a ping"),
         Event::Seats { day, quantity } => subscription(
             "subscription_updated",
             true,
@@ -320,6 +339,43 @@ fn expected(history: &History, period_from: &BTreeMap<usize, time::OffsetDateTim
     }
 }
 
+/// The sale as Gumroad's sales API reports it when the seller imports: its refund and dispute state included.
+fn api_sale(history: &History, names: &Names, i: usize) -> serde_json::Value {
+    let has = |event: Event| history.events.contains(&event);
+    serde_json::json!({
+        "id": names.sales[i], "email": names.buyer, "seller_id": "kL0psVL2admJSYRNs-OCMg==",
+        "product_id": "32-nPAicqbLj8B_WswVlMw==", "product_name": "MyApp Pro",
+        "product_permalink": "https://acme.gumroad.com/l/myapp-pro", "price": 2900, "currency": "usd",
+        "quantity": 1, "order_id": 524459935, "created_at": time(30 * i as u32, false), "full_name": "Jane Doe",
+        "variants": {"Tier": "Pro"}, "custom_fields": {},
+        "refunded": has(Event::Refund { charge: i, full: true }),
+        "disputed": has(Event::Dispute(i)), "dispute_won": has(Event::DisputeWon(i)), "chargedback": false,
+        "subscription_id": names.subscription, "recurring_charge": i > 0,
+    })
+}
+
+/// Imports one sale the way `keystead gumroad import` does (without `--send-email`), through `store`;
+/// `false` when a fault stopped it (the seller runs the import again).
+async fn import(
+    store: keystead::storage::DynamoStore,
+    mailer: std::sync::Arc<keystead::mail::SesMailer>,
+    t: &Seeded,
+    sale: serde_json::Value,
+) -> Result<bool, String> {
+    let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
+    let tenant = store.load_tenant(&tenant_id).await.unwrap().unwrap();
+    let ping = keystead::gumroad::SalePing::from_form(&keystead::cli::sale_form(&sale))
+        .map_err(|e| e.to_string())?;
+    let (product, permalink) =
+        keystead::sale::resolve_product(&tenant, &ping).map_err(|e| e.to_string())?;
+    let order = keystead::cli::imported_order(ping, product, permalink, &sale, false);
+    match keystead::sale::issue(&store, mailer.as_ref(), &tenant, order).await {
+        Ok(_) => Ok(true),
+        Err(keystead::sale::SaleError::Storage(_)) => Ok(false),
+        Err(err) => Err(format!("import failed: {err}")),
+    }
+}
+
 /// Sends one delivery; `true` when it was taken (2xx), `false` when Gumroad would deliver it again (5xx).
 async fn deliver(
     app: keystead::http::App,
@@ -381,6 +437,8 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
         sales: (0..history.charges).map(|_| sale_id()).collect(),
     };
     faults.at_random(history.seed, 20, 20);
+    let store = faulty_store(&faults).await;
+    let mailer = std::sync::Arc::new(keystead::config::ses_mailer(&sdk().await));
 
     let mut rng = Rng(history.seed ^ 0xA5A5);
     let mut queue: Vec<(usize, u32)> = history.deliveries.iter().map(|&i| (i, 0)).collect();
@@ -389,11 +447,14 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
         let group: Vec<(usize, u32)> = queue.drain(..take).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (event, attempt) in group.clone() {
-            let (app, t, body) = (
-                faulty.app.clone(),
-                t.clone(),
-                body(&history.events[event], &names),
-            );
+            if let Event::Import(i) = history.events[event] {
+                let (store, mailer) = (store.clone(), mailer.clone());
+                let (t, sale) = (t.clone(), api_sale(history, &names, i));
+                tasks.spawn(async move { (event, attempt, import(store, mailer, &t, sale).await) });
+                continue;
+            }
+            let (app, t) = (faulty.app.clone(), t.clone());
+            let body = body(&history.events[event], &names);
             tasks.spawn(async move { (event, attempt, deliver(app, &t, body, attempt).await) });
         }
         let mut again = false;
@@ -551,7 +612,12 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
         .await
         .unwrap()
         .unwrap();
-    let should_activate = if want.status == LicenseStatus::Active {
+    let now = keystead::domain::rfc3339(time::OffsetDateTime::now_utc());
+    let unexpired = want
+        .expires_at
+        .as_deref()
+        .is_none_or(|at| at > now.as_str());
+    let should_activate = if want.status == LicenseStatus::Active && unexpired {
         history.machines.min(want.activation_limit)
     } else {
         0
@@ -564,10 +630,14 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
         ));
     }
     let mails = emails_to(&names.buyer).len();
+    // An imported sale is never mailed: a license an import minted owes no email.
     let always_active = !history.events.iter().any(|e| {
         matches!(
             e,
-            Event::Refund { full: true, .. } | Event::Dispute(_) | Event::End { .. }
+            Event::Refund { full: true, .. }
+                | Event::Dispute(_)
+                | Event::End { .. }
+                | Event::Import(_)
         )
     });
     // A second email only where SES accepted a send whose answer never arrived (and the log says so).

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::gumroad_api::{ApiError, GumroadApi, SalesPage};
 use super::{CliError, Output};
-use crate::domain::{Permalink, Tenant};
+use crate::domain::{Permalink, Product, Tenant};
 use crate::gumroad::{Form, SalePing};
 use crate::mail::Mailer;
 use crate::sale::{self, SaleError, SaleOrder, SaleResult};
@@ -99,6 +99,28 @@ pub fn sale_form(sale: &Value) -> Form {
         }
     }
     Form::from_pairs(pairs)
+}
+
+/// The order a sale read from Gumroad's sales API makes: its ping's, minted in the state Gumroad already left it
+/// in (refunded, disputed and not won), dated when it was sold, and mailed only with `--send-email`.
+pub fn imported_order<'p>(
+    ping: SalePing,
+    product: &'p Product,
+    permalink: &Permalink,
+    sale: &Value,
+    send_email: bool,
+) -> SaleOrder<'p> {
+    let sold_at = ping
+        .sale_timestamp
+        .as_deref()
+        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
+    let mut order = SaleOrder::from_ping(ping, product, permalink);
+    order.send_email = send_email && product.emails_key();
+    order.refunded = flag(sale, "refunded");
+    order.disputed =
+        (flag(sale, "chargedback") || flag(sale, "disputed")) && !flag(sale, "dispute_won");
+    order.sold_at = sold_at;
+    order
 }
 
 fn flag(sale: &Value, name: &str) -> bool {
@@ -263,18 +285,8 @@ async fn import_one(
             return;
         }
     };
-    let refunded = flag(sale, "refunded");
-    let disputed =
-        (flag(sale, "chargedback") || flag(sale, "disputed")) && !flag(sale, "dispute_won");
-    let sold_at = ping
-        .sale_timestamp
-        .as_deref()
-        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
-    let mut order = SaleOrder::from_ping(ping, product, permalink);
-    order.send_email = options.send_email && product.emails_key();
-    order.refunded = refunded;
-    order.disputed = disputed;
-    order.sold_at = sold_at;
+    let order = imported_order(ping, product, permalink, sale, options.send_email);
+    let (refunded, disputed) = (order.refunded, order.disputed);
     if options.dry_run {
         match store
             .license_for_sale(&tenant.tenant_id, &order.sale_id)

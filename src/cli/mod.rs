@@ -24,6 +24,7 @@ use std::sync::Arc;
 use crate::mail::Mailer;
 use crate::storage::{DynamoStore, StoreError, Tables};
 
+pub use import::{imported_order, sale_form};
 pub use output::Output;
 
 #[derive(Debug, Parser)]

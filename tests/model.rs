@@ -664,6 +664,12 @@ async fn random_histories_leave_the_license_the_model_says() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    if std::env::var_os("KEYSTEAD_MODEL_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_test_writer()
+            .try_init();
+    }
     let clean = std::sync::Arc::new(stack().await);
     let mut failures = Vec::new();
     let mut seeds = first..first + count;

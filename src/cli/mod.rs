@@ -223,7 +223,10 @@ pub(crate) async fn keyed_store()
 pub(crate) async fn clients() -> Result<(DynamoStore, Arc<dyn Mailer>), CliError> {
     let (sdk, tables) = configured().await?;
     let store = crate::config::dynamo_store(&sdk, tables);
-    let ses: Arc<dyn Mailer> = Arc::new(crate::config::ses_mailer(&sdk));
+    let ses: Arc<dyn Mailer> = Arc::new(crate::mail::SesMailer::with_timeout(
+        aws_sdk_ses::config::Builder::from(&sdk),
+        std::time::Duration::from_secs(10),
+    ));
     let api_url = std::env::var("KEYSTEAD_API_URL")
         .ok()
         .filter(|v| !v.is_empty());

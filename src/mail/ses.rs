@@ -114,11 +114,17 @@ impl SesMailer {
     /// The mailer over a client built from `config`, with one attempt per send: the SDK never retries
     /// `SendEmail`, whose retry after a lost answer is a second email (`SendEmail` has no idempotency token).
     pub fn from_config(config: aws_sdk_ses::config::Builder) -> Self {
+        Self::with_timeout(config, SEND_TIMEOUT)
+    }
+
+    /// `from_config`, with at least `least` for the one attempt (the CLI has no deadline: a seller at a terminal
+    /// waits rather than have a send's outcome unknown).
+    pub fn with_timeout(config: aws_sdk_ses::config::Builder, least: Duration) -> Self {
         let config = config.build();
         let attempt = config
             .timeout_config()
             .and_then(|t| t.operation_attempt_timeout())
-            .map_or(SEND_TIMEOUT, |given| given.max(SEND_TIMEOUT));
+            .map_or(least, |given| given.max(least));
         let timeouts = config
             .timeout_config()
             .cloned()

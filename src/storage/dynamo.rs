@@ -711,8 +711,15 @@ impl Store for DynamoStore {
     ) -> Result<(), StoreError> {
         let update = self
             .update_license_item(tenant_id, license_sk(key_hash))
-            .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":v1", n(1));
+        // A failure never overwrites a success: another request may have sent the email since this one's claim
+        // was released (found by the model-based test: the email went out again after the overwrite).
+        let update = match outcome {
+            EmailOutcome::Sent { .. } => update.condition_expression("attribute_exists(sk)"),
+            EmailOutcome::Failed { .. } | EmailOutcome::Unknown => update
+                .condition_expression("attribute_exists(sk) AND email_status <> :sent")
+                .expression_attribute_values(":sent", s("sent")),
+        };
         let update = match outcome {
             EmailOutcome::Sent { message_id } => update
                 .update_expression(
@@ -736,7 +743,11 @@ impl Store for DynamoStore {
         };
         match update.send().await {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::NotFound),
+            Err(err) if is_condition_failure(&err) => match outcome {
+                EmailOutcome::Sent { .. } => Err(StoreError::NotFound),
+                // Sent meanwhile by another request, or gone: nothing to record.
+                _ => Ok(()),
+            },
             Err(err) => Err(unavailable(err)),
         }
     }

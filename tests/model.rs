@@ -654,16 +654,8 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn random_histories_leave_the_license_the_model_says() {
-    let count: u64 = std::env::var("KEYSTEAD_MODEL_HISTORIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let first: u64 = std::env::var("KEYSTEAD_MODEL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+/// Runs the histories of `seeds`, four at a time; the failures, described.
+async fn run_all(seeds: impl IntoIterator<Item = u64>) -> Vec<String> {
     if std::env::var_os("KEYSTEAD_MODEL_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::INFO)
@@ -672,7 +664,7 @@ async fn random_histories_leave_the_license_the_model_says() {
     }
     let clean = std::sync::Arc::new(stack().await);
     let mut failures = Vec::new();
-    let mut seeds = first..first + count;
+    let mut seeds = seeds.into_iter();
     let mut running = tokio::task::JoinSet::new();
     loop {
         while running.len() < 4 {
@@ -695,10 +687,35 @@ async fn random_histories_leave_the_license_the_model_says() {
             ));
         }
     }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_histories_leave_the_license_the_model_says() {
+    let count: u64 = std::env::var("KEYSTEAD_MODEL_HISTORIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let first: u64 = std::env::var("KEYSTEAD_MODEL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let failures = run_all(first..first + count).await;
     assert!(
         failures.is_empty(),
         "{} of {count} histories differ from the model:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The histories the 10,000-history run found failing (SECURITY.md), each several times: their failure depended on
+/// how concurrent deliveries interleaved (seed 6330 failed about one run in two before its fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_histories_that_found_defects_pass() {
+    let seeds = [1031, 6330]
+        .into_iter()
+        .flat_map(|seed| std::iter::repeat_n(seed, 6));
+    let failures = run_all(seeds).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

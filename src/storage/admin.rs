@@ -133,10 +133,7 @@ impl DynamoStore {
         };
         let put = put
             .condition_expression(condition)
-            .expression_attribute_values(
-                ":v",
-                super::dynamo::n(i64::try_from(product.v).unwrap_or(i64::MAX)),
-            );
+            .expression_attribute_values(":v", super::dynamo::version(product.v));
         if conditional(put.send().await)?.is_some() {
             return Ok(true);
         }

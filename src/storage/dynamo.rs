@@ -123,6 +123,11 @@ pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+/// A record's version (`v`) as a number attribute.
+pub(crate) fn version(v: u64) -> AttributeValue {
+    n(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
 pub(crate) fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 
 use super::dynamo::{
-    DynamoStore, Item, MARKER_SK_PREFIX, key_hash_of, license_sk, n, s, subscription_sk,
+    DynamoStore, Item, MARKER_SK_PREFIX, key_hash_of, license_sk, n, s, subscription_sk, version,
 };
 use super::{Store, StoreError};
 use crate::domain::{Fact, FactKind, License, LicenseStatus, PlanChange, SaleId, TenantId};
@@ -41,7 +41,7 @@ impl Orphans {
         match self.v {
             None => ("attribute_not_exists(sk)", None),
             Some(0) => ("attribute_exists(sk) AND attribute_not_exists(v)", None),
-            Some(v) => ("v = :v", Some(n(version_i64(v)))),
+            Some(v) => ("v = :v", Some(version(v))),
         }
     }
 }
@@ -184,7 +184,7 @@ impl DynamoStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#v", "v")
             .expression_attribute_values(":facts", facts)
-            .expression_attribute_values(":next", n(version(before) + 1))
+            .expression_attribute_values(":next", version(before.v + 1))
             .expression_attribute_values(":status", s(after.status.as_str()))
             .expression_attribute_values(":refunded", AttributeValue::Bool(after.refunded))
             .expression_attribute_values(":chargebacked", AttributeValue::Bool(after.chargebacked))
@@ -246,7 +246,7 @@ impl DynamoStore {
             0 => update.condition_expression("attribute_exists(sk) AND attribute_not_exists(#v)"),
             v => update
                 .condition_expression("attribute_exists(sk) AND #v = :seen")
-                .expression_attribute_values(":seen", n(version_i64(v))),
+                .expression_attribute_values(":seen", version(v)),
         };
         update
             .build()
@@ -283,14 +283,6 @@ impl DynamoStore {
                 .expression_attribute_values(":quantity", n(i64::from(to.quantity)))
         })
     }
-}
-
-fn version_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn version(license: &License) -> i64 {
-    version_i64(license.v)
 }
 
 #[async_trait]
@@ -343,7 +335,7 @@ impl EventStore for DynamoStore {
             "facts".into(),
             serde_dynamo::to_attribute_value(&facts).map_err(|e| corrupt(e.to_string()))?,
         );
-        item.insert("v".into(), n(version_i64(seen.v.unwrap_or(0)) + 1));
+        item.insert("v".into(), version(seen.v.unwrap_or(0) + 1));
         let (condition, value) = seen.unchanged();
         let put = Put::builder()
             .table_name(&self.tables.events)

@@ -376,7 +376,7 @@ impl PortalStore for DynamoStore {
         };
         let retire = match old.v {
             0 => retire,
-            v => retire.expression_attribute_values(":v", n(i64::try_from(v).unwrap_or(i64::MAX))),
+            v => retire.expression_attribute_values(":v", super::dynamo::version(v)),
         };
         let mut items = vec![
             TransactWriteItem::builder()

@@ -91,14 +91,25 @@ pub async fn sdk() -> aws_config::SdkConfig {
 
 pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {
     let store = keystead::config::dynamo_store(sdk, tables.clone());
+    let mailer = keystead::config::ses_mailer(sdk);
+    stack_around(sdk, tables, store, mailer)
+}
+
+/// The stack whose function uses `store` and `mailer`; the test's own clients (and `Stack::store`) are clean.
+fn stack_around(
+    sdk: &aws_config::SdkConfig,
+    tables: Tables,
+    store: DynamoStore,
+    mailer: keystead::mail::SesMailer,
+) -> Stack {
     let app = App::new(
-        Arc::new(store.clone()),
-        Arc::new(keystead::config::ses_mailer(sdk)),
+        Arc::new(store),
+        Arc::new(mailer),
         Arc::new(keystead::config::kms_vault(sdk).unwrap_or_else(|e| panic!("{e}"))),
     );
     Stack {
         app,
-        store,
+        store: keystead::config::dynamo_store(sdk, tables.clone()),
         ddb: aws_sdk_dynamodb::Client::new(sdk),
         ses: aws_sdk_ses::Client::new(sdk),
         tables,
@@ -121,22 +132,10 @@ pub async fn faulty_store(faults: &faults::Faults) -> DynamoStore {
 pub async fn faulty_stack(faults: &faults::Faults) -> Stack {
     let sdk = sdk().await;
     let tables = Tables::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let store = faulty_store(faults).await;
     let mailer = keystead::mail::SesMailer::from_config(
         aws_sdk_ses::config::Builder::from(&sdk).interceptor(faults.clone()),
     );
-    let app = App::new(
-        Arc::new(store.clone()),
-        Arc::new(mailer),
-        Arc::new(keystead::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"))),
-    );
-    Stack {
-        app,
-        store: keystead::config::dynamo_store(&sdk, tables.clone()),
-        ddb: aws_sdk_dynamodb::Client::new(&sdk),
-        ses: aws_sdk_ses::Client::new(&sdk),
-        tables,
-    }
+    stack_around(&sdk, tables, faulty_store(faults).await, mailer)
 }
 
 pub struct Seed {

@@ -17,10 +17,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use keystead::app::App;
 use keystead::domain::{
     Email, KeyPrefix, License, Permalink, Product, ProductId, Tenant, TenantId, WebhookToken,
 };
-use keystead::http::App;
 use keystead::mail::SesMailer;
 use keystead::storage::{DynamoStore, Tables};
 use lambda_http::request::LambdaRequest;

@@ -2,9 +2,9 @@
 //! bytes, runs them through the same parsing code a request goes through, and panics only when that code panics
 //! or breaks one of its promises. Not part of the API; public only so the fuzz crate and the tests can share it.
 
+use crate::app::licenses::{self as licensing, LicenseRequest};
 use crate::domain::{Email, Permalink};
 use crate::gumroad::{Form, GumroadEvent, Ping, SalePing};
-use crate::licensing::{self, LicenseRequest};
 
 /// Every `resource_name` the event reader knows, so each input is tried as every kind of event.
 const RESOURCES: [&str; 8] = [

@@ -1,14 +1,14 @@
 //! keystead turns Gumroad sales into software license keys inside the seller's own AWS account.
 //!
-//! Where things live: `gumroad` reads pings, `domain` holds the license vocabulary, `sale` turns a sale into
-//! a license, payment and email, `storage` and `mail` are the ports with their AWS adapters, `http` is the
-//! Lambda adapter and `cli` the seller's admin tool (the `cli` feature, on by default; the function, in
+//! Where things live (ARCHITECTURE.md has the map): `gumroad` reads pings, `domain` holds the license
+//! vocabulary, `app` has one use case per action (`app::record_sale` turns a sale into a license, payment and
+//! email), `storage`, `mail` and `signing` are the ports with their AWS adapters, `http` is the Lambda adapter
+//! (one router) and `cli` the seller's admin tool (the `cli` feature, on by default; the function, in
 //! `keystead-api/`, builds without it).
 
-pub mod auth;
+pub mod app;
 #[cfg(feature = "cli")]
 pub mod cli;
-pub mod compat;
 pub mod config;
 pub mod deadline;
 pub mod domain;
@@ -17,12 +17,8 @@ pub mod files;
 pub mod fuzzing;
 pub mod gumroad;
 pub mod http;
-pub mod licensing;
-pub mod lifecycle;
 pub mod mail;
 pub mod portal;
-pub mod rotation;
-pub mod sale;
 pub mod signing;
 pub mod storage;
 pub mod telemetry;

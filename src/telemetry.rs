@@ -208,8 +208,8 @@ mod tests {
     #[test]
     fn the_default_filter_keeps_keystead_at_info_and_the_sdk_at_warn() {
         let filter: Targets = DEFAULT_FILTER.parse().unwrap_or_else(|e| panic!("{e}"));
-        assert!(filter.would_enable("keystead::sale", &tracing::Level::INFO));
-        assert!(!filter.would_enable("keystead::sale", &tracing::Level::DEBUG));
+        assert!(filter.would_enable("keystead::app::record_sale", &tracing::Level::INFO));
+        assert!(!filter.would_enable("keystead::app::record_sale", &tracing::Level::DEBUG));
         assert!(filter.would_enable("aws_config::loader", &tracing::Level::WARN));
         assert!(!filter.would_enable("aws_config::loader", &tracing::Level::INFO));
         assert!(!filter.would_enable("aws_smithy_runtime::client", &tracing::Level::INFO));

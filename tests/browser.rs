@@ -18,7 +18,7 @@ use base64::Engine;
 use common::portal::{portal_app, settings, signin_links};
 use common::{Ping, Seed, api, buyer, sale_body, sale_id, seed, send, stack};
 use fantoccini::{Client, ClientBuilder, Locator};
-use keystead::http::App;
+use keystead::app::App;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

@@ -104,7 +104,7 @@ fn tenant_with_unverified_sender() -> (NewTenant, String) {
 
 /// Gumroad's ping for a sale of `myapp-pro` to `buyer`.
 async fn sell(
-    app: &keystead::http::App,
+    app: &keystead::app::App,
     tenant: &NewTenant,
     sale: &str,
     buyer: &str,

@@ -174,7 +174,7 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
     ];
     for body in &bodies {
         let text = String::from_utf8_lossy(body);
-        let error = keystead::licensing::parse_request(body)
+        let error = keystead::app::licenses::parse_request(body)
             .err()
             .unwrap_or_else(|| panic!("accepted {text}"));
         assert!(
@@ -183,7 +183,7 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
         );
     }
     assert_eq!(
-        keystead::licensing::parse_request(bodies[3].as_slice())
+        keystead::app::licenses::parse_request(bodies[3].as_slice())
             .err()
             .as_deref(),
         Some("Malformed JSON body: expected a JSON object")
@@ -193,13 +193,13 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
         " \r\n\t{{\"key\": \"{key}\", \"app\": {{\"v\": [1, 2.5, null]}}, \"label\": null}} "
     );
     assert_eq!(
-        keystead::licensing::parse_request(ok.as_bytes())
+        keystead::app::licenses::parse_request(ok.as_bytes())
             .unwrap()
             .key
             .as_deref(),
         Some(key)
     );
-    assert!(keystead::licensing::parse_request(br#"{"key": "a", "key": "b"}"#).is_err());
+    assert!(keystead::app::licenses::parse_request(br#"{"key": "a", "key": "b"}"#).is_err());
 
     let stack = stack().await;
     for body in bodies {

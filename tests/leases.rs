@@ -15,14 +15,14 @@ use keystead::storage::Store;
 use keystead_verify::{Expected, LeaseClaims, PublicKeys, verify_now};
 use serde_json::{Value, json};
 
-async fn jwks(app: &keystead::http::App, tenant: &str) -> Reply {
+async fn jwks(app: &keystead::app::App, tenant: &str) -> Reply {
     let mut request = Ping::new(tenant, None, Vec::new());
     request.method = "GET";
     request.path = format!("/v1/{tenant}/jwks.json");
     send(app, &request).await
 }
 
-async fn keys_of(app: &keystead::http::App, tenant: &str) -> PublicKeys {
+async fn keys_of(app: &keystead::app::App, tenant: &str) -> PublicKeys {
     let reply = jwks(app, tenant).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     PublicKeys::from_jwks_json(&reply.body).unwrap()
@@ -428,7 +428,7 @@ async fn kms_down_before_the_key_is_opened_is_a_503_never_an_unsigned_lease() {
             .build(),
     );
     let vault = keystead::signing::KmsVault::new(dead_kms, env("KEYSTEAD_SIGNING_KEY_ID"));
-    let cold = keystead::http::App::new(
+    let cold = keystead::app::App::new(
         Arc::new(stack.store.clone()),
         Arc::new(keystead::config::ses_mailer(&sdk)),
         Arc::new(vault),

@@ -105,7 +105,7 @@ impl Deliveries {
 /// One sender: takes the next due delivery, sends it, and queues a retry after a 503 (a 200, or any other status,
 /// which Gumroad would never retry, is final).
 async fn sender(
-    app: keystead::http::App,
+    app: keystead::app::App,
     tenant: Arc<Seeded>,
     orders: Arc<Vec<(String, String)>>,
     deliveries: Arc<Mutex<Deliveries>>,

@@ -243,7 +243,7 @@ impl Mailer for SandboxSes {
 async fn a_mail_error_that_names_the_buyer_does_not_put_the_address_in_the_logs() {
     capture();
     let stack = stack().await;
-    let app = keystead::http::App {
+    let app = keystead::app::App {
         mailer: Arc::new(SandboxSes),
         ..stack.app.clone()
     };

@@ -367,18 +367,18 @@ async fn import(
     let ping = keystead::gumroad::SalePing::from_form(&keystead::cli::sale_form(&sale))
         .map_err(|e| e.to_string())?;
     let (product, permalink) =
-        keystead::sale::resolve_product(&tenant, &ping).map_err(|e| e.to_string())?;
+        keystead::app::record_sale::resolve_product(&tenant, &ping).map_err(|e| e.to_string())?;
     let order = keystead::cli::imported_order(ping, product, permalink, &sale, false);
-    match keystead::sale::issue(&store, mailer.as_ref(), &tenant, order).await {
+    match keystead::app::record_sale::issue(&store, mailer.as_ref(), &tenant, order).await {
         Ok(_) => Ok(true),
-        Err(keystead::sale::SaleError::Storage(_)) => Ok(false),
+        Err(keystead::app::record_sale::SaleError::Storage(_)) => Ok(false),
         Err(err) => Err(format!("import failed: {err}")),
     }
 }
 
 /// Sends one delivery; `true` when it was taken (2xx), `false` when Gumroad would deliver it again (5xx).
 async fn deliver(
-    app: keystead::http::App,
+    app: keystead::app::App,
     t: &Seeded,
     body: String,
     attempt: u32,

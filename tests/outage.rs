@@ -196,7 +196,7 @@ async fn a_key_replacement_whose_answer_was_lost_reports_the_new_key() {
     // The first attempt commits and its answer is lost; so is the answer to the SDK's retry (DynamoDB knows the
     // retry by its request token and answers it as done).
     faults.add("TransactWriteItems", Some("MOVED#"), Fault::LoseAnswer, 2);
-    let new = keystead::rotation::rotate(&store, &tenant, &key.hash(), false)
+    let new = keystead::app::replace_key::rotate(&store, &tenant, &key.hash(), false)
         .await
         .unwrap();
     assert_eq!(faults.hits().len(), 2, "{:?}", faults.hits());

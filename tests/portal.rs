@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// A sale to `buyer` of the seeded tenant's product; returns the key.
-async fn buy(app: &keystead::http::App, t: &common::Seeded, buyer: &str) -> String {
+async fn buy(app: &keystead::app::App, t: &common::Seeded, buyer: &str) -> String {
     let reply = send(
         app,
         &Ping::new(&t.tenant_id, Some(&t.token), sale_body(&sale_id(), buyer)),
@@ -661,7 +661,7 @@ async fn a_key_replaced_while_machines_come_and_go_keeps_every_seat_exact() {
     });
     let (statuses, rotated) = tokio::join!(
         futures_join_all(activations),
-        keystead::rotation::rotate(&stack.store, &tenant, &old_hash, true)
+        keystead::app::replace_key::rotate(&stack.store, &tenant, &old_hash, true)
     );
     let new = rotated.unwrap();
     assert!(

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
-use keystead::http::App;
+use keystead::app::App;
 use keystead::storage::Tables;
 use serde_json::{Value, json};
 

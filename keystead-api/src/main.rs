@@ -1,17 +1,13 @@
-//! The Lambda function behind API Gateway: load configuration, build the clients once, serve.
+//! The Lambda function behind API Gateway: load configuration, build the clients once, serve the router.
 //!
 //! A single-threaded runtime: Lambda hands an execution environment one request at a time, so worker threads
 //! would only add start-up work and cross-thread wake-ups (BENCHMARKS.md, "Start-up").
 
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     keystead::telemetry::init();
     let app = keystead::config::app_from_env().await?;
-    let app = &app;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(app.handle(request).await)
-    }))
-    .await
+    lambda_http::run(keystead::http::router(app)).await
 }

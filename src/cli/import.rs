@@ -11,10 +11,10 @@ use time::format_description::well_known::Rfc3339;
 
 use super::gumroad_api::{ApiError, GumroadApi, SalesPage};
 use super::{CliError, Output};
+use crate::app::record_sale::{self as sale, SaleError, SaleOrder, SaleResult};
 use crate::domain::{Permalink, Product, Tenant};
 use crate::gumroad::{Form, SalePing};
 use crate::mail::Mailer;
-use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::storage::{DynamoStore, EventStore};
 
 /// How often a page that failed with a 5xx, a 429 or no answer at all is asked for again, and the first wait.

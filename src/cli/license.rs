@@ -8,13 +8,13 @@ use time::format_description::well_known::Rfc3339;
 
 use super::tenant::load;
 use super::{CliError, Output, clients, store};
+use crate::app::record_sale::{self as sale, SaleError, SaleOrder, SaleResult};
+use crate::app::replace_key::RotateError;
 use crate::domain::{
     Activation, Email, EmailFailure, EmailStatus, FactKind, License, LicenseKey, LicenseStatus,
     ProductId, SaleId, Tenant, TenantId, TenantStatus, format_duration, parse_duration, random_id,
     rfc3339,
 };
-use crate::rotation::RotateError;
-use crate::sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::storage::{
     ActivationStore, DynamoStore, EventStore, LicenseFilter, PortalStore, Store, StoreError,
 };
@@ -357,7 +357,7 @@ async fn rotate(
     let (store, mailer) = clients().await?;
     let tenant = load(&store, &tenant_id).await?;
     let old = find(&store, &tenant_id, &key).await?;
-    let new = crate::rotation::rotate(&store, &tenant, &old.key_hash, !no_email)
+    let new = crate::app::replace_key::rotate(&store, &tenant, &old.key_hash, !no_email)
         .await
         .map_err(|err| match err {
             RotateError::NotFound => {

@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-use crate::http::App;
+use crate::app::App;
 use crate::mail::SesMailer;
 use crate::signing::KmsVault;
 use crate::storage::{DynamoStore, Tables};

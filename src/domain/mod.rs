@@ -20,7 +20,7 @@ pub use key::{
 };
 pub use records::{
     Activation, EmailFailure, EmailStatus, License, LicenseStatus, Payment, Product, RefundPolicy,
-    SealedSecret, SealedSigningKey, Tenant, TenantStatus, rfc3339,
+    SealedSecret, SealedSigningKey, Tenant, TenantStatus, effective_status, rfc3339,
 };
 pub use tiers::{
     MAX_LEASE_SECONDS, MAX_SEATS, PlanChange, Variant, VariantMapping, format_duration,

@@ -643,6 +643,18 @@ impl<'de> serde::Deserialize<'de> for LicenseKey {
     }
 }
 
+/// The status a license has right now: an active license past its expiry, or whose subscription Gumroad said
+/// has ended, is expired.
+pub fn effective_status(license: &License, now: OffsetDateTime) -> LicenseStatus {
+    let now = rfc3339(now);
+    let passed = |at: &Option<String>| at.as_deref().is_some_and(|at| at <= now.as_str());
+    let expired = passed(&license.expires_at) || passed(&license.subscription_ended_at);
+    match license.status {
+        LicenseStatus::Active if expired => LicenseStatus::Expired,
+        status => status,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

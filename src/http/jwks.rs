@@ -1,53 +1,51 @@
 //! `GET /v1/{tenant_id}/jwks.json`: the tenant's current and retired public keys, for apps to verify leases with.
 
-use std::time::Duration;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::{IntoResponse, Response};
 
-use lambda_http::http::header::CACHE_CONTROL;
-use lambda_http::{Body, Response};
-use time::OffsetDateTime;
-
-use super::{App, response};
+use super::extract::Segments;
+use super::render;
+use crate::app::App;
+use crate::app::key_set::key_set;
 use crate::domain::TenantId;
-use crate::signing;
+use crate::signing::SigningError;
 
-const DEADLINE: Duration = Duration::from_millis(4_500);
+/// Everything the key set's route refuses or fails with.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("Not found")]
+    NotFound,
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
 
-pub async fn handle(app: &App, tenant_id: &str) -> Response<Body> {
-    let Ok(tenant_id) = TenantId::parse(tenant_id) else {
-        return response::error(404, "Not found");
-    };
-    let answer = tokio::time::timeout(DEADLINE, async {
-        // Read fresh, not from the tenant cache: a rotated key is published the moment it is made, while the
-        // functions' signers switch to it within the cache's minute, so it is never used before it is published.
-        app.tenants.forget(&tenant_id);
-        let Some(tenant) = app.tenants.tenant(app.store.as_ref(), &tenant_id).await? else {
-            return Ok(None);
-        };
-        // A tenant made before leases existed gets its first key now, so an app can ship it before its first lease.
-        let tenant = if tenant.current_signing_key().is_none() {
-            app.keyring
-                .current(app.store.as_ref(), &app.tenants, tenant)
-                .await?;
-            app.tenants.tenant(app.store.as_ref(), &tenant_id).await?
-        } else {
-            Some(tenant)
-        };
-        Ok::<_, signing::SigningError>(tenant.map(|t| signing::jwks(&t, OffsetDateTime::now_utc())))
-    })
-    .await;
-    match answer {
-        Ok(Ok(Some(jwks))) => {
-            let mut reply = response::json(200, &serde_json::json!(jwks));
-            if let Ok(value) = "public, max-age=60".parse() {
-                reply.headers_mut().insert(CACHE_CONTROL, value);
+impl IntoResponse for JwksError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::NotFound => render::error(StatusCode::NOT_FOUND, "Not found"),
+            Self::Signing(err) => {
+                tracing::error!(error = %err, "jwks failed");
+                render::unavailable()
             }
-            reply
         }
-        Ok(Ok(None)) => response::error(404, "Not found"),
-        Ok(Err(err)) => {
-            tracing::error!(tenant = %tenant_id, error = %err, "jwks failed");
-            response::unavailable()
-        }
-        Err(_) => response::unavailable(),
     }
+}
+
+pub fn on_timeout(_tenant: &str) -> Response {
+    render::unavailable()
+}
+
+pub async fn get(State(app): State<App>, path: Segments) -> Result<Response, JwksError> {
+    let tenant_id = TenantId::parse(path.tenant()).map_err(|_| JwksError::NotFound)?;
+    let jwks = key_set(&app, &tenant_id)
+        .await?
+        .ok_or(JwksError::NotFound)?;
+    let mut reply = render::json(StatusCode::OK, &serde_json::json!(jwks));
+    reply.headers_mut().insert(
+        CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(reply)
 }

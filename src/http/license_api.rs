@@ -1,91 +1,126 @@
 //! `POST /v1/{tenant_id}/licenses/{validate|activate|deactivate}`: JSON in, JSON out, for the seller's app.
 
-use lambda_http::{Body, Request, Response};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
-use super::{App, response};
-use crate::licensing::{self, LicenseApiError, LicenseRequest};
-use crate::storage::StoreError;
+use super::extract::{Bounded, Segments, TooLarge};
+use super::render;
+use crate::app::App;
+use crate::app::licenses::{self, LicenseApiError, LicenseRequest};
 
 /// License API bodies are a few short fields.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-fn failure(err: LicenseApiError) -> Response<Body> {
-    match err {
-        LicenseApiError::NotFound => response::error(404, "License not found"),
-        e @ LicenseApiError::NotActive(_) => response::error(403, &e.to_string()),
-        e @ LicenseApiError::LimitReached => response::error(409, &e.to_string()),
-        LicenseApiError::Invalid(message) => response::error(400, &message),
-        LicenseApiError::Storage(err) => {
-            tracing::error!(error = %err, "license API storage failure");
-            response::unavailable()
-        }
-        LicenseApiError::Signing(err) => {
-            tracing::error!(error = %err, "license API signing failure");
-            response::unavailable()
+/// Everything the license API refuses or fails with; the only place its statuses and bodies are chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Request body too large (limit {} bytes)", .0.limit)]
+    TooLarge(TooLarge),
+    #[error("Unsupported content type: send application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Refused(#[from] LicenseApiError),
+}
+
+impl From<TooLarge> for ApiError {
+    fn from(too_large: TooLarge) -> Self {
+        Self::TooLarge(too_large)
+    }
+}
+
+impl ApiError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Refused(LicenseApiError::Storage(_) | LicenseApiError::Signing(_)) => {
+                "unavailable"
+            }
+            _ => "refused",
         }
     }
 }
 
-fn parse(request: &Request) -> Result<LicenseRequest, Box<Response<Body>>> {
-    let body: &[u8] = request.body().as_ref();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Box::new(response::error(
-            413,
-            &format!("Request body too large (limit {MAX_BODY_BYTES} bytes)"),
-        )));
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Malformed(_) | Self::Refused(LicenseApiError::Invalid(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Refused(LicenseApiError::NotFound) => StatusCode::NOT_FOUND,
+            Self::Refused(LicenseApiError::NotActive(_)) => StatusCode::FORBIDDEN,
+            Self::Refused(LicenseApiError::LimitReached) => StatusCode::CONFLICT,
+            Self::Refused(err @ (LicenseApiError::Storage(_) | LicenseApiError::Signing(_))) => {
+                tracing::error!(error = %err, "license API failure");
+                return render::unavailable();
+            }
+        };
+        render::error(status, &self.to_string())
     }
-    let content_type = request
-        .headers()
-        .get(lambda_http::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .map(|mt| mt.trim().to_ascii_lowercase());
-    if content_type
-        .as_deref()
-        .is_some_and(|mt| mt != "application/json")
-    {
-        return Err(Box::new(response::error(
-            415,
-            "Unsupported content type: send application/json",
-        )));
-    }
-    licensing::parse_request(body).map_err(|message| Box::new(response::error(400, &message)))
 }
 
-pub async fn handle(app: &App, tenant_id: &str, action: &str, request: &Request) -> Response<Body> {
-    let body = match parse(request) {
-        Ok(body) => body,
-        Err(response) => return *response,
-    };
-    let checker = app.checker();
-    let result = match tokio::time::timeout(std::time::Duration::from_millis(4_500), async {
-        match action {
-            "validate" => licensing::validate(checker, tenant_id, &body)
-                .await
-                .map(|v| serde_json::json!(v)),
-            "activate" => licensing::activate(checker, tenant_id, &body)
-                .await
-                .map(|v| serde_json::json!(v)),
-            _ => licensing::deactivate(checker.store, tenant_id, &body)
-                .await
-                .map(|v| serde_json::json!(v)),
+/// What the app's deadline answers: the one retryable 503.
+pub fn on_timeout(_tenant: &str) -> Response {
+    render::unavailable()
+}
+
+/// The body: JSON (or sent without a `Content-Type`), at most `MAX_BODY_BYTES`.
+pub struct Json(LicenseRequest);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Json {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bounded::<ApiError, MAX_BODY_BYTES>::from_request(request, state).await?;
+        if body
+            .media_type()
+            .is_some_and(|media_type| media_type != "application/json")
+        {
+            return Err(ApiError::UnsupportedMediaType);
         }
-    })
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(LicenseApiError::Storage(StoreError::Unavailable(
-            "deadline exceeded".to_owned(),
-        ))),
-    };
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(LicenseApiError::Storage(_) | LicenseApiError::Signing(_)) => "unavailable",
-        Err(_) => "refused",
-    };
-    tracing::info!(tenant = %tenant_id, action, outcome, "license api");
-    match result {
-        Ok(value) => response::json(200, &value),
-        Err(err) => failure(err),
+        licenses::parse_request(&body.bytes)
+            .map(Self)
+            .map_err(ApiError::Malformed)
     }
+}
+
+fn answer<T: serde::Serialize>(
+    tenant: &str,
+    action: &'static str,
+    result: Result<T, LicenseApiError>,
+) -> Result<Response, ApiError> {
+    let result = result.map_err(ApiError::from);
+    let outcome = result.as_ref().map_or_else(ApiError::outcome, |_| "ok");
+    tracing::info!(tenant, action, outcome, "license api");
+    Ok(render::json(StatusCode::OK, &serde_json::json!(result?)))
+}
+
+pub async fn validate(
+    State(app): State<App>,
+    path: Segments,
+    Json(body): Json,
+) -> Result<Response, ApiError> {
+    let result = crate::app::validate::validate(app.checker(), path.tenant(), &body).await;
+    answer(path.tenant(), "validate", result)
+}
+
+pub async fn activate(
+    State(app): State<App>,
+    path: Segments,
+    Json(body): Json,
+) -> Result<Response, ApiError> {
+    let result = crate::app::activate::activate(app.checker(), path.tenant(), &body).await;
+    answer(path.tenant(), "activate", result)
+}
+
+pub async fn deactivate(
+    State(app): State<App>,
+    path: Segments,
+    Json(body): Json,
+) -> Result<Response, ApiError> {
+    let result = crate::app::deactivate::deactivate(app.store.as_ref(), path.tenant(), &body).await;
+    answer(path.tenant(), "deactivate", result)
 }

@@ -3,7 +3,8 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{LicenseView, SIGNIN_LINK_LIFETIME};
+use super::SIGNIN_LINK_LIFETIME;
+use crate::app::buyer_licenses::LicenseView;
 use crate::domain::{Email, LicenseStatus, TenantId};
 use crate::mail::KeyEmail;
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
+use keystead::app::App;
 use keystead::domain::{
     Email, KeyPrefix, Permalink, Product, ProductId, Tenant, TenantId, TenantStatus, WebhookToken,
 };
-use keystead::http::App;
 use keystead::storage::{DynamoStore, Tables};
 use serde_json::{Value, json};
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use keystead::http::App;
+use keystead::app::App;
 use keystead::portal::PortalSettings;
 
 use super::{Ping, Reply, Stack, emails_to, send, unique};

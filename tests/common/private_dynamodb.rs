@@ -152,7 +152,7 @@ pub async fn private_stack(port: u16, prefix: &str) -> Stack {
     };
     let store = keystead::storage::DynamoStore::new(client.clone(), tables.clone());
     Stack {
-        app: keystead::http::App::new(
+        app: keystead::app::App::new(
             Arc::new(store.clone()),
             Arc::new(keystead::config::ses_mailer(&sdk)),
             Arc::new(keystead::config::kms_vault(&sdk).unwrap()),

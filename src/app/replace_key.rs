@@ -117,7 +117,8 @@ fn rekeyed(tenant: &Tenant, old: &License, will_email: bool) -> Result<License, 
     new.v = old.v + 1;
     // The replacing request holds the claim, as a minting one does: if it dies before the email goes out, the claim
     // runs out and `license resend --failed` (and `doctor`) see the email as owed.
-    new.email_claim_until = will_email
-        .then(|| (time::OffsetDateTime::now_utc() + crate::sale::EMAIL_CLAIM).unix_timestamp());
+    new.email_claim_until = will_email.then(|| {
+        (time::OffsetDateTime::now_utc() + crate::app::record_sale::EMAIL_CLAIM).unix_timestamp()
+    });
     Ok(new)
 }

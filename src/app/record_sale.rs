@@ -276,7 +276,7 @@ fn with_facts(
 ) -> Vec<Fact> {
     for fact in more {
         if !known.iter().any(|k| k.id == fact.id) {
-            known.push(crate::lifecycle::resolve(tenant, license, fact, now));
+            known.push(crate::app::apply_event::resolve(tenant, license, fact, now));
         }
     }
     known

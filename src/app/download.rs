@@ -1,0 +1,74 @@
+//! Send a download: a signed download link is good while it has not expired, its key is still the license's, and
+//! the license is active; then the buyer is sent to a short-lived presigned URL of the product's file.
+
+use time::OffsetDateTime;
+
+use super::App;
+use crate::domain::{LicenseStatus, Tenant, effective_status};
+use crate::portal::{self, DownloadGrant, GrantRefused, PortalError};
+
+/// Why a download link gives no file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadRefused {
+    InvalidLink,
+    ExpiredLink,
+    /// The key was replaced, or the license no longer exists.
+    NoLicense,
+    NotActive(LicenseStatus),
+    NoFile,
+}
+
+impl DownloadRefused {
+    /// The outcome's name in the log.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::InvalidLink => "invalid_link",
+            Self::ExpiredLink => "expired_link",
+            Self::NoLicense => "no_license",
+            Self::NotActive(_) => "not_active",
+            Self::NoFile => "no_file",
+        }
+    }
+}
+
+/// Where to send the buyer: a presigned URL, for the license with this id.
+pub struct Granted {
+    pub url: String,
+    pub license_id: String,
+}
+
+/// Checks a download link's `token` and presigns the file it grants.
+pub async fn download(
+    app: &App,
+    tenant: &Tenant,
+    token: &str,
+) -> Result<Result<Granted, DownloadRefused>, PortalError> {
+    let tenant_id = &tenant.tenant_id;
+    let key = app
+        .portal
+        .keys
+        .for_tenant(app.store.as_ref(), tenant_id)
+        .await?;
+    let now = OffsetDateTime::now_utc();
+    let grant = match DownloadGrant::from_token(token, &key, tenant_id, now.unix_timestamp()) {
+        Ok(grant) => grant,
+        Err(GrantRefused::Invalid) => return Ok(Err(DownloadRefused::InvalidLink)),
+        Err(GrantRefused::Expired) => return Ok(Err(DownloadRefused::ExpiredLink)),
+    };
+    let license = match app.store.get_license(tenant_id, &grant.key_hash).await? {
+        Some(license) if license.product_id == grant.product_id => license,
+        _ => return Ok(Err(DownloadRefused::NoLicense)),
+    };
+    match effective_status(&license, now) {
+        LicenseStatus::Active => {}
+        status => return Ok(Err(DownloadRefused::NotActive(status))),
+    }
+    let Some(file) = portal::product_file(tenant, &license) else {
+        return Ok(Err(DownloadRefused::NoFile));
+    };
+    let url = app.portal.presign(file).await?;
+    Ok(Ok(Granted {
+        url,
+        license_id: license.license_id,
+    }))
+}

@@ -1,0 +1,168 @@
+//! Receive a Gumroad ping: check the tenant's token (and pinned seller), tell a test ping, a lifecycle event and a
+//! sale apart, confirm a new sale with Gumroad when read-back is on, and hand it to `record_sale` or
+//! `apply_event`.
+
+use super::App;
+use super::apply_event::{self, EventResult};
+use super::authenticate::{AuthError, authenticate};
+use super::record_sale::{self, SaleError, SaleOrder, SaleResult};
+use crate::domain::Tenant;
+use crate::gumroad::readback::{self, ReadBack};
+use crate::gumroad::{EventSubject, Form, GumroadEvent, Ping, PingError, SalePing};
+
+/// What a ping did.
+pub enum Reply {
+    Ignored(&'static str),
+    Sale(SaleResult),
+    Event(&'static str, EventResult),
+}
+
+impl Reply {
+    /// The outcome's name in the log.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Ignored(why) => why,
+            Self::Sale(SaleResult::Created { .. }) => "created",
+            Self::Sale(SaleResult::Renewed { .. }) => "renewed",
+            Self::Sale(SaleResult::Duplicate) | Self::Event(_, EventResult::Duplicate) => {
+                "duplicate"
+            }
+            Self::Event(_, EventResult::Applied { .. }) => "event_applied",
+            Self::Event(_, EventResult::Unknown) => "event_for_unknown_sale",
+            Self::Event(_, EventResult::Plan { changed: false, .. }) => "plan_unchanged",
+            Self::Event(_, EventResult::Plan { deferred: true, .. }) => "plan_change_deferred",
+            Self::Event(_, EventResult::Plan { .. }) => "plan_changed",
+        }
+    }
+}
+
+/// Why a ping changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PingFailure {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Ping(#[from] PingError),
+    #[error(transparent)]
+    Sale(#[from] SaleError),
+    /// Read-back is on and Gumroad does not confirm the sale: refused exactly like a wrong token.
+    #[error("Gumroad does not confirm the sale ({0})")]
+    Unconfirmed(&'static str),
+    /// Read-back is on and Gumroad (or the sealed token) cannot be reached: retry later.
+    #[error("sale read-back unavailable: {0}")]
+    ReadBack(String),
+}
+
+impl PingFailure {
+    /// The outcome's name in the log.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Ping(_) => "bad_request",
+            Self::Auth(AuthError::Invalid) => "unauthorized",
+            Self::Auth(AuthError::Suspended) => "suspended",
+            Self::Sale(SaleError::NoMapping(_) | SaleError::ProductNotFound(_)) => "unmapped",
+            Self::Sale(SaleError::EmailFailed(_)) => "email_failed",
+            Self::Sale(SaleError::EmailOwed) => "email_pending",
+            Self::Unconfirmed(_) => "unconfirmed",
+            Self::ReadBack(_)
+            | Self::Auth(AuthError::Unavailable(_))
+            | Self::Sale(SaleError::Storage(_) | SaleError::Randomness(_)) => "unavailable",
+        }
+    }
+}
+
+/// A ping's result, with the sale it named (for the log) once that was read.
+pub struct Received {
+    pub sale_id: Option<String>,
+    pub result: Result<Reply, PingFailure>,
+}
+
+/// Handles one ping, already parsed as a form, presented with `token`.
+pub async fn receive_ping(
+    app: &App,
+    tenant_id: &str,
+    token: Option<&str>,
+    form: &Form,
+) -> Received {
+    let mut sale_id = None;
+    let result = receive(app, tenant_id, token, form, &mut sale_id).await;
+    Received { sale_id, result }
+}
+
+async fn receive(
+    app: &App,
+    tenant_id: &str,
+    token: Option<&str>,
+    form: &Form,
+    sale_id: &mut Option<String>,
+) -> Result<Reply, PingFailure> {
+    let tenant = authenticate(
+        app.store.as_ref(),
+        tenant_id,
+        token,
+        form.get_nonempty("seller_id"),
+    )
+    .await?;
+
+    match Ping::classify(form) {
+        Ping::Test => Ok(Reply::Ignored("test")),
+        Ping::Event(resource_name) => {
+            let Some(event) = GumroadEvent::from_form(&resource_name, form)? else {
+                return Ok(Reply::Ignored("unknown_resource"));
+            };
+            if let EventSubject::Sale(id) = &event.subject {
+                *sale_id = Some(id.to_string());
+            }
+            let result = apply_event::apply(app.store.as_ref(), &tenant, &event)
+                .await
+                .map_err(SaleError::Storage)?;
+            Ok(Reply::Event(event.kind.name(), result))
+        }
+        Ping::Sale => {
+            let ping = SalePing::from_form(form)?;
+            *sale_id = Some(ping.sale_id.to_string());
+            if ping.is_preorder_authorization {
+                // Nothing is charged yet: the release charge pings again with a new sale id, and mints then.
+                return Ok(Reply::Ignored("preorder_authorization"));
+            }
+            let (product, permalink) = record_sale::resolve_product(&tenant, &ping)?;
+            confirm_with_gumroad(app, &tenant, &ping).await?;
+            let order = SaleOrder::from_ping(ping, product, permalink);
+            let result =
+                record_sale::issue(app.store.as_ref(), app.mailer.as_ref(), &tenant, order).await?;
+            Ok(Reply::Sale(result))
+        }
+    }
+}
+
+/// With read-back on, a sale keystead has not recorded yet must be one Gumroad confirms. Replays are not re-read.
+async fn confirm_with_gumroad(
+    app: &App,
+    tenant: &Tenant,
+    ping: &SalePing,
+) -> Result<(), PingFailure> {
+    if !tenant.verify_sales {
+        return Ok(());
+    }
+    let seen = app
+        .store
+        .sale_seen(&tenant.tenant_id, &ping.sale_id)
+        .await
+        .map_err(SaleError::Storage)?;
+    if seen {
+        return Ok(());
+    }
+    let sealed = tenant.gumroad_token.as_ref().ok_or_else(|| {
+        PingFailure::ReadBack("read-back is on but no Gumroad access token is stored".to_owned())
+    })?;
+    let token = app
+        .keyring
+        .secret(&tenant.tenant_id, sealed)
+        .await
+        .map_err(|e| PingFailure::ReadBack(e.to_string()))?;
+    match readback::confirm(&app.gumroad_api, &token, ping).await {
+        ReadBack::Confirmed => Ok(()),
+        ReadBack::Refuted(why) => Err(PingFailure::Unconfirmed(why)),
+        ReadBack::Unavailable(why) => Err(PingFailure::ReadBack(why)),
+    }
+}

@@ -1,0 +1,128 @@
+//! Sign in to the buyers' portal: a single-use link emailed to an address that bought something (within the
+//! portal's limits, and with the same answer whether or not it did), a confirmation page while the link works,
+//! and a session once it is used.
+
+use crate::domain::{Email, Tenant, TenantId, sha256_hex};
+use crate::mail::Mailer;
+use crate::portal::{
+    Portal, PortalError, SIGNIN_LINK_LIFETIME, Session, new_signin_token, now_unix, pages,
+};
+use crate::storage::Backend;
+
+/// What happened to a sign-in request. The buyer sees the same page whatever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOutcome {
+    Sent,
+    NoLicenses,
+    Limited,
+}
+
+impl LinkOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::NoLicenses => "no_licenses",
+            Self::Limited => "rate_limited",
+        }
+    }
+}
+
+/// Emails a single-use sign-in link to `email` if it bought something from `tenant` and no limit is reached.
+pub async fn request_link(
+    portal: &Portal,
+    store: &dyn Backend,
+    mailer: &dyn Mailer,
+    tenant: &Tenant,
+    email: &Email,
+) -> Result<LinkOutcome, PortalError> {
+    let now = now_unix();
+    let tenant_id = &tenant.tenant_id;
+    let address = sha256_hex(&email.as_str().to_ascii_lowercase());
+    let quarter = now / 900;
+    let hour = now / 3600;
+    if !store
+        .count_use(
+            tenant_id,
+            &format!("email#{address}#{quarter}"),
+            portal.settings.per_address,
+            (quarter + 2) * 900,
+        )
+        .await?
+    {
+        return Ok(LinkOutcome::Limited);
+    }
+    // The link goes to the address as the buyer bought with it (the lookup ignores letter case).
+    let Some(to) = store
+        .licenses_by_email(tenant_id, email)
+        .await?
+        .into_iter()
+        .next()
+        .map(|license| license.buyer_email)
+    else {
+        return Ok(LinkOutcome::NoLicenses);
+    };
+    // The tenant's budget counts mails, not requests: strangers' addresses cannot use it up for the buyers.
+    if !store
+        .count_use(
+            tenant_id,
+            &format!("tenant#{hour}"),
+            portal.settings.per_tenant,
+            (hour + 2) * 3600,
+        )
+        .await?
+    {
+        return Ok(LinkOutcome::Limited);
+    }
+    let Some(base) = portal.base_url() else {
+        return Err(PortalError::NotConfigured(
+            "the API's URL is not known yet (set KEYSTEAD_PUBLIC_URL)",
+        ));
+    };
+    let token = new_signin_token()?;
+    store
+        .put_signin(
+            tenant_id,
+            &sha256_hex(&token),
+            &to,
+            now + SIGNIN_LINK_LIFETIME,
+        )
+        .await?;
+    let link = format!("{base}/portal/{tenant_id}/signin?token={token}");
+    mailer
+        .send(&pages::signin_email(&tenant.sender, &to, tenant_id, &link))
+        .await?;
+    Ok(LinkOutcome::Sent)
+}
+
+/// Uses a sign-in token: a new session for its address, or `None` when it is unknown, used or expired.
+pub async fn sign_in(
+    store: &dyn Backend,
+    tenant_id: &TenantId,
+    token: &str,
+) -> Result<Option<Session>, PortalError> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let now = now_unix();
+    match store
+        .take_signin(tenant_id, &sha256_hex(token), now)
+        .await?
+    {
+        Some(email) => Ok(Some(Session::new(email, now)?)),
+        None => Ok(None),
+    }
+}
+
+/// Whether a sign-in token still works (the confirmation page), without using it.
+pub async fn link_usable(
+    store: &dyn Backend,
+    tenant_id: &TenantId,
+    token: &str,
+) -> Result<bool, PortalError> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(false);
+    }
+    Ok(store
+        .signin_usable(tenant_id, &sha256_hex(token), now_unix())
+        .await?)
+}

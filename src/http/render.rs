@@ -1,0 +1,25 @@
+//! The shapes answers take, shared by the surfaces: JSON bodies, our `{"error": …}`, and the one 503.
+
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+/// A JSON answer, serialised compactly (a `Value`'s object keys in sorted order, as the README shows them).
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `{"error": message}`, the license API's and the webhook's refusal.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The one body for every failure of ours or of AWS: details go to the log, never to the client.
+pub fn unavailable() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+}

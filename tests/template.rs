@@ -967,6 +967,53 @@ fn read_template() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The routes API Gateway sends to the function: every `HttpApi` event of every function, as (method, path).
+fn template_routes(template: &str) -> BTreeSet<(String, String)> {
+    let doc: Value = serde_yaml_ng::from_str(template).unwrap();
+    let mut routes = BTreeSet::new();
+    let Some(resources) = doc.get("Resources").and_then(Value::as_mapping) else {
+        return routes;
+    };
+    for resource in resources.values() {
+        let events = resource
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping);
+        for event in events.into_iter().flat_map(|events| events.values()) {
+            if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                continue;
+            }
+            let field = |name: &str| {
+                event
+                    .get("Properties")
+                    .and_then(|p| p.get(name))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            routes.insert((field("Method").to_ascii_uppercase(), field("Path")));
+        }
+    }
+    routes
+}
+
+/// What differs between the router's table and the template's routes, each route named by the side it is on.
+fn route_differences(template: &str) -> Vec<String> {
+    let template = template_routes(template);
+    let router: BTreeSet<(String, String)> = keystead::http::ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    let only = |side: &str, a: &BTreeSet<(String, String)>, b: &BTreeSet<(String, String)>| {
+        a.difference(b)
+            .map(|(method, path)| format!("{method} {path} only in {side}"))
+            .collect::<Vec<_>>()
+    };
+    let mut differences = only("the router (src/http/mod.rs)", &router, &template);
+    differences.extend(only("template.yaml", &template, &router));
+    differences
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The template as it is.
 
@@ -978,6 +1025,42 @@ fn template_grants_exactly_what_the_code_calls_and_keeps_its_data() {
         problems.is_empty(),
         "template.yaml (code calls {called:?}):\n  {}",
         problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_template_routes_exactly_the_routers_routes() {
+    let differences = route_differences(&read_template());
+    assert!(differences.is_empty(), "{differences:#?}");
+    assert_eq!(template_routes(&read_template()).len(), keystead::http::ROUTES.len());
+}
+
+#[test]
+fn a_route_on_one_side_only_or_with_another_method_is_caught() {
+    let template = read_template();
+    let missing = template.replace(
+        "            Method: POST\n            Path: /v1/{tenant_id}/licenses/deactivate\n",
+        "            Method: POST\n            Path: /v1/{tenant_id}/licenses/deactivated\n",
+    );
+    assert_ne!(missing, template);
+    assert_eq!(
+        route_differences(&missing),
+        [
+            "POST /v1/{tenant_id}/licenses/deactivate only in the router (src/http/mod.rs)",
+            "POST /v1/{tenant_id}/licenses/deactivated only in template.yaml",
+        ]
+    );
+    let method = template.replace(
+        "            Method: GET\n            Path: /v1/{tenant_id}/jwks.json\n",
+        "            Method: POST\n            Path: /v1/{tenant_id}/jwks.json\n",
+    );
+    assert_ne!(method, template);
+    assert_eq!(
+        route_differences(&method),
+        [
+            "GET /v1/{tenant_id}/jwks.json only in the router (src/http/mod.rs)",
+            "POST /v1/{tenant_id}/jwks.json only in template.yaml",
+        ]
     );
 }
 

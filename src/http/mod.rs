@@ -14,7 +14,6 @@ mod webhook;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
 use tower::ServiceExt;
 
 use crate::app::App;
@@ -22,72 +21,77 @@ use layers::OnTimeout;
 
 pub use layers::DEADLINE;
 
-/// Every route the function answers, with its method. A new route is one line here, one line in
-/// `template.yaml`, a handler in its surface's module and a use case in `crate::app` (see ARCHITECTURE.md).
+/// Declares the route table once: `ROUTES` (what `tests/it/template.rs` compares with `template.yaml`) and the
+/// router of each surface come from the same lines.
+macro_rules! route_table {
+    ($($surface:ident: [$($method:ident $path:literal => $handler:path,)*])*) => {
+        /// Every route the function answers: (method, path), as API Gateway routes them.
+        pub const ROUTES: &[(&str, &str)] = &[$($((route_table!(@method $method), $path),)*)*];
+
+        /// Each surface's routes, before its layers.
+        struct Surfaces {
+            $($surface: Router<App>,)*
+        }
+
+        fn surfaces() -> Surfaces {
+            Surfaces {
+                $($surface: Router::new()$(.route($path, axum::routing::$method($handler)))*,)*
+            }
+        }
+    };
+    (@method get) => { "GET" };
+    (@method post) => { "POST" };
+}
+
+// A new route is one line here, one line in `template.yaml`, a handler in its surface's module and a use case in
+// `crate::app` (see ARCHITECTURE.md).
+route_table! {
+    gumroad: [
+        post "/webhooks/gumroad/{tenant_id}" => webhook::receive,
+    ]
+    license_api: [
+        post "/v1/{tenant_id}/licenses/validate" => license_api::validate,
+        post "/v1/{tenant_id}/licenses/activate" => license_api::activate,
+        post "/v1/{tenant_id}/licenses/deactivate" => license_api::deactivate,
+    ]
+    key_set: [
+        get "/v1/{tenant_id}/jwks.json" => jwks::get,
+    ]
+    compat: [
+        post "/gumroad/{tenant_id}/v2/licenses/verify" => gumroad_verify::verify,
+    ]
+    portal_link: [
+        post "/portal/{tenant_id}/link" => portal::request_link,
+    ]
+    portal: [
+        get "/portal/{tenant_id}" => portal::signin_page,
+        get "/portal/{tenant_id}/signin" => portal::confirm_signin,
+        post "/portal/{tenant_id}/signin" => portal::sign_in,
+        get "/portal/{tenant_id}/licenses" => portal::licenses,
+        post "/portal/{tenant_id}/licenses/{license_id}/send-key" => portal::send_key,
+        post "/portal/{tenant_id}/licenses/{license_id}/deactivate" => portal::deactivate,
+        post "/portal/{tenant_id}/licenses/{license_id}/replace" => portal::replace,
+        post "/portal/{tenant_id}/signout" => portal::sign_out,
+        get "/portal/{tenant_id}/download/{token}" => portal::download,
+    ]
+}
+
+/// The router: each surface's routes under its own deadline answer, the sign-in form under the answer floor, and
+/// the edge layer around everything.
 pub fn router(app: App) -> Router {
     let deadline = |on_timeout| from_fn_with_state(OnTimeout(on_timeout), layers::deadline);
-    let gumroad = Router::new()
-        .route("/webhooks/gumroad/{tenant_id}", post(webhook::receive))
-        .route_layer(deadline(webhook::on_timeout));
-    let license_api = Router::new()
-        .route(
-            "/v1/{tenant_id}/licenses/validate",
-            post(license_api::validate),
-        )
-        .route(
-            "/v1/{tenant_id}/licenses/activate",
-            post(license_api::activate),
-        )
-        .route(
-            "/v1/{tenant_id}/licenses/deactivate",
-            post(license_api::deactivate),
-        )
-        .route_layer(deadline(license_api::on_timeout));
-    let key_set = Router::new()
-        .route("/v1/{tenant_id}/jwks.json", get(jwks::get))
-        .route_layer(deadline(jwks::on_timeout));
-    let compat = Router::new()
-        .route(
-            "/gumroad/{tenant_id}/v2/licenses/verify",
-            post(gumroad_verify::verify),
-        )
-        .route_layer(deadline(gumroad_verify::on_timeout));
-    let portal_link = Router::new()
-        .route("/portal/{tenant_id}/link", post(portal::request_link))
-        .route_layer(from_fn_with_state(app.clone(), layers::answer_floor))
-        .route_layer(deadline(portal::on_link_timeout));
-    let portal = Router::new()
-        .route("/portal/{tenant_id}", get(portal::signin_page))
-        .route(
-            "/portal/{tenant_id}/signin",
-            get(portal::confirm_signin).post(portal::sign_in),
-        )
-        .route("/portal/{tenant_id}/licenses", get(portal::licenses))
-        .route(
-            "/portal/{tenant_id}/licenses/{license_id}/send-key",
-            post(portal::send_key),
-        )
-        .route(
-            "/portal/{tenant_id}/licenses/{license_id}/deactivate",
-            post(portal::deactivate),
-        )
-        .route(
-            "/portal/{tenant_id}/licenses/{license_id}/replace",
-            post(portal::replace),
-        )
-        .route("/portal/{tenant_id}/signout", post(portal::sign_out))
-        .route(
-            "/portal/{tenant_id}/download/{token}",
-            get(portal::download),
-        )
-        .route_layer(deadline(portal::on_timeout));
+    let s = surfaces();
     Router::new()
-        .merge(gumroad)
-        .merge(license_api)
-        .merge(key_set)
-        .merge(compat)
-        .merge(portal_link)
-        .merge(portal)
+        .merge(s.gumroad.route_layer(deadline(webhook::on_timeout)))
+        .merge(s.license_api.route_layer(deadline(license_api::on_timeout)))
+        .merge(s.key_set.route_layer(deadline(jwks::on_timeout)))
+        .merge(s.compat.route_layer(deadline(gumroad_verify::on_timeout)))
+        .merge(
+            s.portal_link
+                .route_layer(from_fn_with_state(app.clone(), layers::answer_floor))
+                .route_layer(deadline(portal::on_link_timeout)),
+        )
+        .merge(s.portal.route_layer(deadline(portal::on_timeout)))
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
         .layer(from_fn_with_state(app.clone(), layers::edge))

@@ -13,8 +13,6 @@ pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod files;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod gumroad;
 pub mod http;
 pub mod mail;

@@ -1,9 +1,12 @@
 //! The fuzzers' smoke run in CI, without cargo-fuzz: every committed corpus seed and every regression input in
-//! `fuzz/` goes through the same checks the fuzz targets run (`keystead::fuzzing`), and then through the real
+//! `fuzz/` goes through the same checks the fuzz targets run (`fuzz/checks.rs`), and then through the real
 //! handler against the local stack, where no input may earn a 5xx.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
+#[path = "../fuzz/checks.rs"]
+#[allow(dead_code)] // the fuzz targets use every check; this replay names them through TARGETS
+mod checks;
 
 use std::path::{Path, PathBuf};
 
@@ -47,7 +50,7 @@ fn all_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn every_committed_fuzz_input_passes_its_target() {
-    for (target, check) in keystead::fuzzing::TARGETS {
+    for (target, check) in checks::TARGETS {
         let inputs = all_inputs(target);
         assert!(
             inputs.len() >= 8,
@@ -74,7 +77,7 @@ fn the_ping_seeds_are_pings_gumroad_would_send() {
     assert!(seeds.len() >= 20);
     for (path, data) in &seeds {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let (content_type, body) = keystead::fuzzing::split_ping_input(data);
+        let (content_type, body) = checks::split_ping_input(data);
         let form =
             Form::parse(content_type.as_deref(), body).unwrap_or_else(|e| panic!("{name}: {e}"));
         match Kind::classify(&form) {
@@ -111,7 +114,7 @@ async fn no_committed_fuzz_input_gets_a_5xx_from_the_handler() {
     let t = seed(&stack, Seed::default()).await;
     let mut answered = 0;
     for (path, data) in all_inputs("ping_body") {
-        let (content_type, body) = keystead::fuzzing::split_ping_input(&data);
+        let (content_type, body) = checks::split_ping_input(&data);
         let mut ping = Ping::new(&t.tenant_id, Some(&t.token), body.to_vec());
         ping.headers.retain(|(name, _)| *name != "content-type");
         // API Gateway only passes header values that are visible ASCII.

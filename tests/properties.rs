@@ -3,6 +3,10 @@
 //! idempotent. No local stack needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
+#[path = "../fuzz/checks.rs"]
+#[allow(dead_code)] // shared with the fuzz targets
+mod checks;
+
 use std::collections::HashSet;
 
 use keystead::domain::{KeyPrefix, LicenseKey, Permalink};
@@ -106,13 +110,13 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..2048),
     ) {
         let _ = Form::parse(content_type, &body);
-        keystead::fuzzing::ping_body(&ping_input(content_type, &body));
+        checks::ping_body(&ping_input(content_type, &body));
     }
 
     #[test]
     fn ping_parsing_never_panics_on_form_shaped_bodies((body, well_formed) in form_body()) {
         let form = Form::parse(Some("application/x-www-form-urlencoded"), &body);
-        keystead::fuzzing::ping_body(&ping_input(None, &body));
+        checks::ping_body(&ping_input(None, &body));
         prop_assert!(!well_formed || form.is_ok(), "refused {:?}: {:?}", String::from_utf8_lossy(&body), form);
     }
 
@@ -120,7 +124,7 @@ proptest! {
     fn ping_parsing_never_panics_on_json_bodies(value in json_value(4)) {
         let body = serde_json::to_vec(&value).unwrap();
         let _ = Form::parse(Some("application/json"), &body);
-        keystead::fuzzing::ping_body(&ping_input(Some("application/json"), &body));
+        checks::ping_body(&ping_input(Some("application/json"), &body));
     }
 
     #[test]
@@ -128,7 +132,7 @@ proptest! {
         proptest::collection::vec(any::<u8>(), 0..512),
         json_value(3).prop_map(|v| serde_json::to_vec(&v).unwrap()),
     ]) {
-        keystead::fuzzing::license_json(&body);
+        checks::license_json(&body);
     }
 
     #[test]
@@ -168,7 +172,7 @@ proptest! {
             let twice = Permalink::parse(once.as_str());
             prop_assert_eq!(twice.as_ref(), Ok(&once), "{:?}", raw);
         }
-        keystead::fuzzing::permalink(raw.as_bytes());
+        checks::permalink(raw.as_bytes());
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! A ping body: a first line naming the Content-Type (empty for none), then the body bytes.
-//! The checks live in `keystead::fuzzing`, shared with the corpus replay in `tests/hostile.rs`.
+//! The checks live in `fuzz/checks.rs`, shared with the corpus replay in `tests/hostile.rs`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| keystead::fuzzing::ping_body(data));
+#[path = "../checks.rs"]
+#[allow(dead_code)] // each target runs one of the checks
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::ping_body(data));

@@ -1,10 +1,12 @@
 //! The checks behind the fuzz targets in `fuzz/` and their replay in `tests/hostile.rs`: each takes arbitrary
 //! bytes, runs them through the same parsing code a request goes through, and panics only when that code panics
-//! or breaks one of its promises. Not part of the API; public only so the fuzz crate and the tests can share it.
+//! or breaks one of its promises. It reaches keystead through its public API only; the fuzz targets include it
+//! (`#[path = "../checks.rs"]`) and so does the corpus replay (`tests/it/hostile.rs`), so nothing of it is
+//! compiled into the function.
 
-use crate::app::licenses::{self as licensing, LicenseRequest};
-use crate::domain::{Email, Permalink};
-use crate::gumroad::{Form, GumroadEvent, Ping, SalePing};
+use keystead::app::licenses::{self as licensing, LicenseRequest};
+use keystead::domain::{Email, Permalink};
+use keystead::gumroad::{Form, GumroadEvent, Ping, SalePing};
 
 /// Every `resource_name` the event reader knows, so each input is tried as every kind of event.
 const RESOURCES: [&str; 8] = [
@@ -90,10 +92,10 @@ pub fn ping_body(data: &[u8]) {
             );
             // Sale-shaped events must name exactly one sale, subscription events a subscription id.
             match &event.subject {
-                crate::gumroad::EventSubject::Sale(sale) => {
+                keystead::gumroad::EventSubject::Sale(sale) => {
                     assert!(!sale.as_str().is_empty());
                 }
-                crate::gumroad::EventSubject::Subscription { id, .. } => {
+                keystead::gumroad::EventSubject::Subscription { id, .. } => {
                     assert!(
                         !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()),
                         "subscription id {id:?}"
@@ -167,7 +169,7 @@ pub fn license_json(data: &[u8]) {
         assert_eq!(parsed.as_deref(), seen, "field {name}");
     }
     if let Some(label) = label {
-        assert_one_line(&crate::gumroad::one_line(label));
+        assert_one_line(&keystead::gumroad::one_line(label));
     }
 }
 

@@ -4,7 +4,7 @@
 //! succeeds exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::private_dynamodb::{free_port, private_stack, start_dynamodb};
 use common::*;

@@ -10,8 +10,8 @@
 //! * a refused key email is recorded with its reason (sender not verified, recipient not verified in the sandbox).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,

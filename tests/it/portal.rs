@@ -4,8 +4,8 @@
 //! through the index, and downloads.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use common::portal::*;
 use common::{Ping, Seed, api, buyer, emails_to, sale_body, sale_id, seed, send, stack};

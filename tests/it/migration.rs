@@ -2,8 +2,8 @@
 //! Gumroad's shapes, and products whose licenses keep the keys Gumroad already issued.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use cli_support::{FakeGumroad, GOOD_TOKEN, ok_json_cmd};
 use common::*;

@@ -10,7 +10,7 @@
 //! SECURITY.md (`KEYSTEAD_LOAD_SALES=2000 cargo test --test load_with_faults -- --nocapture`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

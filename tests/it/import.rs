@@ -2,8 +2,8 @@
 //! lists sales in pages, in Gumroad's shapes; imports and pings share one idempotency record.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use cli_support::*;
 use common::*;

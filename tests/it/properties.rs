@@ -3,9 +3,7 @@
 //! idempotent. No local stack needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-#[path = "../fuzz/checks.rs"]
-#[allow(dead_code)] // shared with the fuzz targets
-mod checks;
+use crate::checks;
 
 use std::collections::HashSet;
 

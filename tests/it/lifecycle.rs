@@ -2,7 +2,7 @@
 //! own encoding, in order and out of order, and the license state and records they leave.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

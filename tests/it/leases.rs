@@ -3,8 +3,8 @@
 //! that free themselves when their lease runs out, exactly, under concurrency.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! and the identical 404 for every key that is not this tenant's and product's.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! from keystead's own lines or the AWS SDK's; not even when `RUST_LOG` turns everything up to trace.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

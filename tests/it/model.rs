@@ -10,7 +10,7 @@
 //! failure names its seed and history, so `KEYSTEAD_MODEL_SEED=<seed> KEYSTEAD_MODEL_HISTORIES=1` replays it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! and tier or seat changes of a membership, each ending as the right license (and only one).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

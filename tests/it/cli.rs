@@ -3,8 +3,8 @@
 //! commands against a small stand-in for Gumroad's API.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use cli_support::*;
 use common::{Ping, buyer, emails_to, sale_body, sale_id, send};

@@ -5,8 +5,8 @@
 //! are photographed into docs/ for the README.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod cli_support;
-mod common;
+use crate::cli_support;
+use crate::common;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -3,10 +3,8 @@
 //! handler against the local stack, where no input may earn a 5xx.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
-#[path = "../fuzz/checks.rs"]
-#[allow(dead_code)] // the fuzz targets use every check; this replay names them through TARGETS
-mod checks;
+use crate::common;
+use crate::checks;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! DynamoDB Local and the mail moto's SES received.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::*;
 use keystead::domain::TenantStatus;

@@ -6,19 +6,11 @@ use time::OffsetDateTime;
 
 use super::record_sale::deliver;
 use super::replace_key::{RotateError, rotate};
-use crate::domain::{Activation, Email, License, LicenseStatus, Tenant, effective_status};
-use crate::mail::{DownloadLink, Mailer};
+use crate::domain::{Email, License, LicenseStatus, Tenant, effective_status};
+use crate::mail::Mailer;
 use crate::portal::pages::Notice;
-use crate::portal::{PAGE_LINK_LIFETIME, Portal, PortalError};
+use crate::portal::{LicenseView, PAGE_LINK_LIFETIME, Portal, PortalError};
 use crate::storage::{Backend, StoreError};
-
-/// One of the buyer's licenses as the page shows it.
-pub struct LicenseView {
-    pub license: License,
-    pub status: LicenseStatus,
-    pub machines: Vec<Activation>,
-    pub download: Option<DownloadLink>,
-}
 
 /// The signed-in buyer's licenses with their machines and downloads, newest first.
 pub async fn buyer_licenses(

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use time::OffsetDateTime;
 
-use crate::domain::{License, ProductFile, Tenant};
+use crate::domain::{Activation, License, LicenseStatus, ProductFile, Tenant};
 use crate::files::Bucket;
 use crate::mail::{DownloadLink, DownloadLinks, KeyEmail, MailError, Mailer};
 use crate::signing::{KeyVault, VaultError};
@@ -176,6 +176,14 @@ pub fn product_file<'t>(tenant: &'t Tenant, license: &License) -> Option<&'t Pro
 
 pub(crate) fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// One of the buyer's licenses as the page shows it.
+pub struct LicenseView {
+    pub license: License,
+    pub status: LicenseStatus,
+    pub machines: Vec<Activation>,
+    pub download: Option<DownloadLink>,
 }
 
 /// The key emails of a process that knows where the portal is carry the product's download link.

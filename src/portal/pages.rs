@@ -3,8 +3,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::SIGNIN_LINK_LIFETIME;
-use crate::app::buyer_licenses::LicenseView;
+use super::{LicenseView, SIGNIN_LINK_LIFETIME};
 use crate::domain::{Email, LicenseStatus, TenantId};
 use crate::mail::KeyEmail;
 

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem, Update};
 
-use super::dynamo::{
-    DynamoStore, conditional, from_item, license_sk, n, request_token, s, to_item,
-};
+use super::dynamo::DynamoStore;
+use super::sdk::{Item, conditional, from_item, n, request_token, s, to_item};
+use super::table::licenses::{activation_sk, license_sk, status_at};
 use super::{Store, StoreError};
 use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
 
@@ -33,27 +33,6 @@ pub enum SeatTouch {
     Gone,
     /// The license is no longer active (or has expired): its status; nothing written.
     NotActive(LicenseStatus),
-}
-
-/// The status a license item read back from a failed condition has at `now`: expired when past its expiry.
-fn status_at(item: &super::dynamo::Item, now: &str) -> LicenseStatus {
-    let status = item
-        .get("status")
-        .and_then(|v| v.as_s().ok())
-        .and_then(|status| LicenseStatus::parse(status))
-        .unwrap_or(LicenseStatus::Revoked);
-    let expired = item
-        .get("expires_at")
-        .and_then(|v| v.as_s().ok())
-        .is_some_and(|at| at.as_str() <= now);
-    match status {
-        LicenseStatus::Active if expired => LicenseStatus::Expired,
-        other => other,
-    }
-}
-
-fn activation_sk(key_hash: &str, machine_id: &str) -> String {
-    format!("ACTIVATION#{key_hash}#{machine_id}")
 }
 
 #[async_trait]
@@ -223,7 +202,7 @@ impl ActivationStore for DynamoStore {
         key_hash: &str,
     ) -> Result<Option<u64>, StoreError> {
         let token = request_token()?;
-        let uses = |item: Option<&super::dynamo::Item>| {
+        let uses = |item: Option<&Item>| {
             item.and_then(|a| a.get("uses"))
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse().ok())

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use super::StoreError;
-use super::dynamo::{
-    DynamoStore, LICENSE_SK_PREFIX, MARKER_SK_PREFIX, PRODUCT_SK_PREFIX, TENANT_SK,
-    VARIANT_SK_PREFIX, conditional, from_item, s, to_item, unavailable,
-};
+use super::dynamo::DynamoStore;
+use super::sdk::{Item, conditional, from_item, n, s, to_item, unavailable, version};
+use super::table::events::MARKER_SK_PREFIX;
+use super::table::licenses::LICENSE_SK_PREFIX;
+use super::table::tenants::{PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX};
 use time::OffsetDateTime;
 
 use crate::domain::{
@@ -40,7 +41,7 @@ fn tenant_record<T: serde::Serialize>(
     tenant_id: &TenantId,
     record: &T,
     sk: String,
-) -> Result<super::dynamo::Item, StoreError> {
+) -> Result<Item, StoreError> {
     let mut item = to_item(record, Some(sk))?;
     item.insert("tenant_id".to_owned(), s(tenant_id.as_str()));
     Ok(item)
@@ -133,7 +134,7 @@ impl DynamoStore {
         };
         let put = put
             .condition_expression(condition)
-            .expression_attribute_values(":v", super::dynamo::version(product.v));
+            .expression_attribute_values(":v", version(product.v));
         if conditional(put.send().await)?.is_some() {
             return Ok(true);
         }
@@ -205,14 +206,12 @@ impl DynamoStore {
             .key("sk", s(product_sk(product_id)))
             .update_expression("SET #file = :file ADD v :v1")
             .condition_expression("attribute_exists(sk)")
-            .expression_attribute_values(":v1", super::dynamo::n(1))
+            .expression_attribute_values(":v1", n(1))
             .expression_attribute_names("#file", "file")
             .expression_attribute_values(":file", value)
             .send()
             .await;
-        super::dynamo::conditional(result)?
-            .map(|_| ())
-            .ok_or(StoreError::NotFound)
+        conditional(result)?.map(|_| ()).ok_or(StoreError::NotFound)
     }
 
     /// Deletes a product; `NotFound` when there is none.

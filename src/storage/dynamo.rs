@@ -2,27 +2,26 @@
 //! tenants (`TENANT`, `PRODUCT#<id>`), licenses (`LICENSE#<key hash>`), payments (`sale_id`) and
 //! events (`SALE#<sale id>` idempotency records, with a TTL).
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::{
-    Anchor, EmailOutcome, NewSale, Orphans, Renewal, RenewalWrite, SaleWrite, Store, StoreError,
+use super::sdk::{
+    Item, Reasons, TOKEN_ATTR, backoff, conditional, from_item, is_condition_failure, n,
+    request_token, s, to_item, unavailable,
 };
+use super::table::events::{Anchor, Orphans, sale_event_sk};
+use super::table::licenses::{email_pointer, key_hash_of, license_sk, subscription_sk};
+use super::table::tenants::{
+    PRODUCT_SK_PREFIX, SIGNING_KEY_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX,
+};
+use super::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
 use crate::domain::{
     EmailFailure, License, Product, SaleId, SealedSigningKey, Tenant, TenantId, VariantMapping,
 };
-
-pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The physical table names, read from the environment the SAM template (or `infra/local/up`) sets.
 #[derive(Debug, Clone)]
@@ -70,35 +69,6 @@ impl Tables {
     }
 }
 
-/// The attribute a conditional single-item write leaves its request token in (see `request_token`).
-pub(crate) const TOKEN_ATTR: &str = "rq";
-
-/// A fresh token for one logical write. The SDK resends a write's request unchanged when it retries it, token
-/// included, so a condition that fails on an item carrying this token failed on the write's own earlier
-/// attempt: the write succeeded.
-pub(crate) fn request_token() -> Result<String, StoreError> {
-    crate::domain::random_id("rq").map_err(|e| StoreError::Unavailable(e.to_string()))
-}
-
-pub(crate) const TENANT_SK: &str = "TENANT";
-pub(crate) const PRODUCT_SK_PREFIX: &str = "PRODUCT#";
-pub(crate) const LICENSE_SK_PREFIX: &str = "LICENSE#";
-pub(crate) const VARIANT_SK_PREFIX: &str = "VARIANT#";
-
-pub(crate) fn license_sk(key_hash: &str) -> String {
-    format!("{LICENSE_SK_PREFIX}{key_hash}")
-}
-
-fn sale_event_sk(sale_id: &str) -> String {
-    format!("SALE#{sale_id}")
-}
-
-pub(crate) const MARKER_SK_PREFIX: &str = "MARKER#";
-
-pub(crate) fn subscription_sk(subscription_id: &str) -> String {
-    format!("SUBSCRIPTION#{subscription_id}")
-}
-
 /// Concurrent transactions on the same items are cancelled with `TransactionConflict`; they are retried
 /// this many times before the caller is told to come back later.
 const CONFLICT_RETRIES: u32 = 12;
@@ -117,68 +87,6 @@ impl DynamoStore {
     pub fn tables(&self) -> &Tables {
         &self.tables
     }
-}
-
-pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-/// A record's version (`v`) as a number attribute.
-pub(crate) fn version(v: u64) -> AttributeValue {
-    n(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-pub(crate) fn to_item<T: Serialize>(
-    record: &T,
-    sort_key: Option<String>,
-) -> Result<Item, StoreError> {
-    let mut item: Item =
-        serde_dynamo::to_item(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if let Some(sk) = sort_key {
-        item.insert("sk".to_owned(), s(sk));
-    }
-    Ok(item)
-}
-
-pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Every SDK failure that is not an expected condition failure means "try again later".
-pub(crate) fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    StoreError::Unavailable(DisplayErrorContext(&err).to_string())
-}
-
-/// The answer of a single conditional write: `Some` when it was written, `None` when its condition did not hold.
-pub(crate) fn conditional<T, E, R>(
-    result: Result<T, SdkError<E, R>>,
-) -> Result<Option<T>, StoreError>
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match result {
-        Ok(out) => Ok(Some(out)),
-        Err(err) if is_condition_failure(&err) => Ok(None),
-        Err(err) => Err(unavailable(err)),
-    }
-}
-
-pub(crate) fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 impl DynamoStore {
@@ -426,54 +334,6 @@ impl DynamoStore {
     }
 }
 
-/// Waits before retrying a write that lost a race: longer with each attempt, with jitter from the clock (enough
-/// to pull concurrent retries apart, no randomness needed).
-pub async fn backoff(attempt: u32) {
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-            % 16,
-    );
-    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter)).await;
-}
-
-/// Why a transaction was cancelled: one `(code, old item)` per item, in order.
-pub(crate) struct Reasons(Vec<(String, Option<Item>)>);
-
-impl Reasons {
-    pub(crate) fn failed(&self, index: usize) -> bool {
-        self.0
-            .get(index)
-            .is_some_and(|(code, _)| code == "ConditionalCheckFailed")
-    }
-
-    /// The old item of the first of these items whose condition failed.
-    pub(crate) fn old(&self, indexes: &[usize]) -> Option<&Item> {
-        indexes
-            .iter()
-            .filter(|&&i| self.failed(i))
-            .find_map(|&i| self.0.get(i).and_then(|(_, item)| item.as_ref()))
-    }
-
-    pub(crate) fn summary(&self) -> String {
-        self.0
-            .iter()
-            .map(|(code, _)| code.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// A cancellation none of the caller's conditions explains: retry later.
-    pub(crate) fn unexpected(&self) -> StoreError {
-        StoreError::Unavailable(format!("transaction cancelled: {}", self.summary()))
-    }
-}
-
-pub(crate) fn key_hash_of(item: &Item) -> Option<String> {
-    item.get("key_hash").and_then(|v| v.as_s().ok()).cloned()
-}
-
 #[async_trait]
 impl Store for DynamoStore {
     #[tracing::instrument(skip_all, fields(tenant = %tenant_id))]
@@ -498,7 +358,7 @@ impl Store for DynamoStore {
                 Some(sk) if sk.starts_with(VARIANT_SK_PREFIX) => {
                     variants.push(from_item::<VariantMapping>(item)?)
                 }
-                Some(sk) if sk.starts_with(super::signing::SIGNING_KEY_SK_PREFIX) => {
+                Some(sk) if sk.starts_with(SIGNING_KEY_SK_PREFIX) => {
                     signing_keys.push(from_item::<SealedSigningKey>(item)?)
                 }
                 _ => {}
@@ -546,11 +406,7 @@ impl Store for DynamoStore {
             )?,
         ];
         // The buyer's portal finds their licenses through this pointer.
-        items.push(self.put_if_new(
-            &self.tables.licenses,
-            super::portal::email_pointer(license),
-            "sk",
-        )?);
+        items.push(self.put_if_new(&self.tables.licenses, email_pointer(license), "sk")?);
         // The subscription's pointer is set once: a sale for a subscription that already has a license never
         // re-points it (nor mints a second license for it).
         if let Some(subscription_id) = &license.subscription_id {

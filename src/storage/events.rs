@@ -4,47 +4,12 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 
-use super::dynamo::{
-    DynamoStore, Item, MARKER_SK_PREFIX, key_hash_of, license_sk, n, s, subscription_sk, version,
-};
+use super::dynamo::DynamoStore;
+use super::sdk::{Item, n, s, version};
+use super::table::events::{Anchor, Orphans};
+use super::table::licenses::{key_hash_of, license_sk, subscription_sk};
 use super::{Store, StoreError};
 use crate::domain::{Fact, FactKind, License, LicenseStatus, PlanChange, SaleId, TenantId};
-
-/// Where facts wait for a license that does not exist yet: its sale, or (for a subscription event that names no
-/// purchase keystead knows) its subscription.
-#[derive(Debug, Clone, Copy)]
-pub enum Anchor<'a> {
-    Sale(&'a SaleId),
-    Subscription(&'a str),
-}
-
-impl Anchor<'_> {
-    pub(crate) fn sk(&self) -> String {
-        match self {
-            Self::Sale(sale_id) => format!("{MARKER_SK_PREFIX}{sale_id}"),
-            Self::Subscription(id) => format!("{MARKER_SK_PREFIX}SUB#{id}"),
-        }
-    }
-}
-
-/// The facts waiting at an anchor, and the version they were read at: `None` when there were none, `Some(0)` for
-/// a marker left before facts were kept (it has no version).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Orphans {
-    pub facts: Vec<Fact>,
-    pub v: Option<u64>,
-}
-
-impl Orphans {
-    /// The condition that holds while the anchor is as it was read, with its values.
-    fn unchanged(&self) -> (&'static str, Option<AttributeValue>) {
-        match self.v {
-            None => ("attribute_not_exists(sk)", None),
-            Some(0) => ("attribute_exists(sk) AND attribute_not_exists(v)", None),
-            Some(v) => ("v = :v", Some(version(v))),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {

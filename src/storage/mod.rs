@@ -9,7 +9,9 @@ mod events;
 mod portal;
 #[cfg(feature = "cli")]
 mod schema;
+mod sdk;
 mod signing;
+mod table;
 
 use async_trait::async_trait;
 
@@ -18,12 +20,14 @@ use crate::domain::{EmailFailure, License, Payment, SaleId, Tenant, TenantId};
 pub use activations::{ActivateResult, ActivationStore, SeatTouch};
 pub use admin::{LicenseFilter, TtlRemoval};
 pub use cache::TenantCache;
-pub use dynamo::{DynamoStore, Tables, backoff};
-pub use events::{Anchor, EventStore, Orphans, Written};
+pub use dynamo::{DynamoStore, Tables};
+pub use events::{EventStore, Written};
 pub use portal::{MAX_MACHINES_TO_MOVE, PortalStore, Replaced};
 #[cfg(feature = "cli")]
 pub use schema::{TableSpec, create_tables, table_specs};
+pub use sdk::backoff;
 pub use signing::{Retirement, SigningKeyStore};
+pub use table::events::{Anchor, Orphans};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -5,50 +5,20 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 
-use super::dynamo::{
-    DynamoStore, Item, LICENSE_SK_PREFIX, TOKEN_ATTR, conditional, from_item, key_hash_of,
-    license_sk, n, request_token, s, subscription_sk, to_item,
+use super::dynamo::DynamoStore;
+use super::sdk::{Item, TOKEN_ATTR, conditional, from_item, n, request_token, s, to_item, version};
+use super::table::events::{rate_sk, signin_sk};
+use super::table::licenses::{
+    LICENSE_SK_PREFIX, activation_sk, email_pointer, email_prefix, key_hash_of, license_sk,
+    moved_sk, subscription_sk,
 };
+use super::table::tenants::MAC_KEY_SK;
 use super::{ActivationStore, Store, StoreError};
-use crate::domain::{Activation, Email, License, LicenseStatus, TenantId, sha256_hex};
+use crate::domain::{Activation, Email, License, LicenseStatus, TenantId};
 
 /// How many machines a license may hold and still have its key replaced: the move is one DynamoDB transaction
 /// of at most 100 items, two per machine.
 pub const MAX_MACHINES_TO_MOVE: u32 = 40;
-
-/// The pointer prefix of a buyer's licenses: `EMAIL#<sha256 of the lower-cased address>#`.
-pub(crate) fn email_prefix(email: &Email) -> String {
-    format!(
-        "EMAIL#{}#",
-        sha256_hex(&email.as_str().to_ascii_lowercase())
-    )
-}
-
-/// The pointer that makes `license` findable by its buyer's address.
-pub(crate) fn email_pointer(license: &License) -> Item {
-    let mut item = Item::new();
-    item.insert("tenant_id".into(), s(license.tenant_id.as_str()));
-    item.insert(
-        "sk".into(),
-        s(format!(
-            "{}{}",
-            email_prefix(&license.buyer_email),
-            license.key_hash
-        )),
-    );
-    item.insert("key_hash".into(), s(&license.key_hash));
-    item
-}
-
-fn moved_sk(old_hash: &str) -> String {
-    format!("MOVED#{old_hash}")
-}
-
-const MAC_KEY_SK: &str = "MAC_KEY#portal-hmac";
-
-fn signin_sk(token_hash: &str) -> String {
-    format!("SIGNIN#{token_hash}")
-}
 
 /// What `replace_key` did.
 #[derive(Debug)]
@@ -157,7 +127,7 @@ impl PortalStore for DynamoStore {
         ttl: i64,
     ) -> Result<bool, StoreError> {
         let token = request_token()?;
-        let sk = format!("RATE#{counter}");
+        let sk = rate_sk(counter);
         let result = self
             .client
             .update_item()
@@ -348,7 +318,6 @@ impl PortalStore for DynamoStore {
     ) -> Result<Replaced, StoreError> {
         let tenant = old.tenant_id.as_str();
         let table = &self.tables.licenses;
-        let activation_sk = |hash: &str, machine: &str| format!("ACTIVATION#{hash}#{machine}");
         // The license as it was read: its status (never revoked), seats, limit and product.
         let retire = Delete::builder()
             .table_name(table)
@@ -376,7 +345,7 @@ impl PortalStore for DynamoStore {
         };
         let retire = match old.v {
             0 => retire,
-            v => retire.expression_attribute_values(":v", super::dynamo::version(v)),
+            v => retire.expression_attribute_values(":v", version(v)),
         };
         let mut items = vec![
             TransactWriteItem::builder()

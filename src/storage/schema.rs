@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 use serde_yaml_ng::Value;
 
 use super::StoreError;
-use super::dynamo::unavailable;
+use super::sdk::unavailable;
 
 /// One DynamoDB table of the template, and the environment variable through which the function learns its name.
 #[derive(Debug, Clone, PartialEq, Eq)]

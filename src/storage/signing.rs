@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
-use super::dynamo::{DynamoStore, TENANT_SK, n, s, to_item};
+use super::dynamo::DynamoStore;
+use super::sdk::{n, s, to_item};
+use super::table::tenants::{SIGNING_KEY_SK_PREFIX, TENANT_SK};
 use super::{Store, StoreError};
 use crate::domain::{SealedSigningKey, TenantId};
-
-pub(crate) const SIGNING_KEY_SK_PREFIX: &str = "SIGNING_KEY#";
 
 /// The key being replaced: it stops signing now and stays published until `publish_until` (unix seconds).
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 //! handler against the local stack, where no input may earn a 5xx.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-use crate::common;
 use crate::checks;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,7 @@ mod checks;
 mod cli_support;
 mod common;
 
+mod architecture;
 mod browser;
 mod cli;
 mod first_deploy;

@@ -1032,7 +1032,10 @@ fn template_grants_exactly_what_the_code_calls_and_keeps_its_data() {
 fn the_template_routes_exactly_the_routers_routes() {
     let differences = route_differences(&read_template());
     assert!(differences.is_empty(), "{differences:#?}");
-    assert_eq!(template_routes(&read_template()).len(), keystead::http::ROUTES.len());
+    assert_eq!(
+        template_routes(&read_template()).len(),
+        keystead::http::ROUTES.len()
+    );
 }
 
 #[test]

@@ -1,0 +1,58 @@
+//! The events table: what a sale left (`SALE#<sale id>`, the idempotency record), facts waiting for a sale or a
+//! subscription not seen yet (`MARKER#<sale id>`, `MARKER#SUB#<id>`, versioned), sign-in tokens
+//! (`SIGNIN#<token hash>`) and rate-limit counters (`RATE#<counter>`), the last two with a TTL.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::domain::{Fact, SaleId};
+use crate::storage::sdk::version;
+
+pub(crate) fn sale_event_sk(sale_id: &str) -> String {
+    format!("SALE#{sale_id}")
+}
+
+pub(crate) const MARKER_SK_PREFIX: &str = "MARKER#";
+
+pub(crate) fn signin_sk(token_hash: &str) -> String {
+    format!("SIGNIN#{token_hash}")
+}
+
+pub(crate) fn rate_sk(counter: &str) -> String {
+    format!("RATE#{counter}")
+}
+
+/// Where facts wait for a license that does not exist yet: its sale, or (for a subscription event that names no
+/// purchase keystead knows) its subscription.
+#[derive(Debug, Clone, Copy)]
+pub enum Anchor<'a> {
+    Sale(&'a SaleId),
+    Subscription(&'a str),
+}
+
+impl Anchor<'_> {
+    pub(crate) fn sk(&self) -> String {
+        match self {
+            Self::Sale(sale_id) => format!("{MARKER_SK_PREFIX}{sale_id}"),
+            Self::Subscription(id) => format!("{MARKER_SK_PREFIX}SUB#{id}"),
+        }
+    }
+}
+
+/// The facts waiting at an anchor, and the version they were read at: `None` when there were none, `Some(0)` for
+/// a marker left before facts were kept (it has no version).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orphans {
+    pub facts: Vec<Fact>,
+    pub v: Option<u64>,
+}
+
+impl Orphans {
+    /// The condition that holds while the anchor is as it was read, with its values.
+    pub(crate) fn unchanged(&self) -> (&'static str, Option<AttributeValue>) {
+        match self.v {
+            None => ("attribute_not_exists(sk)", None),
+            Some(0) => ("attribute_exists(sk) AND attribute_not_exists(v)", None),
+            Some(v) => ("v = :v", Some(version(v))),
+        }
+    }
+}

@@ -60,7 +60,7 @@ pub async fn buyer_license(
         .licenses_by_email(&tenant.tenant_id, email)
         .await?
         .into_iter()
-        .find(|l| l.license_id == license_id))
+        .find(|l| l.license_id == *license_id))
 }
 
 /// How often a buyer may have a license's key emailed, and replace it, from the portal.

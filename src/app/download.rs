@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::App;
-use crate::domain::{LicenseStatus, Tenant, effective_status};
+use crate::domain::{LicenseId, LicenseStatus, Tenant, effective_status};
 use crate::portal::{self, DownloadGrant, GrantRefused, PortalError};
 
 /// Why a download link gives no file.
@@ -34,7 +34,7 @@ impl DownloadRefused {
 /// Where to send the buyer: a presigned URL, for the license with this id.
 pub struct Granted {
     pub url: String,
-    pub license_id: String,
+    pub license_id: LicenseId,
 }
 
 /// Checks a download link's `token` and presigns the file it grants.

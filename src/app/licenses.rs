@@ -124,7 +124,11 @@ pub async fn find(
         .get_license(&tenant_id, &key_hash)
         .await?
         .ok_or(LicenseApiError::NotFound)?;
-    let same_key = license.key_hash.as_bytes().ct_eq(key_hash.as_bytes());
+    let same_key = license
+        .key_hash
+        .as_str()
+        .as_bytes()
+        .ct_eq(key_hash.as_str().as_bytes());
     if !bool::from(same_key) {
         return Err(LicenseApiError::NotFound);
     }
@@ -263,7 +267,7 @@ pub(crate) fn lease(
     }
     let claims = LeaseClaims {
         iss: found.tenant.tenant_id.to_string(),
-        sub: found.license.license_id.clone(),
+        sub: found.license.license_id.to_string(),
         product_id: found.license.product_id.to_string(),
         machine_id: machine_id.to_owned(),
         status: view.status.to_owned(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Email, EmailStatus, Fact, FactKind, GumroadPurchase, KeySource, License, LicenseKey,
+    Email, EmailStatus, Fact, FactKind, GumroadPurchase, KeySource, License, LicenseId, LicenseKey,
     LicenseStatus, Payment, Permalink, PlanChange, Product, RefundPolicy, SaleId, Tenant, UsdCents,
     Variant, random_id, rfc3339, seats,
 };
@@ -295,7 +295,7 @@ fn mint(
     let key_hash = key.hash();
     let created_at = rfc3339(order.sold_at.unwrap_or(now));
     let license = License {
-        license_id: random_id("lic")?,
+        license_id: LicenseId::from_stored(random_id("lic")?),
         tenant_id: tenant.tenant_id.clone(),
         product_id: product.product_id.clone(),
         product_name: product.name.clone(),

@@ -2,7 +2,7 @@
 //! Status, seats, machines, expiry and history stay; only the key and its hash change. The buyer's portal and
 //! `keystead license rotate` share this path.
 
-use crate::domain::{License, LicenseKey, LicenseStatus, Tenant};
+use crate::domain::{KeyHash, License, LicenseKey, LicenseStatus, Tenant};
 use crate::storage::{Backend, MAX_MACHINES_TO_MOVE, Replaced, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ const ATTEMPTS: usize = 5;
 pub async fn rotate(
     store: &dyn Backend,
     tenant: &Tenant,
-    key_hash: &str,
+    key_hash: &KeyHash,
     will_email: bool,
 ) -> Result<License, RotateError> {
     // The replacement last tried: when its answer was lost, the next look finds it committed (issue 22).
@@ -77,7 +77,7 @@ pub async fn rotate(
 async fn committed(
     store: &dyn Backend,
     tenant: &Tenant,
-    old_hash: &str,
+    old_hash: &KeyHash,
     tried: Option<License>,
 ) -> Result<License, RotateError> {
     let Some(new) = tried else {

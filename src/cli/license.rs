@@ -561,7 +561,7 @@ async fn resend_owed(
         };
         rows.push(vec![
             result.to_owned(),
-            license.license_id.clone(),
+            license.license_id.to_string(),
             license.product_id.to_string(),
             license.buyer_email.masked(),
             detail,

@@ -6,7 +6,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::KeyPrefix;
+use super::{KeyHash, KeyPrefix};
 
 /// Crockford's base32 alphabet: no I, L, O or U, so keys survive being read aloud or retyped.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -83,8 +83,8 @@ impl LicenseKey {
         &self.0
     }
 
-    pub fn hash(&self) -> String {
-        sha256_hex(&self.0)
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::from_stored(sha256_hex(&self.0))
     }
 }
 

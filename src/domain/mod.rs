@@ -13,7 +13,8 @@ pub use facts::{Derived, Fact, FactKind, PlanRequest, derive, in_order};
 pub use files::ProductFile;
 pub use gumroad::{EmailKey, GumroadPurchase, KeySource};
 pub use ids::{
-    Email, InvalidValue, KeyPrefix, Permalink, ProductId, SaleId, TenantId, UsdCents, one_line,
+    Email, InvalidValue, KeyHash, KeyPrefix, LicenseId, Permalink, ProductId, SaleId, TenantId,
+    UsdCents, one_line,
 };
 pub use key::{
     LicenseKey, RandomnessError, TokenHash, WebhookToken, random_bytes, random_id, sha256_hex,

@@ -8,8 +8,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    Derived, Email, EmailKey, Fact, FactKind, GumroadPurchase, KeyPrefix, KeySource, LicenseKey,
-    Permalink, PlanChange, ProductId, SaleId, TenantId, Variant, VariantMapping, derive,
+    Derived, Email, EmailKey, Fact, FactKind, GumroadPurchase, KeyHash, KeyPrefix, KeySource,
+    LicenseId, LicenseKey, Permalink, PlanChange, ProductId, SaleId, TenantId, Variant,
+    VariantMapping, derive,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,12 +332,12 @@ impl EmailFailure {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct License {
-    pub license_id: String,
+    pub license_id: LicenseId,
     pub tenant_id: TenantId,
     pub product_id: ProductId,
     pub product_name: String,
     pub key: LicenseKey,
-    pub key_hash: String,
+    pub key_hash: KeyHash,
     pub status: LicenseStatus,
     pub activation_limit: u32,
     #[serde(default)]
@@ -587,8 +588,8 @@ pub struct Payment {
     pub tenant_id: TenantId,
     pub sale_id: SaleId,
     pub product_id: ProductId,
-    pub license_id: String,
-    pub key_hash: String,
+    pub license_id: LicenseId,
+    pub key_hash: KeyHash,
     pub buyer_email: Email,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buyer_name: Option<String>,

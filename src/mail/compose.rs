@@ -108,12 +108,12 @@ mod tests {
 
     fn license(product_name: &str, buyer_name: Option<&str>) -> License {
         License {
-            license_id: "lic_1".into(),
+            license_id: crate::domain::LicenseId::from_stored("lic_1"),
             tenant_id: TenantId::parse("acme").unwrap(),
             product_id: ProductId::parse("app").unwrap(),
             product_name: product_name.into(),
             key: LicenseKey::from_string("ACME-AAAAA-BBBBB-CCCCC-DDDDD-EEEEE-FFFFF".into()),
-            key_hash: String::new(),
+            key_hash: crate::domain::KeyHash::from_stored(""),
             status: LicenseStatus::Active,
             activation_limit: 3,
             activations: 0,

@@ -278,7 +278,7 @@ pub fn licenses(
                                         td { (name) br; span class="muted" { code { (machine.machine_id) } } }
                                         td class="hide" { (when(machine.last_seen.as_deref().unwrap_or(&machine.activated_at))) }
                                         td {
-                                            form method="post" action=(action(tenant, &license.license_id, "deactivate")) {
+                                            form method="post" action=(action(tenant, license.license_id.as_str(), "deactivate")) {
                                                 input type="hidden" name="csrf" value=(csrf);
                                                 input type="hidden" name="machine_id" value=(machine.machine_id);
                                                 button type="submit" class="secondary" aria-label={ "Free the seat of " (name) } { "Free this seat" }
@@ -291,7 +291,7 @@ pub fn licenses(
                     }
                     div class="actions" {
                         @if view.status != LicenseStatus::Revoked {
-                            form method="post" action=(action(tenant, &license.license_id, "send-key")) {
+                            form method="post" action=(action(tenant, license.license_id.as_str(), "send-key")) {
                                 input type="hidden" name="csrf" value=(csrf);
                                 button type="submit" class="secondary" aria-label={ "Email me the key for " (license.product_name) } { "Email me this key" }
                             }
@@ -300,7 +300,7 @@ pub fn licenses(
                     @if view.status == LicenseStatus::Revoked {
                         p class="muted" { "This license was revoked (for example after a refund): it cannot be used or replaced." }
                     } @else {
-                        form method="post" action=(action(tenant, &license.license_id, "replace")) {
+                        form method="post" action=(action(tenant, license.license_id.as_str(), "replace")) {
                             input type="hidden" name="csrf" value=(csrf);
                             label class="check" {
                                 input type="checkbox" name="confirm" value="yes" required;

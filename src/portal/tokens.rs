@@ -12,7 +12,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use super::PortalError;
-use crate::domain::{Email, ProductId, RandomnessError, TenantId, random_bytes, rfc3339};
+use crate::domain::{Email, KeyHash, ProductId, RandomnessError, TenantId, random_bytes, rfc3339};
 use crate::signing::KeyVault;
 use crate::storage::PortalStore;
 
@@ -207,7 +207,7 @@ impl Session {
 /// its key's hash, never by the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadGrant {
-    pub key_hash: String,
+    pub key_hash: KeyHash,
     pub product_id: ProductId,
     pub expires_at: i64,
 }
@@ -250,7 +250,7 @@ impl DownloadGrant {
             return Err(GrantRefused::Expired);
         }
         Ok(Self {
-            key_hash: key_hash.to_owned(),
+            key_hash: KeyHash::from_stored(key_hash),
             product_id,
             expires_at,
         })
@@ -314,7 +314,7 @@ mod tests {
         let key = MacKey::from_bytes([7; 32]);
         let acme = tenant("acme");
         let grant = DownloadGrant {
-            key_hash: "ab".repeat(32),
+            key_hash: KeyHash::from_stored("ab".repeat(32)),
             product_id: ProductId::parse("app").unwrap_or_else(|e| panic!("{e}")),
             expires_at: 500,
         };

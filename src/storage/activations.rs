@@ -8,7 +8,7 @@ use super::dynamo::DynamoStore;
 use super::sdk::{Item, conditional, from_item, n, request_token, s, to_item};
 use super::table::licenses::{activation_sk, license_sk, status_at};
 use super::{Store, StoreError};
-use crate::domain::{Activation, License, LicenseStatus, PlanChange, TenantId};
+use crate::domain::{Activation, KeyHash, License, LicenseStatus, PlanChange, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActivateResult {
@@ -40,21 +40,21 @@ pub trait ActivationStore: Store {
     async fn activation(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         machine_id: &str,
     ) -> Result<Option<Activation>, StoreError>;
 
     async fn activations(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Vec<Activation>, StoreError>;
 
     /// Takes a seat for the machine while seats remain and the license is active and unexpired at `now`.
     async fn activate(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         activation: &Activation,
         now: &str,
     ) -> Result<ActivateResult, StoreError>;
@@ -63,7 +63,7 @@ pub trait ActivationStore: Store {
     async fn count_gumroad_use(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Option<u64>, StoreError>;
 
     /// Records the machine as seen at `now` and moves its seat end to `until` (unix seconds; `None` keeps it), in
@@ -72,7 +72,7 @@ pub trait ActivationStore: Store {
     async fn touch_seat(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         machine_id: &str,
         now: &str,
         until: Option<i64>,
@@ -101,7 +101,7 @@ pub trait ActivationStore: Store {
     async fn deactivate(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         machine_id: &str,
     ) -> Result<bool, StoreError>;
 }
@@ -111,7 +111,7 @@ impl ActivationStore for DynamoStore {
     async fn activation(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         machine_id: &str,
     ) -> Result<Option<Activation>, StoreError> {
         self.read_item(
@@ -127,7 +127,7 @@ impl ActivationStore for DynamoStore {
     async fn activations(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Vec<Activation>, StoreError> {
         let prefix = format!("ACTIVATION#{key_hash}#");
         self.query_partition(&self.tables.licenses, tenant_id, &prefix)
@@ -140,7 +140,7 @@ impl ActivationStore for DynamoStore {
     async fn activate(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         activation: &Activation,
         now: &str,
     ) -> Result<ActivateResult, StoreError> {
@@ -199,7 +199,7 @@ impl ActivationStore for DynamoStore {
     async fn count_gumroad_use(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Option<u64>, StoreError> {
         let token = request_token()?;
         let uses = |item: Option<&Item>| {
@@ -237,7 +237,7 @@ impl ActivationStore for DynamoStore {
     async fn touch_seat(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         machine_id: &str,
         now: &str,
         until: Option<i64>,
@@ -302,7 +302,7 @@ impl ActivationStore for DynamoStore {
         now_unix: i64,
     ) -> Result<Option<ActivateResult>, StoreError> {
         let tenant = license.tenant_id.as_str();
-        let key_hash = license.key_hash.as_str();
+        let key_hash = &license.key_hash;
         let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
         let mut record = to_item(
             activation,
@@ -381,7 +381,7 @@ impl ActivationStore for DynamoStore {
     async fn deactivate(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         machine_id: &str,
     ) -> Result<bool, StoreError> {
         let tenant = tenant_id.as_str();

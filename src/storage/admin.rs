@@ -12,8 +12,8 @@ use super::table::tenants::{PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX};
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Email, EmailStatus, Fact, FactKind, License, LicenseStatus, Permalink, Product, ProductId,
-    Tenant, TenantId, TenantStatus, TokenHash, Variant, VariantMapping, rfc3339,
+    Email, EmailStatus, Fact, FactKind, KeyHash, License, LicenseStatus, Permalink, Product,
+    ProductId, Tenant, TenantId, TenantStatus, TokenHash, Variant, VariantMapping, rfc3339,
 };
 
 fn product_sk(product_id: &ProductId) -> String {
@@ -316,7 +316,7 @@ impl DynamoStore {
     pub async fn set_license_status(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         status: LicenseStatus,
     ) -> Result<License, StoreError> {
         let kind = if status == LicenseStatus::Revoked {
@@ -332,7 +332,7 @@ impl DynamoStore {
     pub async fn record_seller_fact(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         kind: FactKind,
     ) -> Result<License, StoreError> {
         use super::{EventStore, Store, Written};

@@ -20,7 +20,8 @@ use super::table::tenants::{
 };
 use super::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
 use crate::domain::{
-    EmailFailure, License, Product, SaleId, SealedSigningKey, Tenant, TenantId, VariantMapping,
+    EmailFailure, KeyHash, License, Product, SaleId, SealedSigningKey, Tenant, TenantId,
+    VariantMapping,
 };
 
 /// The physical table names, read from the environment the SAM template (or `infra/local/up`) sets.
@@ -316,7 +317,7 @@ impl DynamoStore {
 
     /// The key hash of the license an earlier write of this sale minted, from its idempotency record or
     /// (once that has expired) its payment.
-    async fn minted_key_hash(&self, sale: &NewSale) -> Result<Option<String>, StoreError> {
+    async fn minted_key_hash(&self, sale: &NewSale) -> Result<Option<KeyHash>, StoreError> {
         let tenant_id = &sale.license.tenant_id;
         let sale_id = &sale.payment.sale_id;
         let event = self
@@ -511,7 +512,7 @@ impl Store for DynamoStore {
     async fn get_license(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
         self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
             .await?
@@ -522,7 +523,7 @@ impl Store for DynamoStore {
     async fn claim_email(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
@@ -567,7 +568,7 @@ impl Store for DynamoStore {
     async fn record_email(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         outcome: &EmailOutcome,
     ) -> Result<(), StoreError> {
         let update = self

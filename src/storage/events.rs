@@ -9,7 +9,9 @@ use super::sdk::{Item, n, s, version};
 use super::table::events::{Anchor, Orphans};
 use super::table::licenses::{key_hash_of, license_sk, subscription_sk};
 use super::{Store, StoreError};
-use crate::domain::{Fact, FactKind, License, LicenseStatus, PlanChange, SaleId, TenantId};
+use crate::domain::{
+    Fact, FactKind, KeyHash, License, LicenseStatus, PlanChange, SaleId, TenantId,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -222,7 +224,7 @@ impl DynamoStore {
     pub(crate) fn plan_update(
         &self,
         tenant: &str,
-        key_hash: &str,
+        key_hash: &KeyHash,
         to: &PlanChange,
         deferred: bool,
     ) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {

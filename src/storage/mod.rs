@@ -15,7 +15,7 @@ mod table;
 
 use async_trait::async_trait;
 
-use crate::domain::{EmailFailure, License, Payment, SaleId, Tenant, TenantId};
+use crate::domain::{EmailFailure, KeyHash, License, Payment, SaleId, Tenant, TenantId};
 
 pub use activations::{ActivateResult, ActivationStore, SeatTouch};
 pub use admin::{LicenseFilter, TtlRemoval};
@@ -94,7 +94,7 @@ pub enum SaleWrite {
     KeyTaken,
     /// The sale's subscription already has its license (the key hash here): nothing was written. One
     /// subscription has one license, whatever order its charges arrive in: the sale is that license's charge.
-    Bound(String),
+    Bound(KeyHash),
 }
 
 /// How the key email ended.
@@ -127,7 +127,7 @@ pub trait Store: Send + Sync {
     async fn get_license(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError>;
 
     /// Takes the right to send a license's key email until `until` (unix seconds), unless it was sent already or
@@ -135,7 +135,7 @@ pub trait Store: Send + Sync {
     async fn claim_email(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError>;
@@ -162,7 +162,7 @@ pub trait Store: Send + Sync {
     async fn record_email(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
         outcome: &EmailOutcome,
     ) -> Result<(), StoreError>;
 }

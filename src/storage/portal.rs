@@ -14,7 +14,7 @@ use super::table::licenses::{
 };
 use super::table::tenants::MAC_KEY_SK;
 use super::{ActivationStore, Store, StoreError};
-use crate::domain::{Activation, Email, License, LicenseStatus, TenantId};
+use crate::domain::{Activation, Email, KeyHash, License, LicenseStatus, TenantId};
 
 /// How many machines a license may hold and still have its key replaced: the move is one DynamoDB transaction
 /// of at most 100 items, two per machine.
@@ -79,7 +79,7 @@ pub trait PortalStore: ActivationStore {
     async fn current_license(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError>;
 
     /// The tenant's portal MAC key as KMS encrypted it.
@@ -257,7 +257,7 @@ impl PortalStore for DynamoStore {
     async fn current_license(
         &self,
         tenant_id: &TenantId,
-        key_hash: &str,
+        key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
         let mut hash = key_hash.to_owned();
         // A key replaced n times leaves n forwarding records; a loop would be a corrupt chain.

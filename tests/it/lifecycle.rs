@@ -767,7 +767,7 @@ async fn a_key_replacement_or_product_set_computed_from_a_stale_read_writes_noth
     assert!(matches!(replaced, Replaced::Stale), "{replaced:?}");
     let items = licenses(&stack, &t.tenant_id).await;
     let license = the_license(&items);
-    assert_eq!(s(license, "key_hash"), key.hash());
+    assert_eq!(s(license, "key_hash"), key.hash().as_str());
     assert_eq!(
         s(license, "subscription_cancelled_at"),
         "2026-06-01T10:00:00Z"

@@ -480,7 +480,7 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
     if minted.len() != 1 {
         return Err(format!("{} licenses for one subscription", minted.len()));
     }
-    let key_hash = s(minted[0], "key_hash").to_owned();
+    let key_hash = keystead::domain::KeyHash::from_stored(s(minted[0], "key_hash"));
     for action in &history.seller {
         let kind = match action {
             Seller::Revoke => FactKind::Revoked,
@@ -589,7 +589,7 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
     if payments.len() != history.charges
         || payments
             .iter()
-            .any(|p| s(p, "license_id") != license.license_id)
+            .any(|p| s(p, "license_id") != license.license_id.as_str())
     {
         return Err(format!(
             "{} payments for {} charges",

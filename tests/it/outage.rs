@@ -204,5 +204,5 @@ async fn a_key_replacement_whose_answer_was_lost_reports_the_new_key() {
     let items = licenses(&stack, &t.tenant_id).await;
     let minted = license_items(&items);
     assert_eq!(minted.len(), 1);
-    assert_eq!(s(minted[0], "key_hash"), new.key_hash);
+    assert_eq!(s(minted[0], "key_hash"), new.key_hash.as_str());
 }

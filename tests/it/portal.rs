@@ -669,7 +669,7 @@ async fn a_key_replaced_while_machines_come_and_go_keeps_every_seat_exact() {
         "{statuses:?}"
     );
     let items = common::license_table(&stack, &t.tenant_id).await;
-    let under = |hash: &str| {
+    let under = |hash: &keystead::domain::KeyHash| {
         items
             .iter()
             .filter(|i| common::s(i, "sk").starts_with(&format!("ACTIVATION#{hash}#")))

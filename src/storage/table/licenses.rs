@@ -2,12 +2,12 @@
 //! the pointers that find a license by buyer address (`EMAIL#<address hash>#<key hash>`), by subscription
 //! (`SUBSCRIPTION#<id>`, set once) and by a replaced key (`MOVED#<old hash>`).
 
-use crate::domain::{Email, License, LicenseStatus, sha256_hex};
+use crate::domain::{Email, KeyHash, License, LicenseStatus, sha256_hex};
 use crate::storage::sdk::{Item, s};
 
 pub(crate) const LICENSE_SK_PREFIX: &str = "LICENSE#";
 
-pub(crate) fn license_sk(key_hash: &str) -> String {
+pub(crate) fn license_sk(key_hash: &KeyHash) -> String {
     format!("{LICENSE_SK_PREFIX}{key_hash}")
 }
 
@@ -15,11 +15,11 @@ pub(crate) fn subscription_sk(subscription_id: &str) -> String {
     format!("SUBSCRIPTION#{subscription_id}")
 }
 
-pub(crate) fn activation_sk(key_hash: &str, machine_id: &str) -> String {
+pub(crate) fn activation_sk(key_hash: &KeyHash, machine_id: &str) -> String {
     format!("ACTIVATION#{key_hash}#{machine_id}")
 }
 
-pub(crate) fn moved_sk(old_hash: &str) -> String {
+pub(crate) fn moved_sk(old_hash: &KeyHash) -> String {
     format!("MOVED#{old_hash}")
 }
 
@@ -48,8 +48,10 @@ pub(crate) fn email_pointer(license: &License) -> Item {
 }
 
 /// The key hash a pointer (or a payment) names.
-pub(crate) fn key_hash_of(item: &Item) -> Option<String> {
-    item.get("key_hash").and_then(|v| v.as_s().ok()).cloned()
+pub(crate) fn key_hash_of(item: &Item) -> Option<KeyHash> {
+    item.get("key_hash")
+        .and_then(|v| v.as_s().ok())
+        .map(KeyHash::from_stored)
 }
 
 /// The status a license item read back from a failed condition has at `now`: expired when past its expiry.

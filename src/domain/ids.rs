@@ -127,43 +127,35 @@ impl SaleId {
     }
 }
 
+/// A newtype of a value keystead made itself (a hash, an id): read back as stored, never parsed from input.
+macro_rules! stored_newtype {
+    ($name:ident) => {
+        string_newtype!($name);
+        impl $name {
+            /// The value as stored (in an item, a sort key, a signed link) or as made.
+            pub fn from_stored(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+        }
+        impl From<&$name> for String {
+            fn from(value: &$name) -> Self {
+                value.0.clone()
+            }
+        }
+    };
+}
+
 /// The SHA-256 of a license key, in hex: how a license is found (the key itself is never a lookup).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct KeyHash(String);
-string_newtype!(KeyHash);
-
-impl KeyHash {
-    /// A hash as stored (in an item, a sort key, a signed link): read back, not computed.
-    pub fn from_stored(hex: impl Into<String>) -> Self {
-        Self(hex.into())
-    }
-}
-
-impl From<&KeyHash> for String {
-    fn from(hash: &KeyHash) -> Self {
-        hash.0.clone()
-    }
-}
+stored_newtype!(KeyHash);
 
 /// A license's own id (`lic_…`), shown to sellers and buyers; unlike the key, not a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct LicenseId(String);
-string_newtype!(LicenseId);
-
-impl LicenseId {
-    /// An id as stored or as a seller or buyer typed it.
-    pub fn from_stored(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-}
-
-impl From<&LicenseId> for String {
-    fn from(id: &LicenseId) -> Self {
-        id.0.clone()
-    }
-}
+stored_newtype!(LicenseId);
 
 impl PartialEq<str> for LicenseId {
     fn eq(&self, other: &str) -> bool {

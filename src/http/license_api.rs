@@ -1,13 +1,16 @@
 //! `POST /v1/{tenant_id}/licenses/{validate|activate|deactivate}`: JSON in, JSON out, for the seller's app.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::extract::{Bounded, Segments, TooLarge};
 use super::render;
 use crate::app::App;
+use crate::app::activate::activate;
+use crate::app::deactivate::deactivate;
 use crate::app::licenses::{self, LicenseApiError, LicenseRequest};
+use crate::app::validate::validate;
 
 /// License API bodies are a few short fields.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -98,29 +101,22 @@ fn answer<T: serde::Serialize>(
     Ok(render::json(StatusCode::OK, &serde_json::json!(result?)))
 }
 
-pub async fn validate(
+/// `POST /v1/{tenant_id}/licenses/{validate|activate|deactivate}`: the call is the path's last segment (the
+/// router lists the three routes).
+pub async fn call(
     State(app): State<App>,
     path: Segments,
+    uri: Uri,
     Json(body): Json,
 ) -> Result<Response, ApiError> {
-    let result = crate::app::validate::validate(app.checker(), path.tenant(), &body).await;
-    answer(path.tenant(), "validate", result)
-}
-
-pub async fn activate(
-    State(app): State<App>,
-    path: Segments,
-    Json(body): Json,
-) -> Result<Response, ApiError> {
-    let result = crate::app::activate::activate(app.checker(), path.tenant(), &body).await;
-    answer(path.tenant(), "activate", result)
-}
-
-pub async fn deactivate(
-    State(app): State<App>,
-    path: Segments,
-    Json(body): Json,
-) -> Result<Response, ApiError> {
-    let result = crate::app::deactivate::deactivate(app.store.as_ref(), path.tenant(), &body).await;
-    answer(path.tenant(), "deactivate", result)
+    let (tenant, checker) = (path.tenant(), app.checker());
+    match uri.path().rsplit('/').next() {
+        Some("validate") => answer(tenant, "validate", validate(checker, tenant, &body).await),
+        Some("activate") => answer(tenant, "activate", activate(checker, tenant, &body).await),
+        _ => answer(
+            tenant,
+            "deactivate",
+            deactivate(checker.store, tenant, &body).await,
+        ),
+    }
 }

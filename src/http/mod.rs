@@ -50,9 +50,9 @@ route_table! {
         post "/webhooks/gumroad/{tenant_id}" => webhook::receive,
     ]
     license_api: [
-        post "/v1/{tenant_id}/licenses/validate" => license_api::validate,
-        post "/v1/{tenant_id}/licenses/activate" => license_api::activate,
-        post "/v1/{tenant_id}/licenses/deactivate" => license_api::deactivate,
+        post "/v1/{tenant_id}/licenses/validate" => license_api::call,
+        post "/v1/{tenant_id}/licenses/activate" => license_api::call,
+        post "/v1/{tenant_id}/licenses/deactivate" => license_api::call,
     ]
     key_set: [
         get "/v1/{tenant_id}/jwks.json" => jwks::get,
@@ -68,9 +68,9 @@ route_table! {
         get "/portal/{tenant_id}/signin" => portal::confirm_signin,
         post "/portal/{tenant_id}/signin" => portal::sign_in,
         get "/portal/{tenant_id}/licenses" => portal::licenses,
-        post "/portal/{tenant_id}/licenses/{license_id}/send-key" => portal::send_key,
-        post "/portal/{tenant_id}/licenses/{license_id}/deactivate" => portal::deactivate,
-        post "/portal/{tenant_id}/licenses/{license_id}/replace" => portal::replace,
+        post "/portal/{tenant_id}/licenses/{license_id}/send-key" => portal::act,
+        post "/portal/{tenant_id}/licenses/{license_id}/deactivate" => portal::act,
+        post "/portal/{tenant_id}/licenses/{license_id}/replace" => portal::act,
         post "/portal/{tenant_id}/signout" => portal::sign_out,
         get "/portal/{tenant_id}/download/{token}" => portal::download,
     ]

@@ -10,7 +10,7 @@ use axum::http::header::{
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -154,6 +154,14 @@ fn session_cookie(tenant: &TenantId, value: &str, max_age: i64) -> String {
     )
 }
 
+/// The tenant id a portal URL names, or the 404 page.
+async fn tenant_of(parts: &mut Parts, app: &App) -> Result<TenantId, PageError> {
+    let path = Segments::from_request_parts(parts, app)
+        .await
+        .unwrap_or_default();
+    TenantId::parse(path.tenant()).map_err(|_| PageError::NotFound)
+}
+
 /// The tenant a portal URL names.
 pub struct PortalTenant(Arc<Tenant>);
 
@@ -161,10 +169,7 @@ impl FromRequestParts<App> for PortalTenant {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, PageError> {
-        let path = Segments::from_request_parts(parts, app)
-            .await
-            .unwrap_or_default();
-        let tenant_id = TenantId::parse(path.tenant()).map_err(|_| PageError::NotFound)?;
+        let tenant_id = tenant_of(parts, app).await?;
         match app.tenants.tenant(app.store.as_ref(), &tenant_id).await {
             Ok(Some(tenant)) => Ok(Self(tenant)),
             Ok(None) => Err(PageError::NotFound),
@@ -191,10 +196,7 @@ impl FromRequestParts<App> for SignedIn {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, PageError> {
-        let path = Segments::from_request_parts(parts, app)
-            .await
-            .unwrap_or_default();
-        let tenant_id = TenantId::parse(path.tenant()).map_err(|_| PageError::NotFound)?;
+        let tenant_id = tenant_of(parts, app).await?;
         let Some(value) = cookie(parts, COOKIE_NAME) else {
             return Err(PageError::SignedOut(tenant_id));
         };
@@ -356,30 +358,48 @@ pub async fn licenses(
     )))
 }
 
-/// `POST /portal/{tenant_id}/licenses/{license_id}/{send-key|deactivate|replace}`, one handler per action.
-async fn act(
-    app: App,
-    tenant: &Tenant,
-    path: &Segments,
-    signed_in: &SignedIn,
-    form: &PortalForm,
-    (name, action): (&'static str, BuyerAction<'_>),
+/// `POST /portal/{tenant_id}/licenses/{license_id}/{send-key|deactivate|replace}`: the action is the path's last
+/// segment (the router lists the three routes).
+pub async fn act(
+    State(app): State<App>,
+    PortalTenant(tenant): PortalTenant,
+    path: Segments,
+    uri: Uri,
+    signed_in: SignedIn,
+    form: PortalForm,
 ) -> Result<Response, PageError> {
     let tenant_id = &tenant.tenant_id;
-    if !signed_in.csrf_matches(form) {
+    let machine_id = form.field("machine_id").unwrap_or_default();
+    let (name, action) = match uri.path().rsplit('/').next() {
+        Some("send-key") => ("send-key", BuyerAction::SendKey),
+        Some("deactivate") => (
+            "deactivate",
+            BuyerAction::Deactivate {
+                machine_id: &machine_id,
+            },
+        ),
+        Some("replace") => (
+            "replace",
+            BuyerAction::Replace {
+                confirmed: form.field("confirm").as_deref() == Some("yes"),
+            },
+        ),
+        _ => return Err(PageError::NotFound),
+    };
+    if !signed_in.csrf_matches(&form) {
         tracing::warn!(tenant = %tenant_id, action = name, outcome = "csrf_refused", "portal action");
         return Err(PageError::FormExpired);
     }
     let email = &signed_in.session.email;
     let license =
-        buyer_licenses::buyer_license(app.store.as_ref(), tenant, email, path.get("license_id"))
+        buyer_licenses::buyer_license(app.store.as_ref(), &tenant, email, path.get("license_id"))
             .await
             .map_err(|err| PageError::failed(tenant_id, name, err))?
             .ok_or(PageError::NotFound)?;
     let notice = buyer_licenses::act(
         app.store.as_ref(),
         app.mailer.as_ref(),
-        tenant,
+        &tenant,
         &license,
         action,
     )
@@ -390,46 +410,6 @@ async fn act(
         &format!("/portal/{tenant_id}/licenses?done={}", notice.code()),
         None,
     ))
-}
-
-pub async fn send_key(
-    State(app): State<App>,
-    PortalTenant(tenant): PortalTenant,
-    path: Segments,
-    signed_in: SignedIn,
-    form: PortalForm,
-) -> Result<Response, PageError> {
-    let action = ("send-key", BuyerAction::SendKey);
-    act(app, &tenant, &path, &signed_in, &form, action).await
-}
-
-pub async fn deactivate(
-    State(app): State<App>,
-    PortalTenant(tenant): PortalTenant,
-    path: Segments,
-    signed_in: SignedIn,
-    form: PortalForm,
-) -> Result<Response, PageError> {
-    let machine_id = form.field("machine_id").unwrap_or_default();
-    let action = (
-        "deactivate",
-        BuyerAction::Deactivate {
-            machine_id: &machine_id,
-        },
-    );
-    act(app, &tenant, &path, &signed_in, &form, action).await
-}
-
-pub async fn replace(
-    State(app): State<App>,
-    PortalTenant(tenant): PortalTenant,
-    path: Segments,
-    signed_in: SignedIn,
-    form: PortalForm,
-) -> Result<Response, PageError> {
-    let confirmed = form.field("confirm").as_deref() == Some("yes");
-    let action = ("replace", BuyerAction::Replace { confirmed });
-    act(app, &tenant, &path, &signed_in, &form, action).await
 }
 
 /// `POST /portal/{tenant_id}/signout`.

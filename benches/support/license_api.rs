@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
-use keystead::app::App;
+use axum::Router;
 use keystead::storage::Tables;
 use serde_json::{Value, json};
 
@@ -278,7 +278,7 @@ impl Floor<'_> {
 #[allow(clippy::too_many_arguments)]
 pub async fn section(
     report: &mut Report,
-    app: &App,
+    app: &Router,
     ddb: &aws_sdk_dynamodb::Client,
     ddb_count: &Counter,
     tables: &Tables,

@@ -7,7 +7,7 @@ use super::licenses::{
     Checker, LicenseApiError, LicenseRequest, Validation, effective_status, find_with_tenant,
     lease, machine_id, nonce, signer, unix_to_rfc3339,
 };
-use crate::domain::{Activation, License, LicenseStatus, rfc3339};
+use crate::domain::{Activation, License, LicenseKey, LicenseStatus, TenantId, rfc3339};
 use crate::storage::{ActivateResult, Backend, SeatTouch, StoreError};
 
 /// How many expired seats one activation reclaims at most (a transaction holds up to 100 items).
@@ -31,7 +31,14 @@ pub async fn activate(
         .as_deref()
         .map(crate::gumroad::one_line)
         .filter(|l| !l.is_empty());
-    let found = find_with_tenant(checker, tenant, request).await?;
+    // The license and the machine's seat are read side by side, so that exactly one write follows: a renewal of
+    // the seat the machine holds, or a new seat.
+    let (found, held) = tokio::join!(
+        find_with_tenant(checker, tenant, request),
+        seat_of(checker.store, tenant, request.key.as_deref(), &machine),
+    );
+    let found = found?;
+    let mut held = held?;
     let now = OffsetDateTime::now_utc();
     let status = effective_status(&found.license, now);
     if status != LicenseStatus::Active {
@@ -52,6 +59,23 @@ pub async fn activate(
     let (tenant_id, key_hash) = (&found.tenant.tenant_id, &found.license.key_hash);
     let mut activations = None;
     for _ in 0..SEAT_RETRIES {
+        // The machine holds a seat: renew it, in the same write that proves it still exists and the license is
+        // still active. A seat freed in between (another machine reclaimed it, a deactivation) is taken again,
+        // limit and all.
+        if held {
+            match store
+                .touch_seat(tenant_id, key_hash, &machine, &rfc3339(now), seat_until)
+                .await?
+            {
+                SeatTouch::Renewed => {
+                    activations = Some(found.license.activations);
+                    break;
+                }
+                // Gone: taken again below.
+                SeatTouch::Gone => {}
+                SeatTouch::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
+            }
+        }
         let mut result = store
             .activate(tenant_id, key_hash, &activation, &rfc3339(now))
             .await?;
@@ -59,27 +83,16 @@ pub async fn activate(
             result = reclaim(store, &found.license, &activation, now).await?;
         }
         match result {
-            ActivateResult::Activated { activations: count } => activations = Some(count),
-            // The machine holds a seat: renew it, in the same write that proves it still exists and the license
-            // is still active. A seat freed in between (another machine reclaimed it, a deactivation) is taken
-            // again from the start, limit and all.
-            ActivateResult::AlreadyActive => {
-                match store
-                    .touch_seat(tenant_id, key_hash, &machine, &rfc3339(now), seat_until)
-                    .await?
-                {
-                    SeatTouch::Renewed => activations = Some(found.license.activations),
-                    SeatTouch::Gone => continue,
-                    SeatTouch::NotActive(status) => {
-                        return Err(LicenseApiError::NotActive(status));
-                    }
-                }
+            ActivateResult::Activated { activations: count } => {
+                activations = Some(count);
+                break;
             }
+            // The machine took its seat meanwhile (a concurrent activation): renew that one.
+            ActivateResult::AlreadyActive => held = true,
             ActivateResult::LimitReached => return Err(LicenseApiError::LimitReached),
             ActivateResult::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
             ActivateResult::NotFound => return Err(LicenseApiError::NotFound),
         }
-        break;
     }
     let Some(activations) = activations else {
         return Err(LicenseApiError::Storage(StoreError::Unavailable(
@@ -93,6 +106,24 @@ pub async fn activate(
         &signer, &found, &view, &machine, seat_until, nonce, now,
     )?);
     Ok(view)
+}
+
+/// Whether `machine` holds a seat of the license `key` names; `false` for what names no license (the license's
+/// own read answers that).
+async fn seat_of(
+    store: &dyn Backend,
+    tenant: &str,
+    key: Option<&str>,
+    machine: &str,
+) -> Result<bool, StoreError> {
+    let (Ok(tenant_id), Some(key)) = (TenantId::parse(tenant), key) else {
+        return Ok(false);
+    };
+    let key_hash = LicenseKey::from_string(key.to_owned()).hash();
+    Ok(store
+        .activation(&tenant_id, &key_hash, machine)
+        .await?
+        .is_some())
 }
 
 /// Frees seats whose lease ran out and takes one, in one conditional transaction per attempt, so the count stays

@@ -81,7 +81,7 @@ route_table! {
 pub fn router(app: App) -> Router {
     let deadline = |on_timeout| from_fn_with_state(OnTimeout(on_timeout), layers::deadline);
     let s = surfaces();
-    Router::new()
+    let routes = Router::new()
         .merge(s.gumroad.route_layer(deadline(webhook::on_timeout)))
         .merge(s.license_api.route_layer(deadline(license_api::on_timeout)))
         .merge(s.key_set.route_layer(deadline(jwks::on_timeout)))
@@ -94,8 +94,11 @@ pub fn router(app: App) -> Router {
         .merge(s.portal.route_layer(deadline(portal::on_timeout)))
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
-        .layer(from_fn_with_state(app.clone(), layers::edge))
-        .with_state(app)
+        .with_state(app.clone());
+    // The edge wraps the whole table (a router's `layer` wraps each route, before a 405 gets its `Allow`).
+    Router::new()
+        .fallback_service(routes)
+        .layer(from_fn_with_state(app, layers::edge))
 }
 
 impl App {

@@ -26,5 +26,6 @@ mod outage;
 mod ping;
 mod portal;
 mod properties;
+mod router;
 mod sale_kinds;
 mod template;

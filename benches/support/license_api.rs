@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 use axum::Router;
 use keystead::storage::Tables;
 use serde_json::{Value, json};
@@ -194,31 +196,49 @@ impl Floor<'_> {
         match which {
             0 => self.get(self.license_sk()).await,
             1 => {
-                self.get(self.license_sk()).await;
-                self.get(machine_sk("bench-held")).await;
+                tokio::join!(
+                    self.get(self.license_sk()),
+                    self.get(machine_sk("bench-held"))
+                );
             }
             2 => {
-                // The seat is held already: the conditional put fails, as keystead's does.
-                self.get(self.license_sk()).await;
-                let mut item: std::collections::HashMap<String, AttributeValue> =
-                    self.key(machine_sk("bench-held")).into_iter().collect();
-                item.insert("machine_id".into(), AttributeValue::S("bench-held".into()));
-                let put = Put::builder()
+                // The seat is held already: the license and the seat read side by side, then the seat renewed
+                // in one transaction with a check of the license, as keystead does.
+                tokio::join!(
+                    self.get(self.license_sk()),
+                    self.get(machine_sk("bench-held"))
+                );
+                let [(a, av), (b, bv)] = self.key(machine_sk("bench-held"));
+                let seat = Update::builder()
                     .table_name(&self.tables.licenses)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(sk)")
+                    .key(a, av)
+                    .key(b, bv)
+                    .condition_expression("attribute_exists(sk)")
+                    .update_expression("SET last_seen = :now")
+                    .expression_attribute_values(":now", AttributeValue::S(format!("floor-{i}")))
                     .build()
                     .unwrap();
-                let _ = self
-                    .ddb
+                let [(a, av), (b, bv)] = self.key(self.license_sk());
+                let check = ConditionCheck::builder()
+                    .table_name(&self.tables.licenses)
+                    .key(a, av)
+                    .key(b, bv)
+                    .condition_expression("attribute_exists(sk)")
+                    .build()
+                    .unwrap();
+                self.ddb
                     .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().put(put).build())
-                    .transact_items(self.seat(0))
+                    .transact_items(TransactWriteItem::builder().update(seat).build())
+                    .transact_items(TransactWriteItem::builder().condition_check(check).build())
                     .send()
-                    .await;
+                    .await
+                    .unwrap();
             }
             3 => {
-                self.get(self.license_sk()).await;
+                tokio::join!(
+                    self.get(self.license_sk()),
+                    self.get(machine_sk(&format!("floor-{i}")))
+                );
                 let mut item: std::collections::HashMap<String, AttributeValue> = self
                     .key(machine_sk(&format!("floor-{i}")))
                     .into_iter()

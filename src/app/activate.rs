@@ -5,9 +5,9 @@ use time::OffsetDateTime;
 
 use super::licenses::{
     Checker, LicenseApiError, LicenseRequest, Validation, effective_status, find_with_tenant,
-    lease, machine_id, nonce, signer, unix_to_rfc3339,
+    lease, machine_id, nonce, seat_of, signer, unix_to_rfc3339,
 };
-use crate::domain::{Activation, License, LicenseKey, LicenseStatus, TenantId, rfc3339};
+use crate::domain::{Activation, License, LicenseStatus, rfc3339};
 use crate::storage::{ActivateResult, Backend, SeatTouch, StoreError};
 
 /// How many expired seats one activation reclaims at most (a transaction holds up to 100 items).
@@ -35,10 +35,10 @@ pub async fn activate(
     // the seat the machine holds, or a new seat.
     let (found, held) = tokio::join!(
         find_with_tenant(checker, tenant, request),
-        seat_of(checker.store, tenant, request.key.as_deref(), &machine),
+        seat_of(checker.store, tenant, request, Some(&machine)),
     );
     let found = found?;
-    let mut held = held?;
+    let mut held = held?.is_some();
     let now = OffsetDateTime::now_utc();
     let status = effective_status(&found.license, now);
     if status != LicenseStatus::Active {
@@ -106,24 +106,6 @@ pub async fn activate(
         &signer, &found, &view, &machine, seat_until, nonce, now,
     )?);
     Ok(view)
-}
-
-/// Whether `machine` holds a seat of the license `key` names; `false` for what names no license (the license's
-/// own read answers that).
-async fn seat_of(
-    store: &dyn Backend,
-    tenant: &str,
-    key: Option<&str>,
-    machine: &str,
-) -> Result<bool, StoreError> {
-    let (Ok(tenant_id), Some(key)) = (TenantId::parse(tenant), key) else {
-        return Ok(false);
-    };
-    let key_hash = LicenseKey::from_string(key.to_owned()).hash();
-    Ok(store
-        .activation(&tenant_id, &key_hash, machine)
-        .await?
-        .is_some())
 }
 
 /// Frees seats whose lease ran out and takes one, in one conditional transaction per attempt, so the count stays

@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use crate::domain::effective_status;
 use crate::domain::{
-    License, LicenseKey, LicenseStatus, Product, ProductId, Tenant, TenantId, rfc3339,
+    Activation, License, LicenseKey, LicenseStatus, Product, ProductId, Tenant, TenantId, rfc3339,
 };
 use crate::signing::{Keyring, Signer, SigningError};
 use crate::storage::{ActivationStore, Backend, StoreError, TenantCache};
@@ -217,6 +217,24 @@ impl Found {
             lease: None,
         }
     }
+}
+
+/// The seat `machine` holds on the license the request's key names, read beside the license itself (so that a
+/// call from a machine reads both in the time of one); `None` without a machine, or for what names no license
+/// (the license's own read answers that).
+pub(crate) async fn seat_of(
+    store: &dyn Backend,
+    tenant: &str,
+    request: &LicenseRequest,
+    machine: Option<&str>,
+) -> Result<Option<Activation>, StoreError> {
+    let (Ok(tenant_id), Some(key), Some(machine)) =
+        (TenantId::parse(tenant), request.key.as_deref(), machine)
+    else {
+        return Ok(None);
+    };
+    let key_hash = LicenseKey::from_string(key.to_owned()).hash();
+    store.activation(&tenant_id, &key_hash, machine).await
 }
 
 /// The license a request names and its tenant, read side by side (the tenant usually from the cache).

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::licenses::{
     Checker, LicenseApiError, LicenseRequest, Validation, effective_status, find_with_tenant,
-    lease, machine_id, nonce, signer, unix_to_rfc3339,
+    lease, machine_id, nonce, seat_of, signer, unix_to_rfc3339,
 };
 use crate::domain::{LicenseStatus, rfc3339};
 use crate::storage::SeatTouch;
@@ -21,7 +21,11 @@ pub async fn validate(
         .as_deref()
         .map(|raw| machine_id(Some(raw)))
         .transpose()?;
-    let found = find_with_tenant(checker, tenant, request).await?;
+    let (found, held) = tokio::join!(
+        find_with_tenant(checker, tenant, request),
+        seat_of(checker.store, tenant, request, machine.as_deref()),
+    );
+    let found = found?;
     let now = OffsetDateTime::now_utc();
     let Some(machine) = machine else {
         return Ok(found.validation(None, now));
@@ -29,10 +33,7 @@ pub async fn validate(
     let key_hash = &found.license.key_hash;
     let tenant_id = &found.tenant.tenant_id;
     let active = effective_status(&found.license, now) == LicenseStatus::Active;
-    let held = checker
-        .store
-        .activation(tenant_id, key_hash, &machine)
-        .await?;
+    let held = held?;
     let mut signer = match (&held, active) {
         (Some(_), true) => Some(signer(checker, &found).await?),
         _ => None,

@@ -20,12 +20,24 @@ pub enum AuthError {
 /// Compared against when the tenant does not exist, so that the comparison still happens.
 const ABSENT: TokenHash = TokenHash([0x5a; 32]);
 
-/// Checks a presented token (query `token=` or HTTP Basic password) and the ping's `seller_id`, if any.
+/// What a ping says about its seller. Gumroad's sale, refund and dispute pings always name one (their first
+/// field); its subscription events never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seller<'a> {
+    Named(&'a str),
+    /// A ping that always names its seller, without one.
+    Missing,
+    /// A ping that never names one.
+    NotCarried,
+}
+
+/// Checks a presented token (query `token=` or HTTP Basic password) and the ping's seller: a tenant pinned to a
+/// seller (`tenant set --seller-id`) takes a sale-shaped ping only when it names that seller.
 pub async fn authenticate(
     store: &dyn Store,
     raw_tenant_id: &str,
     token: Option<&str>,
-    seller_id: Option<&str>,
+    seller: Seller<'_>,
 ) -> Result<Tenant, AuthError> {
     let tenant = match TenantId::parse(raw_tenant_id) {
         Ok(id) => store.load_tenant(&id).await?,
@@ -42,8 +54,11 @@ pub async fn authenticate(
     let Some(tenant) = tenant.filter(|_| bool::from(token_matches)) else {
         return Err(AuthError::Invalid);
     };
-    let seller_differs =
-        matches!((&tenant.seller_id, seller_id), (Some(pinned), Some(sent)) if pinned != sent);
+    let seller_differs = match (&tenant.seller_id, seller) {
+        (Some(pinned), Seller::Named(sent)) => pinned != sent,
+        (Some(_), Seller::Missing) => true,
+        _ => false,
+    };
     if !tenant.gumroad_enabled || seller_differs {
         return Err(AuthError::Invalid);
     }

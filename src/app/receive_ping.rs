@@ -4,7 +4,7 @@
 
 use super::App;
 use super::apply_event::{self, EventResult};
-use super::authenticate::{AuthError, authenticate};
+use super::authenticate::{AuthError, Seller, authenticate};
 use super::record_sale::{self, SaleError, SaleOrder, SaleResult};
 use crate::domain::Tenant;
 use crate::gumroad::readback::{self, ReadBack};
@@ -96,15 +96,20 @@ async fn receive(
     form: &Form,
     sale_id: &mut Option<String>,
 ) -> Result<Reply, PingFailure> {
-    let tenant = authenticate(
-        app.store.as_ref(),
-        tenant_id,
-        token,
-        form.get_nonempty("seller_id"),
-    )
-    .await?;
+    let ping = Ping::classify(form);
+    // Test pings included: the test ping of a subscription event names no seller either.
+    let names_seller = matches!(
+        form.get_nonempty("resource_name"),
+        None | Some("sale" | "refund" | "dispute" | "dispute_won")
+    );
+    let seller = match form.get_nonempty("seller_id") {
+        Some(sent) => Seller::Named(sent),
+        None if names_seller => Seller::Missing,
+        None => Seller::NotCarried,
+    };
+    let tenant = authenticate(app.store.as_ref(), tenant_id, token, seller).await?;
 
-    match Ping::classify(form) {
+    match ping {
         Ping::Test => Ok(Reply::Ignored("test")),
         Ping::Event(resource_name) => {
             let Some(event) = GumroadEvent::from_form(&resource_name, form)? else {

@@ -123,10 +123,18 @@ fn log(tenant: &str, sale_id: &str, result: &Result<Reply, WebhookError>, starte
     }
 }
 
+/// The license as a sale's answer shows it: with its key, which the seller's ping sender may hand to the buyer.
 fn license_json(license: &License) -> serde_json::Value {
+    let mut shown = event_license_json(license);
+    shown["key"] = json!(license.key.expose());
+    shown
+}
+
+/// The license as a lifecycle event's answer shows it: never with its key. An event names a subscription or a
+/// sale anyone may have seen; its answer must not hand out the license it changed.
+fn event_license_json(license: &License) -> serde_json::Value {
     json!({
         "id": license.license_id,
-        "key": license.key.expose(),
         "product_id": license.product_id,
         "status": license.status.as_str(),
         "activation_limit": license.activation_limit,
@@ -167,7 +175,7 @@ fn answer(reply: Reply) -> Response {
             "event": event,
             "changed": changed,
             "license_status": license.status.as_str(),
-            "license": license_json(&license),
+            "license": event_license_json(&license),
             "pending_change": deferred.then(|| license.pending_change.as_ref().map(|change| json!({
                 "product_id": change.product_id,
                 "activation_limit": change.activation_limit,

@@ -809,3 +809,53 @@ async fn a_key_replacement_or_product_set_computed_from_a_stale_read_writes_noth
     let stored = stack.store.load_tenant(&tenant_id).await.unwrap().unwrap();
     assert_eq!(stored.products[&product_id].file.as_ref(), Some(&file));
 }
+
+/// Issue 24: a tenant pinned to its seller requires the seller on sale-shaped pings, and still takes Gumroad's
+/// subscription events, which never name one.
+#[tokio::test]
+async fn a_pinned_seller_still_takes_subscription_events_which_name_no_seller() {
+    let stack = stack().await;
+    let t = seed(
+        &stack,
+        Seed {
+            seller_id: Some("kL0psVL2admJSYRNs-OCMg==".into()),
+            ..Seed::default()
+        },
+    )
+    .await;
+    let (first, buyer) = (sale_id(), buyer());
+    let subscription = format!("{}==", unique("sub"));
+    let sold = ping(
+        &stack,
+        &t,
+        subscription_sale(&first, &buyer, &subscription, false),
+    )
+    .await;
+    assert_eq!(sold.status, 200, "{}", sold.body);
+    let cancelled = ping(
+        &stack,
+        &t,
+        subscription_event(
+            "cancellation",
+            &subscription,
+            &[&first],
+            "cancelled=true&cancelled_at=2026-06-01T10%3A00%3A00Z&cancelled_by_buyer=true",
+        ),
+    )
+    .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.json()["event"],
+        "cancellation",
+        "{}",
+        cancelled.body
+    );
+    // A refund is sale-shaped: without the seller it is refused like a wrong token, and changes nothing.
+    let refund = sale_body(&first, &buyer)
+        .replace("refunded=false", "refunded=true")
+        .replace("resource_name=sale", "resource_name=refund")
+        .replace("seller_id=kL0psVL2admJSYRNs-OCMg%3D%3D&", "");
+    let refused = ping(&stack, &t, refund).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(status_of(&stack, &t).await, "active");
+}

@@ -228,6 +228,14 @@ async fn every_authentication_failure_looks_the_same_and_writes_nothing() {
         },
     )
     .await;
+    let pinned_here = seed(
+        &stack,
+        Seed {
+            seller_id: Some("kL0psVL2admJSYRNs-OCMg==".into()),
+            ..Seed::default()
+        },
+    )
+    .await;
     let mut off_by_one = t.token.clone();
     let last = off_by_one.pop().unwrap();
     off_by_one.push(if last == 'a' { 'b' } else { 'a' });
@@ -265,6 +273,15 @@ async fn every_authentication_failure_looks_the_same_and_writes_nothing() {
             Ping::new(&pinned.tenant_id, Some(&pinned.token), body()),
         ),
         (
+            // Issue 24: a pinned seller is required, not only compared when present.
+            "seller_id missing while pinned",
+            Ping::new(
+                &pinned_here.tenant_id,
+                Some(&pinned_here.token),
+                body().replace("seller_id=kL0psVL2admJSYRNs-OCMg%3D%3D&", ""),
+            ),
+        ),
+        (
             "wrong basic auth password",
             Ping::new(&t.tenant_id, None, body())
                 .header("authorization", basic("gumroad", "wrong")),
@@ -280,9 +297,16 @@ async fn every_authentication_failure_looks_the_same_and_writes_nothing() {
         }
         first.get_or_insert(reply);
     }
-    for tenant in [&t, &other, &disabled, &pinned] {
+    for tenant in [&t, &other, &disabled, &pinned, &pinned_here] {
         assert_eq!(writes(&stack, &tenant.tenant_id).await, 0);
     }
+    // The same tenant takes the same sale when it names its seller.
+    let named = send(
+        &stack.app,
+        &Ping::new(&pinned_here.tenant_id, Some(&pinned_here.token), body()),
+    )
+    .await;
+    assert_eq!(named.status, 200, "{}", named.body);
 }
 
 fn basic(user: &str, password: &str) -> String {

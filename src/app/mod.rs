@@ -3,7 +3,8 @@
 //! the HTTP adapter (`crate::http`) or the CLI renders.
 //!
 //! Gumroad: `receive_ping` (authenticate, classify, then) `record_sale` or `apply_event`. Apps: `validate`,
-//! `activate`, `deactivate` (sharing `licenses`), and `verify_gumroad` for apps still on Gumroad's API. Buyers:
+//! `activate`, `deactivate` (sharing `licenses`), `key_set` (the public keys leases verify with), and
+//! `verify_gumroad` for apps still on Gumroad's API. Buyers:
 //! `sign_in`, `buyer_licenses` (send the key, free a seat, `replace_key`) and `download`. `authenticate` checks
 //! a ping's token.
 

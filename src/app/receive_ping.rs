@@ -97,14 +97,9 @@ async fn receive(
     sale_id: &mut Option<String>,
 ) -> Result<Reply, PingFailure> {
     let ping = Ping::classify(form);
-    // Test pings included: the test ping of a subscription event names no seller either.
-    let names_seller = matches!(
-        form.get_nonempty("resource_name"),
-        None | Some("sale" | "refund" | "dispute" | "dispute_won")
-    );
     let seller = match form.get_nonempty("seller_id") {
         Some(sent) => Seller::Named(sent),
-        None if names_seller => Seller::Missing,
+        None if Ping::names_seller(form) => Seller::Missing,
         None => Seller::NotCarried,
     };
     let tenant = authenticate(app.store.as_ref(), tenant_id, token, seller).await?;

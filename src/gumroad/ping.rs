@@ -26,6 +26,15 @@ impl Ping {
             Some(other) => Self::Event(other.to_owned()),
         }
     }
+
+    /// Whether a ping of this form's kind always names its seller: sale, refund and dispute pings do (their first
+    /// field, test pings included); subscription events never do.
+    pub fn names_seller(form: &Form) -> bool {
+        matches!(
+            form.get_nonempty("resource_name"),
+            None | Some("sale" | "refund" | "dispute" | "dispute_won")
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

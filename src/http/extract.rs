@@ -97,19 +97,20 @@ impl<E, const LIMIT: usize> Bounded<E, LIMIT> {
 
     /// The body as an `application/x-www-form-urlencoded` form, first value of each name.
     pub fn form_field(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(&self.bytes)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
+        first_value(&String::from_utf8_lossy(&self.bytes), name)
     }
+}
+
+/// The first value of `name` in an `application/x-www-form-urlencoded` string (a query, a form body).
+fn first_value(encoded: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(encoded.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// A query parameter's first value.
 pub fn query(parts: &Parts, name: &str) -> Option<String> {
-    parts.uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    })
+    parts.uri.query().and_then(|q| first_value(q, name))
 }
 
 /// The request's query, for handlers that read a parameter or two.
@@ -117,11 +118,7 @@ pub struct Query(Option<String>);
 
 impl Query {
     pub fn get(&self, name: &str) -> Option<String> {
-        self.0.as_deref().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        })
+        self.0.as_deref().and_then(|q| first_value(q, name))
     }
 }
 

@@ -45,8 +45,8 @@ pub enum PingFailure {
     Ping(#[from] PingError),
     #[error(transparent)]
     Sale(#[from] SaleError),
-    /// Read-back is on and Gumroad does not confirm the sale: refused exactly like a wrong token.
-    #[error("Gumroad does not confirm the sale ({0})")]
+    /// Read-back is on and Gumroad does not confirm the sale or event: refused exactly like a wrong token.
+    #[error("Gumroad does not confirm the ping ({0})")]
     Unconfirmed(&'static str),
     /// Read-back is on and Gumroad (or the sealed token) cannot be reached: retry later.
     #[error("sale read-back unavailable: {0}")]
@@ -113,6 +113,7 @@ async fn receive(
             if let EventSubject::Sale(id) = &event.subject {
                 *sale_id = Some(id.to_string());
             }
+            confirm_event_with_gumroad(app, &tenant, &event).await?;
             let result = apply_event::apply(app.store.as_ref(), &tenant, &event)
                 .await
                 .map_err(SaleError::Storage)?;
@@ -125,8 +126,10 @@ async fn receive(
                 // Nothing is charged yet: the release charge pings again with a new sale id, and mints then.
                 return Ok(Reply::Ignored("preorder_authorization"));
             }
+            // An unmapped product is refused before Gumroad is asked anything.
+            record_sale::resolve_product(&tenant, &ping)?;
+            let ping = confirm_sale_with_gumroad(app, &tenant, form, ping).await?;
             let (product, permalink) = record_sale::resolve_product(&tenant, &ping)?;
-            confirm_with_gumroad(app, &tenant, &ping).await?;
             let order = SaleOrder::from_ping(ping, product, permalink);
             let result =
                 record_sale::issue(app.store.as_ref(), app.mailer.as_ref(), &tenant, order).await?;
@@ -135,14 +138,16 @@ async fn receive(
     }
 }
 
-/// With read-back on, a sale keystead has not recorded yet must be one Gumroad confirms. Replays are not re-read.
-async fn confirm_with_gumroad(
+/// With read-back on, a sale keystead has not recorded yet must be one Gumroad confirms, and it mints what
+/// Gumroad's sale says. Replays are not re-read.
+async fn confirm_sale_with_gumroad(
     app: &App,
     tenant: &Tenant,
-    ping: &SalePing,
-) -> Result<(), PingFailure> {
+    form: &Form,
+    ping: SalePing,
+) -> Result<SalePing, PingFailure> {
     if !tenant.verify_sales {
-        return Ok(());
+        return Ok(ping);
     }
     let seen = app
         .store
@@ -150,18 +155,39 @@ async fn confirm_with_gumroad(
         .await
         .map_err(SaleError::Storage)?;
     if seen {
+        return Ok(ping);
+    }
+    let token = gumroad_token(app, tenant).await?;
+    confirmed(readback::confirm_sale(&app.gumroad_api, &token, form, &ping).await)
+}
+
+/// With read-back on, a lifecycle event changes nothing unless Gumroad's records show it.
+async fn confirm_event_with_gumroad(
+    app: &App,
+    tenant: &Tenant,
+    event: &GumroadEvent,
+) -> Result<(), PingFailure> {
+    if !tenant.verify_sales {
         return Ok(());
     }
+    let token = gumroad_token(app, tenant).await?;
+    confirmed(readback::confirm_event(&app.gumroad_api, &token, event).await)
+}
+
+/// The seller's Gumroad access token, unsealed.
+async fn gumroad_token(app: &App, tenant: &Tenant) -> Result<std::sync::Arc<String>, PingFailure> {
     let sealed = tenant.gumroad_token.as_ref().ok_or_else(|| {
         PingFailure::ReadBack("read-back is on but no Gumroad access token is stored".to_owned())
     })?;
-    let token = app
-        .keyring
+    app.keyring
         .secret(&tenant.tenant_id, sealed)
         .await
-        .map_err(|e| PingFailure::ReadBack(e.to_string()))?;
-    match readback::confirm(&app.gumroad_api, &token, ping).await {
-        ReadBack::Confirmed => Ok(()),
+        .map_err(|e| PingFailure::ReadBack(e.to_string()))
+}
+
+fn confirmed<T>(answer: ReadBack<T>) -> Result<T, PingFailure> {
+    match answer {
+        ReadBack::Confirmed(value) => Ok(value),
         ReadBack::Refuted(why) => Err(PingFailure::Unconfirmed(why)),
         ReadBack::Unavailable(why) => Err(PingFailure::ReadBack(why)),
     }

@@ -117,6 +117,7 @@ impl GumroadApi {
                 "invalid {API_URL_ENV} '{base}': expected an http(s) URL such as {DEFAULT_API_URL}"
             ));
         }
+        crate::gumroad::readback::check_api_base(&base)?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // The token travels in the request: never let a redirect carry it to another host.
@@ -140,17 +141,22 @@ impl GumroadApi {
         &self.token.0
     }
 
+    /// The token as a bearer header: never in a URL, which proxies and logs keep.
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token.0)
+    }
+
     fn endpoint(&self) -> String {
         format!("{}/v2/resource_subscriptions", self.base)
     }
 
     /// `PUT /v2/resource_subscriptions`: Gumroad will POST `resource_name` events to `post_url`.
     pub fn subscribe(&self, resource_name: &str, post_url: &str) -> Result<Subscription, ApiError> {
-        let result = self.agent.put(&self.endpoint()).send_form([
-            ("access_token", self.token.0.as_str()),
-            ("resource_name", resource_name),
-            ("post_url", post_url),
-        ]);
+        let result = self
+            .agent
+            .put(&self.endpoint())
+            .header("Authorization", &self.bearer())
+            .send_form([("resource_name", resource_name), ("post_url", post_url)]);
         let envelope = self.read(result)?;
         envelope.resource_subscription.ok_or_else(|| {
             ApiError::BadResponse("the answer has no resource_subscription".to_owned())
@@ -162,7 +168,7 @@ impl GumroadApi {
         let result = self
             .agent
             .get(&self.endpoint())
-            .query("access_token", &self.token.0)
+            .header("Authorization", &self.bearer())
             .query("resource_name", resource_name)
             .call();
         let envelope = self.read(result)?;
@@ -181,7 +187,7 @@ impl GumroadApi {
         let result = self
             .agent
             .delete(&url)
-            .query("access_token", &self.token.0)
+            .header("Authorization", &self.bearer())
             .call();
         let envelope = self.read(result)?;
         Ok(envelope.message.unwrap_or_default())
@@ -197,7 +203,7 @@ impl GumroadApi {
         let mut request = self
             .agent
             .get(format!("{}/v2/sales", self.base))
-            .query("access_token", &self.token.0);
+            .header("Authorization", &self.bearer());
         for (name, value) in [("after", after), ("before", before), ("page_key", page_key)] {
             if let Some(value) = value {
                 request = request.query(name, value);

@@ -26,6 +26,7 @@ mod outage;
 mod ping;
 mod portal;
 mod properties;
+mod read_back;
 mod router;
 mod sale_kinds;
 mod template;

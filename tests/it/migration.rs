@@ -272,7 +272,8 @@ async fn a_product_that_keeps_gumroads_keys_works_through_ping_activate_and_veri
 
 fn api_sale(id: &str, email: &str, price: u64) -> Value {
     json!({"id": id, "email": email, "seller_id": "kL0psVL2admJSYRNs-OCMg==", "product_id": GUMROAD_PRODUCT_ID,
-           "price": price, "quantity": 1, "created_at": "2026-05-04T19:38:56Z", "refunded": false})
+           "product_permalink": "https://acme.gumroad.com/l/myapp-pro", "price": price, "quantity": 1,
+           "created_at": "2026-05-04T19:38:56Z", "refunded": false})
 }
 
 #[tokio::test]

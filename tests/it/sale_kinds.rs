@@ -54,7 +54,7 @@ async fn tier(
 
 /// A tenant whose `myapp-pro` sells three tiers: the plain mapping (`myapp`, 3 seats, no entitlements),
 /// `Tier=Team` (`team`, 10 seats) and `Tier=Studio` (`studio`, 25 seats).
-async fn tiered(stack: &Stack) -> Seeded {
+pub(crate) async fn tiered(stack: &Stack) -> Seeded {
     let t = seed(stack, Seed::default()).await;
     tier(
         stack,
@@ -83,7 +83,7 @@ async fn ping(stack: &Stack, t: &Seeded, body: String) -> Reply {
     send(&stack.app, &Ping::new(&t.tenant_id, Some(&t.token), body)).await
 }
 
-fn with_tier(body: String, tier: &str) -> String {
+pub(crate) fn with_tier(body: String, tier: &str) -> String {
     body.replace(
         "variants%5BTier%5D=Pro",
         &format!("variants%5BTier%5D={tier}"),

@@ -193,6 +193,8 @@ pub struct Received {
     pub path: String,
     pub query: HashMap<String, String>,
     pub form: HashMap<String, String>,
+    /// The `Authorization` header, as sent.
+    pub authorization: Option<String>,
 }
 
 #[derive(Default)]
@@ -203,6 +205,8 @@ struct GumroadState {
     received: Vec<Received>,
     /// The seller's sales, newest first, as `GET /v2/sales` lists them (`SALES_PAGE` a page).
     sales: Vec<Value>,
+    /// Subscriptions as `GET /v2/subscribers/:id` finds them.
+    subscribers: Vec<Value>,
     /// How many of the next sales requests fail with 502 (listing and reading back alike).
     failing_sales_requests: u32,
 }
@@ -261,11 +265,17 @@ impl FakeGumroad {
                         Some((p, q)) => (p.to_owned(), parse_pairs(q)),
                         None => (request.url().to_owned(), HashMap::new()),
                     };
+                    let authorization = request
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.equiv("Authorization"))
+                        .map(|h| h.value.as_str().to_owned());
                     let received = Received {
                         method: request.method().as_str().to_owned(),
                         path,
                         query,
                         form: parse_pairs(&body),
+                        authorization,
                     };
                     let (status, reply) = answer(&mut state.lock().expect("state"), &received);
                     state.lock().expect("state").received.push(received);
@@ -304,6 +314,11 @@ impl FakeGumroad {
         self.state.lock().expect("state").sales = sales;
     }
 
+    /// The subscriptions `GET /v2/subscribers/:id` finds.
+    pub fn set_subscribers(&self, subscribers: Vec<Value>) {
+        self.state.lock().expect("state").subscribers = subscribers;
+    }
+
     /// The next `n` sales requests answer 502, as Gumroad does when it is down.
     pub fn fail_sales_requests(&self, n: u32) {
         self.state.lock().expect("state").failing_sales_requests = n;
@@ -337,13 +352,19 @@ impl Drop for FakeGumroad {
 }
 
 fn answer(state: &mut GumroadState, req: &Received) -> (u16, Value) {
-    let token = match req.method.as_str() {
+    // Gumroad's API (Doorkeeper) takes the token as a bearer header, a query or a form parameter.
+    let bearer = req
+        .authorization
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = bearer.as_ref().or(match req.method.as_str() {
         "PUT" => req.form.get("access_token"),
         _ => req
             .query
             .get("access_token")
             .or(req.form.get("access_token")),
-    };
+    });
     match token.map(String::as_str) {
         Some(GOOD_TOKEN) => {}
         Some(NO_SCOPE_TOKEN) => {
@@ -376,6 +397,18 @@ fn answer(state: &mut GumroadState, req: &Received) -> (u16, Value) {
                 200,
                 json!({"success": true, "sales": page, "next_page_key": next}),
             )
+        }
+        ("GET", path) if path.starts_with("/v2/subscribers/") => {
+            let id = percent_encoding::percent_decode_str(&path["/v2/subscribers/".len()..])
+                .decode_utf8_lossy()
+                .into_owned();
+            match state.subscribers.iter().find(|s| s["id"] == id.as_str()) {
+                Some(subscriber) => (200, json!({"success": true, "subscriber": subscriber})),
+                None => (
+                    200,
+                    json!({"success": false, "message": "The subscriber was not found."}),
+                ),
+            }
         }
         ("GET", path) if path.starts_with("/v2/sales/") => {
             let id = percent_encoding::percent_decode_str(&path["/v2/sales/".len()..])

@@ -1,9 +1,10 @@
 //! Replacing a license's key (a leaked or lost key): a new key of the same product, the old one refused at once.
-//! Status, seats, machines, expiry and history stay; only the key and its hash change. The buyer's portal and
+//! Status, seat limit, expiry and history stay; every machine's seat is freed (whoever held the leaked key may
+//! have filled them), and the buyer's own machines activate again with the new key. The buyer's portal and
 //! `keystead license rotate` share this path.
 
 use crate::domain::{KeyHash, License, LicenseKey, LicenseStatus, Tenant};
-use crate::storage::{Backend, MAX_MACHINES_TO_MOVE, Replaced, StoreError};
+use crate::storage::{Backend, MAX_MACHINES_TO_FREE, Replaced, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -12,7 +13,7 @@ pub enum RotateError {
     #[error("the license is revoked: its key cannot be replaced")]
     Revoked,
     #[error(
-        "the license holds {0} machines; free some first (at most {MAX_MACHINES_TO_MOVE} move with a new key)"
+        "the license holds {0} machines; free some first (a new key frees at most {MAX_MACHINES_TO_FREE} at once)"
     )]
     TooManyMachines(u32),
     #[error("the license kept changing while its key was being replaced; try again")]
@@ -47,7 +48,7 @@ pub async fn rotate(
         if old.status == LicenseStatus::Revoked {
             return Err(RotateError::Revoked);
         }
-        if old.activations > MAX_MACHINES_TO_MOVE {
+        if old.activations > MAX_MACHINES_TO_FREE {
             return Err(RotateError::TooManyMachines(old.activations));
         }
         let machines = store.activations(&tenant.tenant_id, key_hash).await?;
@@ -115,6 +116,7 @@ fn rekeyed(tenant: &Tenant, old: &License, will_email: bool) -> Result<License, 
     new.email_failure = None;
     new.email_maybe_sent = false;
     new.v = old.v + 1;
+    new.activations = 0;
     // The replacing request holds the claim, as a minting one does: if it dies before the email goes out, the claim
     // runs out and `license resend --failed` (and `doctor`) see the email as owed.
     new.email_claim_until = will_email.then(|| {

@@ -304,7 +304,7 @@ pub fn licenses(
                             input type="hidden" name="csrf" value=(csrf);
                             label class="check" {
                                 input type="checkbox" name="confirm" value="yes" required;
-                                span { "I understand that my current key stops working at once; machines stay activated." }
+                                span { "I understand that my current key stops working at once and every machine must activate again with the new key." }
                             }
                             div class="actions" {
                                 button type="submit" class="danger" aria-label={ "Replace my key for " (license.product_name) } { "Replace my key" }

@@ -22,7 +22,7 @@ pub use admin::{LicenseFilter, TtlRemoval};
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables};
 pub use events::{EventStore, Written};
-pub use portal::{MAX_MACHINES_TO_MOVE, PortalStore, Replaced};
+pub use portal::{MAX_MACHINES_TO_FREE, PortalStore, Replaced};
 #[cfg(feature = "cli")]
 pub use schema::{TableSpec, create_tables, table_specs};
 pub use sdk::backoff;

@@ -16,9 +16,9 @@ use super::table::tenants::MAC_KEY_SK;
 use super::{ActivationStore, Store, StoreError};
 use crate::domain::{Activation, Email, KeyHash, License, LicenseStatus, TenantId};
 
-/// How many machines a license may hold and still have its key replaced: the move is one DynamoDB transaction
-/// of at most 100 items, two per machine.
-pub const MAX_MACHINES_TO_MOVE: u32 = 40;
+/// How many machines a license may hold and still have its key replaced: the replacement frees them all in one
+/// DynamoDB transaction of at most 100 items (one per machine, beside the license's own records).
+pub const MAX_MACHINES_TO_FREE: u32 = 40;
 
 /// What `replace_key` did.
 #[derive(Debug)]
@@ -93,8 +93,9 @@ pub trait PortalStore: ActivationStore {
         created_at: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Moves `old` (with its `machines`) to `new`'s key, in one transaction that holds only while the license
-    /// and its machines are as they were read and the license is not revoked.
+    /// Moves `old` to `new`'s key and frees every one of its `machines`' seats (a leaked key's squatters go with
+    /// it; the buyer's own machines activate again with the new key), in one transaction that holds only while
+    /// the license and its machines are as they were read and the license is not revoked.
     async fn replace_key(
         &self,
         old: &License,
@@ -370,12 +371,6 @@ impl PortalStore for DynamoStore {
                     .delete(built(leave.build())?)
                     .build(),
             );
-            let mut record = to_item(
-                machine,
-                Some(activation_sk(&new.key_hash, &machine.machine_id)),
-            )?;
-            record.insert("tenant_id".into(), s(tenant));
-            items.push(put(table, record)?);
         }
         let old_pointer = Delete::builder()
             .table_name(table)

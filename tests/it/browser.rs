@@ -378,7 +378,7 @@ async fn a_buyer_signs_in_frees_a_seat_replaces_the_key_and_downloads_in_a_real_
     );
     assert!(!page.contains("Studio PC"));
 
-    // Replace the key: the old one fails validate at once, the new one works with the machine kept.
+    // Replace the key: the old one fails validate at once; the new one works, with every seat freed.
     client
         .find(Locator::Css("input[name=confirm]"))
         .await
@@ -407,7 +407,8 @@ async fn a_buyer_signs_in_frees_a_seat_replaces_the_key_and_downloads_in_a_real_
     )
     .await;
     assert_eq!(valid.status, 200, "{}", valid.body);
-    assert_eq!(valid.json()["activated"], true);
+    assert_eq!(valid.json()["activated"], false);
+    assert_eq!(valid.json()["activations"], 0);
 
     // Download: the browser follows the 302 to S3 and saves the file, whose SHA-256 is the one shown.
     let link = client

@@ -10,7 +10,7 @@ use axum::http::header::{
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -34,6 +34,8 @@ pub enum PageError {
     NotFound,
     /// The form's CSRF token is missing or not this session's.
     FormExpired,
+    /// A sign-in posted from another site (login CSRF: signing the victim into the attacker's account).
+    CrossSite,
     /// No session, or one that is not valid: back to the sign-in page.
     SignedOut(TenantId),
     /// Ours or AWS's: logged, and a page that says to try again.
@@ -62,6 +64,11 @@ impl IntoResponse for PageError {
                 403,
                 "Form expired",
                 "This form has expired or did not come from this page. Go back, reload the page and try again.",
+            )),
+            Self::CrossSite => html(pages::problem(
+                403,
+                "Sign in from the link",
+                "This sign-in did not come from this site. Open the link in your email and press Sign in there.",
             )),
             Self::SignedOut(tenant) => see_other(&format!("/portal/{tenant}"), None),
             Self::Failed {
@@ -304,13 +311,38 @@ pub async fn confirm_signin(
     }))
 }
 
+/// Whether the browser says the request came from another site: `Sec-Fetch-Site: cross-site` (every current
+/// browser sends it), or else an `Origin` that is not this host. A request with neither (an older browser, a
+/// script) is taken: the link's token is what authenticates it.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return site.eq_ignore_ascii_case("cross-site");
+    }
+    match (header("origin"), header("host")) {
+        (None, _) => false,
+        (Some(origin), Some(host)) => {
+            let origin_host = origin
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.trim_end_matches('/'));
+            !origin_host.eq_ignore_ascii_case(host)
+        }
+        (Some(_), None) => true,
+    }
+}
+
 /// `POST /portal/{tenant_id}/signin`: uses the token, sets the session cookie.
 pub async fn sign_in(
     State(app): State<App>,
     PortalTenant(tenant): PortalTenant,
+    headers: HeaderMap,
     form: PortalForm,
 ) -> Result<Response, PageError> {
     let tenant_id = &tenant.tenant_id;
+    if from_another_site(&headers) {
+        tracing::info!(tenant = %tenant_id, outcome = "cross_site", "portal sign-in");
+        return Err(PageError::CrossSite);
+    }
     let token = form.field("token").unwrap_or_default();
     let Some(session) = sign_in::sign_in(app.store.as_ref(), tenant_id, &token)
         .await

@@ -33,7 +33,7 @@ pub fn compose_key_email_with(
     download: Option<&DownloadLink>,
 ) -> KeyEmail {
     let product = strip_line_breaks(&license.product_name);
-    let greeting_name = license.buyer_name.as_deref().map(strip_line_breaks);
+    let greeting_name = license.buyer_name.as_deref().and_then(greeting_name);
     let expiry = license
         .expires_at
         .as_deref()
@@ -93,6 +93,28 @@ pub fn compose_key_email_with(
         text,
         html,
     }
+}
+
+/// The buyer's name as the greeting uses it, or none. The buyer typed it at checkout and the email goes out from
+/// the seller's domain: a "name" that carries a link or an address (`Claim your refund at evil.example`) would be
+/// the seller's mail phishing for someone else, so such a name is dropped (the email says "Hi,"), as is one too
+/// long to be a name.
+fn greeting_name(raw: &str) -> Option<String> {
+    let name = strip_line_breaks(raw).trim().to_owned();
+    let looks_like_a_domain = |word: &str| {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        word.split('.').filter(|part| !part.is_empty()).count() >= 2
+            && word
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic))
+    };
+    let lower = name.to_lowercase();
+    let linky = ["://", "www.", "@", "http"]
+        .iter()
+        .any(|sign| lower.contains(sign))
+        || name.split_whitespace().any(looks_like_a_domain);
+    (!name.is_empty() && name.chars().count() <= 80 && !linky).then_some(name)
 }
 
 fn strip_line_breaks(raw: &str) -> String {
@@ -169,6 +191,32 @@ mod tests {
         assert!(!email.subject.contains('\n') && !email.subject.contains('\r'));
         assert!(!email.html.contains("<script>") && !email.html.contains("<b>Jane"));
         assert!(email.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_name_that_carries_a_link_or_an_address_is_not_greeted() {
+        let from = Email::parse("sales@acme.dev").unwrap_or_else(|e| panic!("{e}"));
+        for linky in [
+            "Claim your refund at evil.example",
+            "https://evil.example/x",
+            "Jane (write to jane@evil.example)",
+            "www dot evil www.evil.com",
+            "Visit EVIL.COM now",
+            &"A".repeat(81),
+        ] {
+            let email = compose_key_email(&from, &license("MyApp", Some(linky)));
+            assert!(email.text.starts_with("Hi,\n"), "{linky}: {}", email.text);
+            assert!(!email.html.contains("evil"), "{linky}");
+        }
+        for name in [
+            "Jane Doe",
+            "J. R. R. Tolkien",
+            "Zoë O'Brien-Smith",
+            "李小龙",
+        ] {
+            let email = compose_key_email(&from, &license("MyApp", Some(name)));
+            assert!(email.text.starts_with(&format!("Hi {name},")), "{name}");
+        }
     }
 
     #[test]

@@ -249,10 +249,24 @@ impl Floor<'_> {
                     .set_item(Some(item))
                     .build()
                     .unwrap();
+                // The license's hourly budget of new machines, counted in the same transaction.
+                let budget = Update::builder()
+                    .table_name(&self.tables.events)
+                    .key("tenant_id", AttributeValue::S(self.tenant.clone()))
+                    .key("sk", AttributeValue::S("RATE#floor-budget".to_owned()))
+                    .update_expression("ADD uses :one SET #ttl = :ttl")
+                    .condition_expression("attribute_not_exists(uses) OR uses < :limit")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .expression_attribute_values(":limit", AttributeValue::N(i64::MAX.to_string()))
+                    .expression_attribute_values(":ttl", AttributeValue::N("4102444800".into()))
+                    .build()
+                    .unwrap();
                 self.ddb
                     .transact_write_items()
                     .transact_items(TransactWriteItem::builder().put(put).build())
                     .transact_items(self.seat(0))
+                    .transact_items(TransactWriteItem::builder().update(budget).build())
                     .send()
                     .await
                     .unwrap();
@@ -369,8 +383,8 @@ pub async fn section(
                     }
                 }
             }
-        }
-        for i in 0..n {
+            // The floor's round right after keystead's, so both meet DynamoDB Local in the same state (its
+            // JIT, its garbage collector, the table's size) and drift cannot favour either.
             for (slot, &which) in round.iter().enumerate() {
                 floors[slot].push(floor.round(which, i).await);
             }

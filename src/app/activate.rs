@@ -8,7 +8,7 @@ use super::licenses::{
     lease, machine_id, nonce, seat_of, signer, unix_to_rfc3339,
 };
 use crate::domain::{Activation, License, LicenseStatus, rfc3339};
-use crate::storage::{ActivateResult, Backend, SeatTouch, StoreError};
+use crate::storage::{ActivateResult, Backend, SeatBudget, SeatTouch, StoreError};
 
 /// How many expired seats one activation reclaims at most (a transaction holds up to 100 items).
 const RECLAIM_BATCH: usize = 24;
@@ -16,6 +16,20 @@ const RECLAIM_BATCH: usize = 24;
 const RECLAIM_RETRIES: usize = 20;
 /// How often an activation starts over because the machine's seat was freed between finding it and renewing it.
 const SEAT_RETRIES: usize = 4;
+/// New machines a license may activate in an hour: its seat limit, and at least this many. A leaked key can
+/// fill the free seats once, but not churn through them (each seat freed and taken by another machine) faster.
+const NEW_MACHINES_PER_HOUR: u32 = 10;
+
+/// This hour's budget of new seats for `license`, counted in the transaction that takes each seat: a refused
+/// activation (no seat free) costs nothing, a machine renewing its seat is not new.
+fn new_machine_budget(license: &License, now: OffsetDateTime) -> SeatBudget {
+    let hour = now.unix_timestamp() / 3600;
+    SeatBudget {
+        counter: format!("new-machine#{}#{hour}", license.license_id),
+        limit: NEW_MACHINES_PER_HOUR.max(license.activation_limit),
+        until: (hour + 2) * 3600,
+    }
+}
 
 /// Takes a seat for a machine; activating a machine that already holds one is free and idempotent (and renews a
 /// seat lease). When the license is full, seats whose lease ran out are reclaimed in the same transaction.
@@ -58,6 +72,7 @@ pub async fn activate(
     let store = checker.store;
     let (tenant_id, key_hash) = (&found.tenant.tenant_id, &found.license.key_hash);
     let mut activations = None;
+    let budget = new_machine_budget(&found.license, now);
     for _ in 0..SEAT_RETRIES {
         // The machine holds a seat: renew it, in the same write that proves it still exists and the license is
         // still active. A seat freed in between (another machine reclaimed it, a deactivation) is taken again,
@@ -77,10 +92,10 @@ pub async fn activate(
             }
         }
         let mut result = store
-            .activate(tenant_id, key_hash, &activation, &rfc3339(now))
+            .activate(tenant_id, key_hash, &activation, &rfc3339(now), &budget)
             .await?;
         if result == ActivateResult::LimitReached && seat_until.is_some() {
-            result = reclaim(store, &found.license, &activation, now).await?;
+            result = reclaim(store, &found.license, &activation, now, &budget).await?;
         }
         match result {
             ActivateResult::Activated { activations: count } => {
@@ -90,6 +105,7 @@ pub async fn activate(
             // The machine took its seat meanwhile (a concurrent activation): renew that one.
             ActivateResult::AlreadyActive => held = true,
             ActivateResult::LimitReached => return Err(LicenseApiError::LimitReached),
+            ActivateResult::OverBudget => return Err(LicenseApiError::TooManyNewMachines),
             ActivateResult::NotActive(status) => return Err(LicenseApiError::NotActive(status)),
             ActivateResult::NotFound => return Err(LicenseApiError::NotFound),
         }
@@ -115,6 +131,7 @@ async fn reclaim(
     license: &License,
     activation: &Activation,
     now: OffsetDateTime,
+    budget: &SeatBudget,
 ) -> Result<ActivateResult, LicenseApiError> {
     let now_unix = now.unix_timestamp();
     for attempt in 0..RECLAIM_RETRIES {
@@ -139,6 +156,7 @@ async fn reclaim(
                     &license.key_hash,
                     activation,
                     &rfc3339(now),
+                    budget,
                 )
                 .await?
             {
@@ -158,7 +176,14 @@ async fn reclaim(
             return Ok(ActivateResult::LimitReached);
         }
         match store
-            .activate_reclaiming(&current, activation, &expired, &rfc3339(now), now_unix)
+            .activate_reclaiming(
+                &current,
+                activation,
+                &expired,
+                &rfc3339(now),
+                now_unix,
+                budget,
+            )
             .await?
         {
             // Another machine took the freed seats first, or renewed its own: look again.

@@ -60,6 +60,9 @@ pub enum LicenseApiError {
     NotActive(LicenseStatus),
     #[error("Activation limit reached")]
     LimitReached,
+    /// More new machines in an hour than the license's budget (a leaked key being spread).
+    #[error("Too many new machines for this license; try again within the hour")]
+    TooManyNewMachines,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]

@@ -56,6 +56,7 @@ impl IntoResponse for ApiError {
             Self::Refused(LicenseApiError::NotFound) => StatusCode::NOT_FOUND,
             Self::Refused(LicenseApiError::NotActive(_)) => StatusCode::FORBIDDEN,
             Self::Refused(LicenseApiError::LimitReached) => StatusCode::CONFLICT,
+            Self::Refused(LicenseApiError::TooManyNewMachines) => StatusCode::TOO_MANY_REQUESTS,
             Self::Refused(err @ (LicenseApiError::Storage(_) | LicenseApiError::Signing(_))) => {
                 tracing::error!(error = %err, "license API failure");
                 return render::unavailable();

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem, Update}
 
 use super::dynamo::DynamoStore;
 use super::sdk::{Item, conditional, from_item, n, request_token, s, to_item};
+use super::table::events::rate_sk;
 use super::table::licenses::{activation_sk, license_sk, status_at};
 use super::{Store, StoreError};
 use crate::domain::{Activation, KeyHash, License, LicenseStatus, PlanChange, TenantId};
@@ -19,6 +20,8 @@ pub enum ActivateResult {
     /// The machine already held a seat: nothing changed.
     AlreadyActive,
     LimitReached,
+    /// The license has taken as many new machines as its budget allows this window.
+    OverBudget,
     /// The license is not active (or has expired): its status.
     NotActive(LicenseStatus),
     NotFound,
@@ -33,6 +36,16 @@ pub enum SeatTouch {
     Gone,
     /// The license is no longer active (or has expired): its status; nothing written.
     NotActive(LicenseStatus),
+}
+
+/// How many new seats a license may take in a window: the counter (`RATE#<counter>`, events table) counts one per
+/// seat taken, in the same transaction that takes it, and refuses the seat past `limit`. DynamoDB forgets it
+/// after `until` (unix seconds).
+#[derive(Debug, Clone)]
+pub struct SeatBudget {
+    pub counter: String,
+    pub limit: u32,
+    pub until: i64,
 }
 
 #[async_trait]
@@ -50,13 +63,15 @@ pub trait ActivationStore: Store {
         key_hash: &KeyHash,
     ) -> Result<Vec<Activation>, StoreError>;
 
-    /// Takes a seat for the machine while seats remain and the license is active and unexpired at `now`.
+    /// Takes a seat for the machine while seats remain, the license is active and unexpired at `now`, and the
+    /// seat is within `budget`.
     async fn activate(
         &self,
         tenant_id: &TenantId,
         key_hash: &KeyHash,
         activation: &Activation,
         now: &str,
+        budget: &SeatBudget,
     ) -> Result<ActivateResult, StoreError>;
 
     /// Adds one to the license's Gumroad-style `uses` counter, atomically; the new count, `None` without a license.
@@ -88,6 +103,7 @@ pub trait ActivationStore: Store {
         expired: &[String],
         now: &str,
         now_unix: i64,
+        budget: &SeatBudget,
     ) -> Result<Option<ActivateResult>, StoreError>;
 
     /// Applies the license's pending plan change, only while it is still that change; `false` when it is not.
@@ -143,6 +159,7 @@ impl ActivationStore for DynamoStore {
         key_hash: &KeyHash,
         activation: &Activation,
         now: &str,
+        budget: &SeatBudget,
     ) -> Result<ActivateResult, StoreError> {
         let tenant = tenant_id.as_str();
         let record = to_item(
@@ -173,6 +190,7 @@ impl ActivationStore for DynamoStore {
         let items = vec![
             self.put_if_new(&self.tables.licenses, record, "sk")?,
             TransactWriteItem::builder().update(seat).build(),
+            self.budget_item(tenant_id, budget)?,
         ];
         let Some(reasons) = self.transact(items).await? else {
             let license = self.get_license(tenant_id, key_hash).await?;
@@ -191,8 +209,9 @@ impl ActivationStore for DynamoStore {
                 ActivateResult::NotActive(status)
             }
             _ if reasons.failed(0) => ActivateResult::AlreadyActive,
-            Some(_) => ActivateResult::LimitReached,
-            None => return Err(reasons.unexpected()),
+            Some(_) if reasons.failed(1) => ActivateResult::LimitReached,
+            _ if reasons.failed(2) => ActivateResult::OverBudget,
+            _ => return Err(reasons.unexpected()),
         })
     }
 
@@ -300,6 +319,7 @@ impl ActivationStore for DynamoStore {
         expired: &[String],
         now: &str,
         now_unix: i64,
+        budget: &SeatBudget,
     ) -> Result<Option<ActivateResult>, StoreError> {
         let tenant = license.tenant_id.as_str();
         let key_hash = &license.key_hash;
@@ -332,6 +352,7 @@ impl ActivationStore for DynamoStore {
         let mut items = vec![
             self.put_if_new(&self.tables.licenses, record, "sk")?,
             TransactWriteItem::builder().update(seat).build(),
+            self.budget_item(&license.tenant_id, budget)?,
         ];
         for machine in expired {
             let free = Delete::builder()
@@ -352,6 +373,9 @@ impl ActivationStore for DynamoStore {
         };
         if reasons.failed(0) {
             return Ok(Some(ActivateResult::AlreadyActive));
+        }
+        if reasons.failed(2) {
+            return Ok(Some(ActivateResult::OverBudget));
         }
         Ok(None)
     }
@@ -412,5 +436,28 @@ impl ActivationStore for DynamoStore {
             Some(reasons) if reasons.failed(0) => Ok(false),
             Some(reasons) => Err(reasons.unexpected()),
         }
+    }
+}
+
+impl DynamoStore {
+    /// One more seat counted against `budget`, only while it stays within its limit.
+    fn budget_item(
+        &self,
+        tenant_id: &TenantId,
+        budget: &SeatBudget,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let count = Update::builder()
+            .table_name(&self.tables.events)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(rate_sk(&budget.counter)))
+            .update_expression("ADD uses :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(uses) OR uses < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(budget.limit)))
+            .expression_attribute_values(":ttl", n(budget.until))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(count).build())
     }
 }

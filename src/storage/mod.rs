@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use crate::domain::{EmailFailure, KeyHash, License, Payment, SaleId, Tenant, TenantId};
 
-pub use activations::{ActivateResult, ActivationStore, SeatTouch};
+pub use activations::{ActivateResult, ActivationStore, SeatBudget, SeatTouch};
 pub use admin::{LicenseFilter, TtlRemoval};
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables};

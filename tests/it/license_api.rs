@@ -215,6 +215,50 @@ async fn activation_is_idempotent_and_deactivation_frees_the_seat() {
 }
 
 #[tokio::test]
+async fn a_leaked_key_cannot_churn_through_the_seats_faster_than_the_hourly_budget() {
+    let stack = stack().await;
+    let (t, key) = licensed(&stack, Seed::default()).await;
+    let activate = |machine: String| {
+        let (stack, tenant, key) = (&stack, t.tenant_id.clone(), key.clone());
+        async move {
+            api(
+                stack,
+                &tenant,
+                "activate",
+                json!({"key": key, "machine_id": machine}),
+            )
+            .await
+        }
+    };
+    // The buyer's machine, then nine machines of whoever holds the leaked key, each taking a seat and freeing it.
+    assert_eq!(activate("mine".to_owned()).await.status, 200);
+    for i in 1..10 {
+        let machine = format!("squatter-{i}");
+        assert_eq!(activate(machine.clone()).await.status, 200, "{machine}");
+        let freed = api(
+            &stack,
+            &t.tenant_id,
+            "deactivate",
+            json!({"key": key, "machine_id": machine}),
+        )
+        .await;
+        assert_eq!(freed.status, 200);
+    }
+    // Ten new machines in the hour (the budget: the seat limit, at least ten): the eleventh is refused, with a
+    // seat free.
+    let refused = activate("squatter-10".to_owned()).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(
+        refused.body,
+        r#"{"error":"Too many new machines for this license; try again within the hour"}"#
+    );
+    // A machine holding its seat is not a new one: it still checks in.
+    let mine = activate("mine".to_owned()).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.json()["activations"], 1);
+}
+
+#[tokio::test]
 async fn revoked_suspended_and_expired_licenses_cannot_activate() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;

@@ -37,7 +37,13 @@ pub enum TenantCommand {
         api_url: Option<String>,
     },
     /// Make a new signing key for the tenant's leases; the old one stays published until its last lease expires.
-    RotateSigningKey { tenant_id: String },
+    RotateSigningKey {
+        tenant_id: String,
+        /// The old key leaked: drop it from the JWKS at once, so every lease it signed stops verifying as soon as
+        /// apps fetch the key set again (they must then check in for a new lease).
+        #[arg(long)]
+        revoke_now: bool,
+    },
     /// Refuse the tenant's pings (403) until it is resumed.
     Suspend { tenant_id: String },
     /// Accept the tenant's pings again.
@@ -195,7 +201,10 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 "ses_check": if skip_ses_check { "skipped" } else { "verified" },
             }));
         }
-        TenantCommand::RotateSigningKey { tenant_id } => {
+        TenantCommand::RotateSigningKey {
+            tenant_id,
+            revoke_now,
+        } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let (store, vault, _) = keyed_store().await?;
             let tenant = load(&store, &tenant_id).await?;
@@ -204,10 +213,15 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             let retirement = tenant.current_signing_key().map(|old| Retirement {
                 kid: old.kid.clone(),
                 retired_at: rfc3339(now),
-                // Every lease the old key signed has expired by then (plus the verifiers' clock skew).
-                publish_until: now.unix_timestamp()
-                    + i64::try_from(tenant.longest_lease_seconds()).unwrap_or(i64::MAX / 2)
-                    + keystead_verify::CLOCK_SKEW_SECONDS,
+                publish_until: if revoke_now {
+                    // Published until this very second: gone from the next key set served.
+                    now.unix_timestamp()
+                } else {
+                    // Every lease the old key signed has expired by then (plus the verifiers' clock skew).
+                    now.unix_timestamp()
+                        + i64::try_from(tenant.longest_lease_seconds()).unwrap_or(i64::MAX / 2)
+                        + keystead_verify::CLOCK_SKEW_SECONDS
+                },
             });
             let installed = store
                 .install_signing_key(&tenant_id, &key, retirement.as_ref())
@@ -225,11 +239,16 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 "Rotated the signing key of tenant {tenant_id}: new leases carry kid {}.",
                 key.kid
             ));
-            if let (Some(old), Some(until)) = (&retirement, &until) {
-                out.line(format!(
+            match (&retirement, &until) {
+                (Some(old), Some(_)) if revoke_now => out.line(format!(
+                    "Key {} is revoked: running functions drop it from the JWKS within a minute, and apps that fetch the key set again (it is cached for a minute) stop trusting the leases it signed. Apps holding a pinned or long-cached key set trust them until they expire. Every app needs a new lease: its next check-in gets one.",
+                    old.kid
+                )),
+                (Some(old), Some(until)) => out.line(format!(
                     "Key {} signs nothing more and stays in the JWKS until {until}, when its last lease has expired.",
                     old.kid
-                ));
+                )),
+                _ => {}
             }
             out.line("Running functions pick up the new key within a minute.");
             out.document(json!({
@@ -237,6 +256,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 "kid": key.kid,
                 "retired_kid": retirement.as_ref().map(|r| r.kid.clone()),
                 "retired_published_until": until,
+                "revoked": revoke_now && retirement.is_some(),
             }));
         }
         TenantCommand::RotateToken { tenant_id, api_url } => {

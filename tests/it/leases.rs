@@ -249,6 +249,42 @@ async fn tenants_have_their_own_keys_and_rotation_keeps_old_leases_verifiable() 
 }
 
 #[tokio::test]
+async fn a_signing_key_revoked_now_leaves_the_jwks_at_once_and_its_leases_stop_verifying() {
+    let stack = stack().await;
+    let app = stack.app.clone().with_tenant_cache_ttl(Duration::ZERO);
+    let (t, key) = licensed(&stack, Seed::default()).await;
+    let activate = || {
+        let request = call(
+            &t.tenant_id,
+            "activate",
+            json!({"key": key, "machine_id": "m1"}).to_string(),
+        );
+        let app = app.clone();
+        async move { lease_of(&send(&app, &request).await) }
+    };
+    let leaked = activate().await;
+    let expected = Expected::new(&t.tenant_id, "m1");
+    assert!(verify_now(&leaked, &keys_of(&app, &t.tenant_id).await, &expected).is_ok());
+
+    let rotated =
+        cli_support::ok_json(&["tenant", "rotate-signing-key", &t.tenant_id, "--revoke-now"]);
+    assert_eq!(rotated["revoked"], true);
+    assert_eq!(rotated["retired_kid"], kid_of(&leaked).as_str());
+    let published = keys_of(&app, &t.tenant_id).await;
+    assert_eq!(published.len(), 1, "only the new key is published");
+    assert_eq!(
+        verify_now(&leaked, &published, &expected),
+        Err(keystead_verify::Error::UnknownKey(kid_of(&leaked)))
+    );
+    // The next check-in gets a lease under the new key.
+    let fresh = activate().await;
+    assert_eq!(kid_of(&fresh), rotated["kid"].as_str().unwrap());
+    assert!(verify_now(&fresh, &published, &expected).is_ok());
+    let human = cli_support::ok(&["tenant", "rotate-signing-key", &t.tenant_id, "--revoke-now"]);
+    assert!(human.contains("is revoked"), "{human}");
+}
+
+#[tokio::test]
 async fn a_tenant_made_before_leases_gets_its_first_key_when_it_is_needed() {
     let stack = stack().await;
     // Seeded straight into the table, like a tenant created before signing keys existed.

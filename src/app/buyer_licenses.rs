@@ -21,7 +21,7 @@ pub async fn buyer_licenses(
 ) -> Result<Vec<LicenseView>, PortalError> {
     let now = OffsetDateTime::now_utc();
     let mut views = Vec::new();
-    for license in store.licenses_by_email(&tenant.tenant_id, email).await? {
+    for license in exactly_theirs(store, tenant, email).await? {
         let status = effective_status(&license, now);
         let machines = store
             .activations(&tenant.tenant_id, &license.key_hash)
@@ -49,6 +49,19 @@ pub async fn buyer_licenses(
     Ok(views)
 }
 
+/// The licenses bought with exactly the session's address. The index finds every letter-case spelling of it
+/// (`Jane@` and `jane@`), but on a mail server that tells them apart they are different people: a session shows
+/// only its own spelling's licenses.
+async fn exactly_theirs(
+    store: &dyn Backend,
+    tenant: &Tenant,
+    email: &Email,
+) -> Result<Vec<License>, StoreError> {
+    let mut licenses = store.licenses_by_email(&tenant.tenant_id, email).await?;
+    licenses.retain(|license| license.buyer_email.as_str() == email.as_str());
+    Ok(licenses)
+}
+
 /// The buyer's license with this id, or `None` when the buyer has none such.
 pub async fn buyer_license(
     store: &dyn Backend,
@@ -56,8 +69,7 @@ pub async fn buyer_license(
     email: &Email,
     license_id: &str,
 ) -> Result<Option<License>, PortalError> {
-    Ok(store
-        .licenses_by_email(&tenant.tenant_id, email)
+    Ok(exactly_theirs(store, tenant, email)
         .await?
         .into_iter()
         .find(|l| l.license_id == *license_id))

@@ -28,44 +28,61 @@ impl LinkOutcome {
 }
 
 /// Emails a single-use sign-in link to `email` if it bought something from `tenant` and no limit is reached.
+/// `caller` is the requester's address (API Gateway's source IP), when known.
 pub async fn request_link(
     portal: &Portal,
     store: &dyn Backend,
     mailer: &dyn Mailer,
     tenant: &Tenant,
     email: &Email,
+    caller: Option<&str>,
 ) -> Result<LinkOutcome, PortalError> {
     let now = now_unix();
     let tenant_id = &tenant.tenant_id;
     let address = sha256_hex(&email.as_str().to_ascii_lowercase());
     let quarter = now / 900;
     let hour = now / 3600;
-    if !store
-        .count_use(
-            tenant_id,
-            &format!("email#{address}#{quarter}"),
-            portal.settings.per_address,
+    let within = |counter: String, limit: u32, until: i64| async move {
+        store.count_use(tenant_id, &counter, limit, until).await
+    };
+    // One caller trying many addresses is stopped before any of them is looked up.
+    if let Some(caller) = caller
+        && !within(
+            format!("ip#{}#{quarter}", sha256_hex(caller)),
+            portal.settings.per_ip,
             (quarter + 2) * 900,
         )
         .await?
     {
         return Ok(LinkOutcome::Limited);
     }
-    // The link goes to the address as the buyer bought with it (the lookup ignores letter case).
-    let Some(to) = store
-        .licenses_by_email(tenant_id, email)
-        .await?
-        .into_iter()
-        .next()
-        .map(|license| license.buyer_email)
+    if !within(
+        format!("email#{address}#{quarter}"),
+        portal.settings.per_address,
+        (quarter + 2) * 900,
+    )
+    .await?
+    {
+        return Ok(LinkOutcome::Limited);
+    }
+    // The link goes to an address as a buyer bought with it (the lookup ignores letter case): the one typed when
+    // some license was bought with exactly it, else the first one found. The session it opens shows only that
+    // spelling's licenses.
+    let found = store.licenses_by_email(tenant_id, email).await?;
+    let Some(to) = found
+        .iter()
+        .find(|license| license.buyer_email.as_str() == email.as_str())
+        .or(found.first())
+        .map(|license| license.buyer_email.clone())
     else {
         return Ok(LinkOutcome::NoLicenses);
     };
-    // The tenant's budget counts mails, not requests: strangers' addresses cannot use it up for the buyers.
-    if !store
-        .count_use(
-            tenant_id,
-            &format!("tenant#{hour}"),
+    // The tenant's budget counts addresses mailed this hour, not mails or requests: strangers' addresses cannot
+    // use it up for the buyers, nor can a few buyers' addresses asking again and again.
+    let first_this_hour = within(format!("mailed#{address}#{hour}"), 1, (hour + 2) * 3600).await?;
+    if first_this_hour
+        && !within(
+            format!("tenant#{hour}"),
             portal.settings.per_tenant,
             (hour + 2) * 3600,
         )

@@ -130,6 +130,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
     }
 }
 
+/// The caller's address as API Gateway saw it (`requestContext.http.sourceIp`), when the request came through it.
+pub struct Caller(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = match parts
+            .extensions
+            .get::<lambda_http::request::RequestContext>()
+        {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
+                context.http.source_ip.clone()
+            }
+            _ => None,
+        };
+        Ok(Self(ip.filter(|ip| !ip.is_empty())))
+    }
+}
+
 /// The webhook token: `?token=` first, else the password of HTTP Basic auth (a ping URL's `user:token@`).
 pub struct PresentedToken(pub Option<String>);
 

@@ -16,7 +16,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::extract::{Bounded, Query, Segments, TooLarge, cookie};
+use super::extract::{Bounded, Caller, Query, Segments, TooLarge, cookie};
 use crate::app::App;
 use crate::app::buyer_licenses::{self, BuyerAction};
 use crate::app::download::{self, DownloadRefused, Granted};
@@ -264,6 +264,7 @@ pub async fn signin_page(PortalTenant(tenant): PortalTenant) -> Response {
 pub async fn request_link(
     State(app): State<App>,
     PortalTenant(tenant): PortalTenant,
+    caller: Caller,
     form: PortalForm,
 ) -> Response {
     let tenant_id = &tenant.tenant_id;
@@ -279,6 +280,7 @@ pub async fn request_link(
         app.mailer.as_ref(),
         &tenant,
         &email,
+        caller.0.as_deref(),
     )
     .await
     {

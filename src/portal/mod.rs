@@ -47,8 +47,10 @@ pub struct PortalSettings {
     pub public_url: Option<String>,
     /// Sign-in emails per address per 15 minutes.
     pub per_address: u32,
-    /// Sign-in emails per tenant per hour.
+    /// Sign-in emails per tenant per hour, each address counted once an hour however many links it asks for.
     pub per_tenant: u32,
+    /// Sign-in requests per caller (IP address) per tenant per 15 minutes, counted before anything is looked up.
+    pub per_ip: u32,
     /// Every sign-in request is answered no sooner than this, so that sending a mail or not takes alike.
     pub answer_floor: Duration,
 }
@@ -61,6 +63,7 @@ impl Default for PortalSettings {
                 .filter(|v| !v.is_empty()),
             per_address: 3,
             per_tenant: 100,
+            per_ip: 20,
             answer_floor: Duration::from_millis(400),
         }
     }

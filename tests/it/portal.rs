@@ -106,7 +106,7 @@ async fn asking_for_a_link_answers_the_same_for_buyers_and_strangers() {
 async fn past_the_limits_the_answer_is_the_same_and_no_mail_goes_out() {
     let stack = stack().await;
     let mut limits = settings();
-    limits.per_tenant = 5;
+    limits.per_tenant = 3;
     let app = portal_app(&stack, limits).await;
     let t = seed(&stack, Seed::default()).await;
     let customer = buyer();
@@ -123,8 +123,8 @@ async fn past_the_limits_the_answer_is_the_same_and_no_mail_goes_out() {
         "three links per address per 15 minutes, then nothing"
     );
 
-    // The tenant's own limit: 5 requests an hour in all (4 counted above, the 4th address request was refused
-    // before it counted against the tenant).
+    // The tenant's own limit: 3 addresses mailed an hour. The three links above count once (an address counts
+    // once an hour, however often it asks), so two more buyers get theirs and the third does not.
     let others: Vec<String> = (0..3).map(|_| buyer()).collect();
     for other in &others {
         buy(&app, &t, other).await;
@@ -135,6 +135,70 @@ async fn past_the_limits_the_answer_is_the_same_and_no_mail_goes_out() {
     }
     let sent: usize = others.iter().map(|o| signin_links(o).len()).sum();
     assert_eq!(sent, 2, "the tenant's hourly limit stops the third");
+}
+
+#[tokio::test]
+async fn one_caller_trying_many_addresses_is_stopped_before_any_lookup() {
+    let stack = stack().await;
+    let mut limits = settings();
+    limits.per_ip = 5;
+    let app = portal_app(&stack, limits).await;
+    let t = seed(&stack, Seed::default()).await;
+    let customer = buyer();
+    buy(&app, &t, &customer).await;
+    let from = |ip: &str, email: &str| {
+        let mut request = request(
+            "POST",
+            &format!("/portal/{}/link", t.tenant_id),
+            &[],
+            &[("email", email)],
+            None,
+        );
+        request.source_ip = ip.to_owned();
+        request
+    };
+    // Five guesses from one address use up its budget...
+    for _ in 0..5 {
+        send(&app, &from("198.51.100.9", &stranger())).await;
+    }
+    // ...so its sixth request, for a real buyer, sends nothing and answers the same.
+    let limited = send(&app, &from("198.51.100.9", &customer)).await;
+    assert_eq!(limited.status, 200);
+    assert!(signin_links(&customer).is_empty());
+    // The buyer, asking from elsewhere, gets the link.
+    let own = send(&app, &from("192.0.2.44", &customer)).await;
+    assert_eq!((own.status, &own.body), (limited.status, &limited.body));
+    assert_eq!(signin_links(&customer).len(), 1);
+}
+
+#[tokio::test]
+async fn a_session_shows_only_the_licenses_of_its_own_spelling_of_the_address() {
+    let stack = stack().await;
+    let app = portal_app(&stack, settings()).await;
+    let t = seed(&stack, Seed::default()).await;
+    let lower = buyer();
+    let upper = lower.to_uppercase().replace("@EXAMPLE.COM", "@example.com");
+    let lower_key = buy(&app, &t, &lower).await;
+    let upper_key = buy(&app, &t, &upper).await;
+
+    let cookie = sign_in(&app, &t.tenant_id, &lower).await;
+    let page = get(
+        &app,
+        &format!("/portal/{}/licenses", t.tenant_id),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&lower_key), "its own license");
+    assert!(!page.body.contains(&upper_key), "not another spelling's");
+    let cookie = sign_in(&app, &t.tenant_id, &upper).await;
+    let page = get(
+        &app,
+        &format!("/portal/{}/licenses", t.tenant_id),
+        Some(&cookie),
+    )
+    .await;
+    assert!(page.body.contains(&upper_key) && !page.body.contains(&lower_key));
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ fn event(request: &tiny_http::Request, body: &[u8]) -> Value {
             .collect(),
         body: body.to_vec(),
         base64: false,
+        source_ip: "127.0.0.1".to_owned(),
     };
     ping.event()
 }

@@ -272,6 +272,8 @@ pub struct Ping<'a> {
     pub headers: Vec<(&'a str, String)>,
     pub body: Vec<u8>,
     pub base64: bool,
+    /// The caller's address as API Gateway reports it.
+    pub source_ip: String,
 }
 
 impl<'a> Ping<'a> {
@@ -288,6 +290,7 @@ impl<'a> Ping<'a> {
             )],
             body: body.into(),
             base64: false,
+            source_ip: "203.0.113.7".to_owned(),
         }
     }
 
@@ -337,7 +340,7 @@ impl<'a> Ping<'a> {
                 "accountId": "123456789012", "apiId": "local", "domainName": "local.example",
                 "domainPrefix": "local",
                 "http": {"method": self.method, "path": self.path, "protocol": "HTTP/1.1",
-                         "sourceIp": "203.0.113.7", "userAgent": "Gumroad"},
+                         "sourceIp": self.source_ip, "userAgent": "Gumroad"},
                 "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
                 "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
             },

@@ -29,6 +29,7 @@ pub fn settings() -> PortalSettings {
         public_url: Some(BASE.to_owned()),
         per_address: 3,
         per_tenant: 100,
+        per_ip: 20,
         answer_floor: std::time::Duration::from_millis(50),
     }
 }

@@ -16,6 +16,8 @@ pub enum DownloadRefused {
     NoLicense,
     NotActive(LicenseStatus),
     NoFile,
+    /// The license's downloads for today are used up.
+    TooMany,
 }
 
 impl DownloadRefused {
@@ -27,9 +29,14 @@ impl DownloadRefused {
             Self::NoLicense => "no_license",
             Self::NotActive(_) => "not_active",
             Self::NoFile => "no_file",
+            Self::TooMany => "rate_limited",
         }
     }
 }
+
+/// How many downloads one license may start a day: plenty for a buyer and their machines, few for a link
+/// posted to a forum (every download is the seller's S3 egress).
+pub const DOWNLOADS_PER_DAY: u32 = 20;
 
 /// Where to send the buyer: a presigned URL, for the license with this id.
 pub struct Granted {
@@ -66,6 +73,19 @@ pub async fn download(
     let Some(file) = portal::product_file(tenant, &license) else {
         return Ok(Err(DownloadRefused::NoFile));
     };
+    let day = now.unix_timestamp() / 86_400;
+    let counted = app
+        .store
+        .count_use(
+            tenant_id,
+            &format!("download#{}#{day}", license.license_id),
+            DOWNLOADS_PER_DAY,
+            (day + 2) * 86_400,
+        )
+        .await?;
+    if !counted {
+        return Ok(Err(DownloadRefused::TooMany));
+    }
     let url = app.portal.presign(file).await?;
     Ok(Ok(Granted {
         url,

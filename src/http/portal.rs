@@ -504,6 +504,10 @@ pub async fn download(
                     "This license was revoked, so its download is no longer available.",
                 ),
                 DownloadRefused::NoFile => (404, "This product has no file to download."),
+                DownloadRefused::TooMany => (
+                    429,
+                    "This license has been downloaded many times today. Try again tomorrow, or contact the seller.",
+                ),
             };
             Ok(html(pages::download_refused(tenant_id, status, reason)))
         }

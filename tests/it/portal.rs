@@ -637,6 +637,15 @@ async fn downloads_redirect_to_s3_while_the_license_is_active() {
     let tail = rest.body_mut().read_to_vec().unwrap();
     assert_eq!(tail, content[100_000..]);
 
+    // A link posted to a forum: the license's downloads for the day run out (one was used above).
+    for n in 2..=keystead::app::download::DOWNLOADS_PER_DAY {
+        assert_eq!(get(&app, &path, None).await.status, 302, "download {n}");
+    }
+    let too_many = get(&app, &path, None).await;
+    assert_eq!(too_many.status, 429, "{}", too_many.body);
+    assert!(too_many.body.contains("downloaded many times today"));
+    assert!(too_many.header("location").is_none());
+
     // A tampered token is refused; a revoked license gets a page that says why.
     let tampered = format!("{}x", path);
     let refused = get(&app, &tampered, None).await;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{License, LicenseKey, Permalink, TenantId};
 use crate::gumroad::Form;
-use crate::storage::{ActivationStore, StoreError};
+use crate::storage::{ActivationStore, StoreError, TenantCache};
 
 pub const NOT_FOUND: &str = "That license does not exist for the provided product.";
 pub const DISABLED: &str = "This license key has been disabled.";
@@ -61,13 +61,21 @@ fn same_product(license: &License, request: &VerifyRequest) -> bool {
 }
 
 /// `200 {"success":true,"uses":N,"purchase":{…}}` for a license of the named product, counting the use unless asked
-/// not to (one atomic update).
+/// not to (one atomic update); Gumroad's 404 for a tenant that does not answer Gumroad's verify.
 pub async fn verify(
     store: &dyn ActivationStore,
+    tenants: &TenantCache,
     tenant: &str,
     request: &VerifyRequest,
 ) -> Result<Value, VerifyError> {
     let tenant_id = TenantId::parse(tenant).map_err(|_| VerifyError::NotFound)?;
+    let answers = tenants
+        .tenant(store, &tenant_id)
+        .await?
+        .is_some_and(|tenant| tenant.answers_gumroad_verify());
+    if !answers {
+        return Err(VerifyError::NotFound);
+    }
     let key = request
         .license_key
         .as_deref()

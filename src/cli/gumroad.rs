@@ -305,6 +305,21 @@ pub async fn run(command: GumroadCommand, out: &mut Output) -> Result<(), CliErr
             super::import::run(&store, mailer.as_ref(), &api, &tenant, &options, out)
                 .await
                 .map_err(|err| api_error(err, &api, "the sales listing"))?;
+            if !dry_run && !tenant.gumroad_verify {
+                // The imported buyers' apps may still call Gumroad's verify: answer it for them.
+                store
+                    .update_tenant(
+                        &tenant_id,
+                        &[(
+                            "gumroad_verify",
+                            aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+                        )],
+                    )
+                    .await?;
+                out.line(format!(
+                    "Gumroad's verify now answers for tenant {tenant_id} (turn it off with `keystead tenant set {tenant_id} --gumroad-verify off`)."
+                ));
+            }
         }
         GumroadCommand::Subscribe {
             tenant_id,

@@ -72,6 +72,10 @@ pub enum TenantCommand {
         /// sealed under KMS; `off` forgets it).
         #[arg(long, value_parser = ["on", "off"])]
         verify_sales: Option<String>,
+        /// Answer Gumroad's own license API (`/gumroad/<tenant>/v2/licenses/verify`) for apps moving from Gumroad's
+        /// keys; it tells any key holder the buyer's email and name, so it is off unless needed.
+        #[arg(long, value_parser = ["on", "off"])]
+        gumroad_verify: Option<String>,
     },
 }
 
@@ -297,6 +301,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
             skip_ses_check,
             seller_id,
             verify_sales,
+            gumroad_verify,
         } => {
             use aws_sdk_dynamodb::types::AttributeValue;
             let tenant_id = TenantId::parse(&tenant_id)?;
@@ -322,9 +327,12 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 }
                 changes.push(("seller_id", AttributeValue::S(seller)));
             }
+            if let Some(state) = gumroad_verify {
+                changes.push(("gumroad_verify", AttributeValue::Bool(state == "on")));
+            }
             if changes.is_empty() && verify_sales.is_none() {
                 return Err(CliError::Invalid(
-                    "nothing to change: give --refund-policy, --gumroad, --sender, --seller-id or --verify-sales"
+                    "nothing to change: give --refund-policy, --gumroad, --sender, --seller-id, --verify-sales or --gumroad-verify"
                         .to_owned(),
                 ));
             }
@@ -453,6 +461,14 @@ fn show(tenant: &Tenant, out: &mut Output) {
                 "off".to_owned()
             },
         ),
+        (
+            "Gumroad verify",
+            match (tenant.gumroad_verify, tenant.answers_gumroad_verify()) {
+                (true, _) => "on: /gumroad/<tenant>/v2/licenses/verify answers".to_owned(),
+                (false, true) => "on: a product keeps Gumroad's keys".to_owned(),
+                (false, false) => "off".to_owned(),
+            },
+        ),
         ("Created", tenant.created_at.clone()),
     ]);
     if tenant.products.is_empty() {
@@ -554,6 +570,7 @@ fn show(tenant: &Tenant, out: &mut Output) {
         "refund_policy": tenant.refund_policy,
         "gumroad_enabled": tenant.gumroad_enabled,
         "verify_sales": tenant.verify_sales,
+        "gumroad_verify": tenant.answers_gumroad_verify(),
         "created_at": tenant.created_at,
         "products": tenant.products.values().map(|p| {
             let mut product = json!({

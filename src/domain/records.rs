@@ -64,6 +64,10 @@ pub struct Tenant {
     /// The Gumroad access token read-back uses, sealed like a signing key (`kid` `gumroad-token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gumroad_token: Option<SealedSecret>,
+    /// Answer Gumroad's own license API (`POST /gumroad/<tenant>/v2/licenses/verify`) for this tenant
+    /// (`tenant set --gumroad-verify on`, or `gumroad import`); see `answers_gumroad_verify`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gumroad_verify: bool,
 }
 
 /// A secret sealed with AES-256-GCM under a KMS data key, with the tenant id and `kid` as encryption context.
@@ -94,7 +98,20 @@ impl Tenant {
             signing_keys: Vec::new(),
             verify_sales: false,
             gumroad_token: None,
+            gumroad_verify: false,
         }
+    }
+
+    /// Whether the Gumroad-compatible verify route answers for this tenant. It tells any key holder the buyer's
+    /// email, name, custom fields and price, and counts `uses`: a tenant opts in (`tenant set --gumroad-verify
+    /// on`, which `gumroad import` does) or keeps Gumroad's keys on a product (`--key-source gumroad`), the two
+    /// ways an app that already calls Gumroad's verify moves here. Otherwise it answers Gumroad's 404.
+    pub fn answers_gumroad_verify(&self) -> bool {
+        self.gumroad_verify
+            || self
+                .products
+                .values()
+                .any(|product| product.key_source == crate::domain::KeySource::Gumroad)
     }
 
     /// The key that signs the tenant's leases now.

@@ -68,7 +68,8 @@ pub async fn verify(
     let form = Form::parse(body.content_type.as_deref(), &body.bytes)?;
     let request = VerifyRequest::from_form(&form);
     let tenant = path.tenant();
-    let result = verify_gumroad::verify(app.store.as_ref(), tenant, &request).await;
+    let result =
+        verify_gumroad::verify(app.store.as_ref(), app.tenants.as_ref(), tenant, &request).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(VerifyError::Storage(_)) => "unavailable",

@@ -862,9 +862,11 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
             ("PUT", "/v2/resource_subscriptions")
         );
         assert_eq!(
-            r.form.get("access_token").map(String::as_str),
-            Some(GOOD_TOKEN)
+            r.authorization.as_deref(),
+            Some(format!("Bearer {GOOD_TOKEN}").as_str()),
+            "the token travels as a bearer header"
         );
+        assert!(!r.form.contains_key("access_token"));
         assert!(r.query.is_empty(), "nothing secret in the URL");
     }
 
@@ -960,7 +962,11 @@ fn gumroad_subscriptions_are_created_listed_and_deleted() {
         delete.path,
         format!("/v2/resource_subscriptions/{}", id2.replace('=', "%3D"))
     );
-    assert_eq!(delete.query["access_token"], GOOD_TOKEN);
+    assert_eq!(
+        delete.authorization.as_deref(),
+        Some(format!("Bearer {GOOD_TOKEN}").as_str())
+    );
+    assert!(delete.query.is_empty(), "nothing secret in the URL");
 
     let empty =
         ok_cmd(

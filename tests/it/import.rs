@@ -93,8 +93,19 @@ async fn an_import_pages_through_every_sale_and_running_it_again_changes_nothing
         "a dry run writes nothing"
     );
 
+    let shown = |f: &Fixture| cli_support::ok_json(&["tenant", "show", &f.t.tenant_id]);
+    assert_eq!(
+        shown(&f)["gumroad_verify"],
+        false,
+        "a dry run turns nothing on"
+    );
     let first = import(&f, &[]);
     assert_eq!(first["imported"], 4, "{first}");
+    assert_eq!(
+        shown(&f)["gumroad_verify"],
+        true,
+        "the imported buyers' apps may still call Gumroad's verify"
+    );
     assert_eq!(first["refunded"], 1);
     assert_eq!(first["unmapped"], json!({"old-app": 1}));
     let items = licenses(&f.stack, &f.t.tenant_id).await;

@@ -15,6 +15,14 @@ const GUMROAD_PRODUCT_ID: &str = "32-nPAicqbLj8B_WswVlMw==";
 const NOT_FOUND: &str =
     r#"{"message":"That license does not exist for the provided product.","success":false}"#;
 
+/// A tenant that answers Gumroad's verify (`tenant set --gumroad-verify on`).
+fn answering_verify() -> Seed {
+    Seed {
+        gumroad_verify: true,
+        ..Seed::default()
+    }
+}
+
 fn verify_request<'a>(tenant: &str, body: String) -> Ping<'a> {
     let mut ping = Ping::new(tenant, None, body);
     ping.path = format!("/gumroad/{tenant}/v2/licenses/verify");
@@ -46,7 +54,7 @@ fn with_custom_fields(body: String) -> String {
 #[tokio::test]
 async fn verify_answers_in_gumroads_shapes_and_counts_uses() {
     let stack = stack().await;
-    let t = seed(&stack, Seed::default()).await;
+    let t = seed(&stack, answering_verify()).await;
     let (sale, buyer) = (sale_id(), buyer());
     let sold = send(
         &stack.app,
@@ -147,9 +155,50 @@ async fn verify_answers_in_gumroads_shapes_and_counts_uses() {
 }
 
 #[tokio::test]
+async fn gumroads_verify_answers_only_for_a_tenant_that_opted_in() {
+    let stack = stack().await;
+    let app = stack
+        .app
+        .clone()
+        .with_tenant_cache_ttl(std::time::Duration::ZERO);
+    let t = seed(&stack, Seed::default()).await;
+    let sold = send(
+        &app,
+        &Ping::new(
+            &t.tenant_id,
+            Some(&t.token),
+            sale_body(&sale_id(), &buyer()),
+        ),
+    )
+    .await;
+    let key = sold.json()["license"]["key"].as_str().unwrap().to_owned();
+    let params = [
+        ("product_id", GUMROAD_PRODUCT_ID),
+        ("license_key", key.as_str()),
+    ];
+    let body = || serde_urlencoded::to_string(params).unwrap();
+
+    // Off by default: a real key gets Gumroad's 404, and no use is counted.
+    let off = send(&app, &verify_request(&t.tenant_id, body())).await;
+    assert_eq!(off.status, 404, "{}", off.body);
+    assert_eq!(off.body, NOT_FOUND);
+    let shown = cli_support::ok_json(&["tenant", "show", &t.tenant_id]);
+    assert_eq!(shown["gumroad_verify"], false);
+
+    cli_support::ok(&["tenant", "set", &t.tenant_id, "--gumroad-verify", "on"]);
+    let on = send(&app, &verify_request(&t.tenant_id, body())).await;
+    assert_eq!(on.status, 200, "{}", on.body);
+    assert_eq!(on.json()["uses"], 1, "the refused call counted nothing");
+
+    cli_support::ok(&["tenant", "set", &t.tenant_id, "--gumroad-verify", "off"]);
+    let off_again = send(&app, &verify_request(&t.tenant_id, body())).await;
+    assert_eq!(off_again.status, 404);
+}
+
+#[tokio::test]
 async fn refunds_disputes_and_the_sellers_revocation_read_as_gumroad_says_them() {
     let stack = stack().await;
-    let t = seed(&stack, Seed::default()).await;
+    let t = seed(&stack, answering_verify()).await;
     let sale_key = |sold: &Reply| sold.json()["license"]["key"].as_str().unwrap().to_owned();
     fn params(key: &str) -> Vec<(&str, &str)> {
         vec![("product_id", GUMROAD_PRODUCT_ID), ("license_key", key)]

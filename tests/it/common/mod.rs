@@ -147,6 +147,8 @@ pub struct Seed {
     pub gumroad_enabled: bool,
     pub map_product: bool,
     pub seat_lease_seconds: Option<u64>,
+    /// Answer Gumroad's own verify route (`tenant set --gumroad-verify on`).
+    pub gumroad_verify: bool,
 }
 
 impl Default for Seed {
@@ -160,6 +162,7 @@ impl Default for Seed {
             gumroad_enabled: true,
             map_product: true,
             seat_lease_seconds: None,
+            gumroad_verify: false,
         }
     }
 }
@@ -198,6 +201,7 @@ pub async fn seed(stack: &Stack, seed: Seed) -> Seeded {
         seller_id: seed.seller_id,
         permalinks,
         gumroad_enabled: seed.gumroad_enabled,
+        gumroad_verify: seed.gumroad_verify,
         ..Tenant::new(
             tenant_id.clone(),
             token.hash().to_hex(),

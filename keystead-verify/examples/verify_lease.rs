@@ -1,7 +1,7 @@
 //! Verifies a lease against a JWKS file and prints its claims, or why it was refused.
 //!
 //! ```text
-//! cargo run --example verify_lease -- <jwks.json> <lease> <tenant_id> <machine_id> [product_id] [nonce]
+//! cargo run --example verify_lease -- <jwks.json> <lease> <tenant_id> <machine_id> <product_id> [nonce]
 //! ```
 //!
 //! The lease may be given as `-` to read it from standard input.
@@ -13,9 +13,9 @@ use keystead_verify::{Expected, PublicKeys, verify_now};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(4..=6).contains(&args.len()) {
+    if !(5..=6).contains(&args.len()) {
         eprintln!(
-            "usage: verify_lease <jwks.json> <lease|-> <tenant_id> <machine_id> [product_id] [nonce]"
+            "usage: verify_lease <jwks.json> <lease|-> <tenant_id> <machine_id> <product_id> [nonce]"
         );
         return ExitCode::from(2);
     }
@@ -41,10 +41,7 @@ fn run(args: &[String]) -> Result<String, String> {
             .read_to_string(&mut lease)
             .map_err(|e| format!("stdin: {e}"))?;
     }
-    let mut expected = Expected::new(&args[2], &args[3]);
-    if let Some(product) = args.get(4).filter(|p| !p.is_empty()) {
-        expected = expected.product(product);
-    }
+    let mut expected = Expected::new(&args[2], &args[4], &args[3]);
     if let Some(nonce) = args.get(5) {
         expected = expected.nonce(nonce);
     }

@@ -49,12 +49,12 @@
 //!
 //! // App side: the JWKS is shipped with the app; the lease comes from `activate`/`validate`.
 //! let keys = PublicKeys::from_jwks_json(&jwks_json)?;
-//! let expected = Expected::new("acme", "studio-mac").product("myapp").nonce("n-42");
+//! let expected = Expected::new("acme", "myapp", "studio-mac").nonce("n-42");
 //! let lease = verify(&token, &keys, &expected, 1_700_000_100)?;
 //! assert!(lease.entitlements.iter().any(|e| e == "pro"));
 //!
 //! // Another machine's lease, or one past its `exp`, is refused.
-//! let other = Expected::new("acme", "laptop").product("myapp").nonce("n-42");
+//! let other = Expected::new("acme", "myapp", "laptop").nonce("n-42");
 //! assert_eq!(verify(&token, &keys, &other, 1_700_000_100), Err(Error::WrongMachine));
 //! assert_eq!(verify(&token, &keys, &expected, claims.exp + 3600), Err(Error::Expired));
 //! # Ok::<(), Error>(())
@@ -293,19 +293,25 @@ impl PublicKeys {
     }
 }
 
-/// What the app expects of a lease.
+/// What the app expects of a lease. The product is required: an app that accepted any product of the seller
+/// would accept a license for the seller's cheapest product.
 ///
 /// ```
 /// # use keystead_verify::Expected;
-/// let expected = Expected::new("acme", "studio-mac").product("myapp").nonce("8f3c…");
-/// assert_eq!(expected.product_id, Some("myapp"));
+/// let expected = Expected::new("acme", "myapp", "studio-mac").nonce("8f3c…");
+/// assert_eq!(expected.product_id, "myapp");
+/// // An app sold in tiers that are products of their own accepts each of them.
+/// let tiered = Expected::new("acme", "myapp", "studio-mac").or_products(&["myapp-team", "myapp-studio"]);
+/// assert!(tiered.accepts_product("myapp-team") && !tiered.accepts_product("otherapp"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected<'a> {
     /// The seller's tenant id, compared with `iss`.
     pub tenant_id: &'a str,
-    /// The product id, compared with `product_id` when given.
-    pub product_id: Option<&'a str>,
+    /// The product id, compared with `product_id`.
+    pub product_id: &'a str,
+    /// Other product ids this app accepts too (tiers the seller set up as products of their own).
+    pub other_products: &'a [&'a str],
     /// This machine's id, compared with `machine_id`.
     pub machine_id: &'a str,
     /// The nonce the app sent with the request that returned this lease, compared with `nonce` when
@@ -314,20 +320,26 @@ pub struct Expected<'a> {
 }
 
 impl<'a> Expected<'a> {
-    /// Expects a lease of `tenant_id` for `machine_id`, of any product, without a nonce check.
-    pub fn new(tenant_id: &'a str, machine_id: &'a str) -> Self {
+    /// Expects a lease of `tenant_id` for `product_id` and `machine_id`, without a nonce check.
+    pub fn new(tenant_id: &'a str, product_id: &'a str, machine_id: &'a str) -> Self {
         Expected {
             tenant_id,
-            product_id: None,
+            product_id,
+            other_products: &[],
             machine_id,
             nonce: None,
         }
     }
 
-    /// Also expects this `product_id`.
-    pub fn product(mut self, product_id: &'a str) -> Self {
-        self.product_id = Some(product_id);
+    /// Also accepts leases of these products (an app sold in tiers that are products of their own).
+    pub fn or_products(mut self, product_ids: &'a [&'a str]) -> Self {
+        self.other_products = product_ids;
         self
+    }
+
+    /// Whether a lease of `product_id` is one this app accepts.
+    pub fn accepts_product(&self, product_id: &str) -> bool {
+        self.product_id == product_id || self.other_products.contains(&product_id)
     }
 
     /// Also expects this `nonce` (the one just sent to `activate`/`validate`).
@@ -394,7 +406,7 @@ pub fn sign(
 ///
 /// Checks, in order: three segments; the header decodes; `alg` is exactly `EdDSA`; `typ` is
 /// `keystead-lease+jwt`; `kid` is one of `keys`; the Ed25519 signature verifies (strictly); the claims
-/// decode; `iss` is the expected tenant; `product_id` is the expected one (when given); `machine_id` is
+/// decode; `iss` is the expected tenant; `product_id` is one the app accepts; `machine_id` is
 /// this machine; `nonce` is the expected one (when given); `iat` is not later than `now_unix` plus
 /// [`CLOCK_SKEW_SECONDS`]; `exp` plus [`CLOCK_SKEW_SECONDS`] is later than `now_unix`; `status` is
 /// `active`. The first failing check gives the error.
@@ -448,10 +460,7 @@ pub fn verify(
     if claims.iss != expected.tenant_id {
         return Err(Error::WrongIssuer);
     }
-    if expected
-        .product_id
-        .is_some_and(|product| claims.product_id != product)
-    {
+    if !expected.accepts_product(&claims.product_id) {
         return Err(Error::WrongProduct);
     }
     if claims.machine_id != expected.machine_id {

@@ -42,7 +42,7 @@ fn keys() -> PublicKeys {
 }
 
 fn expected() -> Expected<'static> {
-    Expected::new(TENANT, MACHINE).product(PRODUCT).nonce(NONCE)
+    Expected::new(TENANT, PRODUCT, MACHINE).nonce(NONCE)
 }
 
 fn check(claims: &LeaseClaims, now: i64) -> Result<LeaseClaims, Error> {
@@ -63,9 +63,9 @@ fn a_valid_lease_verifies() {
 }
 
 #[test]
-fn a_stored_lease_verifies_without_nonce_or_product() {
+fn a_stored_lease_verifies_without_a_nonce() {
     let token = lease(KID, &claims(), &key(1));
-    let expected = Expected::new(TENANT, MACHINE);
+    let expected = Expected::new(TENANT, PRODUCT, MACHINE);
     assert_eq!(verify(&token, &keys(), &expected, NOW), Ok(claims()));
 }
 
@@ -197,13 +197,24 @@ fn wrong_machine_fails() {
 }
 
 #[test]
-fn wrong_product_fails_only_when_a_product_is_expected() {
+fn another_product_fails_unless_the_app_accepts_it_too() {
     let mut c = claims();
     c.product_id = "otherapp".to_owned();
     assert_eq!(check(&c, NOW), Err(Error::WrongProduct));
     let token = lease(KID, &c, &key(1));
-    let any_product = Expected::new(TENANT, MACHINE).nonce(NONCE);
-    assert!(verify(&token, &keys(), &any_product, NOW).is_ok());
+    let tiers = ["myapp-team", "otherapp"];
+    let tiered = Expected::new(TENANT, PRODUCT, MACHINE)
+        .or_products(&tiers)
+        .nonce(NONCE);
+    assert!(verify(&token, &keys(), &tiered, NOW).is_ok());
+    let others = ["myapp-team"];
+    let not_it = Expected::new(TENANT, PRODUCT, MACHINE)
+        .or_products(&others)
+        .nonce(NONCE);
+    assert_eq!(
+        verify(&token, &keys(), &not_it, NOW),
+        Err(Error::WrongProduct)
+    );
 }
 
 #[test]
@@ -222,7 +233,15 @@ fn wrong_or_missing_nonce_fails() {
     assert_eq!(check(&c, NOW), Err(Error::WrongNonce));
     // A nonce in the lease is fine when the app checks a stored lease without one.
     let token = lease(KID, &claims(), &key(1));
-    assert!(verify(&token, &keys(), &Expected::new(TENANT, MACHINE), NOW).is_ok());
+    assert!(
+        verify(
+            &token,
+            &keys(),
+            &Expected::new(TENANT, PRODUCT, MACHINE),
+            NOW
+        )
+        .is_ok()
+    );
 }
 
 #[test]

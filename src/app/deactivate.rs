@@ -1,7 +1,6 @@
 //! Deactivate a machine: free its seat, so another machine can take it.
 
-use super::licenses::{LicenseApiError, LicenseRequest, find, machine_id};
-use crate::storage::ActivationStore;
+use super::licenses::{Checker, LicenseApiError, LicenseRequest, find_with_tenant, machine_id};
 
 #[derive(Debug, serde::Serialize)]
 pub struct Deactivation {
@@ -11,14 +10,16 @@ pub struct Deactivation {
 
 /// Frees a machine's seat; `deactivated: false` when it held none.
 pub async fn deactivate(
-    store: &dyn ActivationStore,
+    checker: Checker<'_>,
     tenant: &str,
     request: &LicenseRequest,
 ) -> Result<Deactivation, LicenseApiError> {
     let machine = machine_id(request.machine_id.as_deref())?;
-    let (tenant_id, license) = find(store, tenant, request).await?;
-    let deactivated = store
-        .deactivate(&tenant_id, &license.key_hash, &machine)
+    let found = find_with_tenant(checker, tenant, request).await?;
+    let license = &found.license;
+    let deactivated = checker
+        .store
+        .deactivate(&found.tenant.tenant_id, &license.key_hash, &machine)
         .await?;
     let activations = if deactivated {
         license.activations.saturating_sub(1)

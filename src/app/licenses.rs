@@ -101,7 +101,8 @@ pub(crate) fn machine_id(raw: Option<&str>) -> Result<String, LicenseApiError> {
     Ok(raw.to_owned())
 }
 
-/// Finds the license a request names, or `NotFound` whatever the reason.
+/// Finds the license a request's key names, or `NotFound` whatever the reason; the product is checked with the
+/// tenant (`find_with_tenant`).
 pub async fn find(
     store: &dyn ActivationStore,
     raw_tenant_id: &str,
@@ -116,10 +117,6 @@ pub async fn find(
     if key.len() > 200 {
         return Err(LicenseApiError::NotFound);
     }
-    let product_id = match request.product_id.as_deref() {
-        Some(raw) => Some(ProductId::parse(raw).map_err(|_| LicenseApiError::NotFound)?),
-        None => None,
-    };
     let tenant_id = TenantId::parse(raw_tenant_id).map_err(|_| LicenseApiError::NotFound)?;
     let key = LicenseKey::from_string(key.to_owned());
     let key_hash = key.hash();
@@ -136,10 +133,6 @@ pub async fn find(
         return Err(LicenseApiError::NotFound);
     }
     license = with_due_change(store, license).await?;
-    let same_product = product_id.as_ref().is_none_or(|p| *p == license.product_id);
-    if !same_product {
-        return Err(LicenseApiError::NotFound);
-    }
     Ok((tenant_id, license))
 }
 
@@ -240,6 +233,32 @@ pub(crate) async fn seat_of(
     store.activation(&tenant_id, &key_hash, machine).await
 }
 
+/// Whether the request's `product_id` takes this license: the same product or a tier of it (see
+/// `Tenant::same_product_family`); another product's license is `NotFound`, like an unknown key. The product is
+/// required where the seller sells more than one: without it, an app would take a license of any of them.
+fn product_accepted(
+    tenant: &Tenant,
+    license: &License,
+    raw: Option<&str>,
+) -> Result<(), LicenseApiError> {
+    let Some(raw) = raw else {
+        return if tenant.products.len() > 1 {
+            Err(LicenseApiError::Invalid(
+                "Missing required field 'product_id': this seller sells more than one product"
+                    .to_owned(),
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let named = ProductId::parse(raw).map_err(|_| LicenseApiError::NotFound)?;
+    if tenant.same_product_family(&named, &license.product_id) {
+        Ok(())
+    } else {
+        Err(LicenseApiError::NotFound)
+    }
+}
+
 /// The license a request names and its tenant, read side by side (the tenant usually from the cache).
 pub(crate) async fn find_with_tenant(
     checker: Checker<'_>,
@@ -253,6 +272,7 @@ pub(crate) async fn find_with_tenant(
     );
     let (_, license) = found?;
     let tenant = tenant?.ok_or(LicenseApiError::NotFound)?;
+    product_accepted(&tenant, &license, request.product_id.as_deref())?;
     Ok(Found { license, tenant })
 }
 

@@ -102,6 +102,27 @@ impl Tenant {
         }
     }
 
+    /// Whether a license of `sold` is one an app of `named` accepts: the same product, or a tier of the same
+    /// Gumroad product (both mapped from one permalink, plainly or by variant). An app sold in tiers names its
+    /// base product and takes every tier's license; another app of the seller takes none of them.
+    pub fn same_product_family(&self, named: &ProductId, sold: &ProductId) -> bool {
+        if named == sold {
+            return true;
+        }
+        // Whether the products one permalink sells (plainly or by variant) include `product`.
+        let sells = |permalink: &Permalink, product: &ProductId| {
+            self.permalinks.get(permalink) == Some(product)
+                || self
+                    .variants
+                    .iter()
+                    .any(|m| m.permalink == *permalink && m.product_id == *product)
+        };
+        self.permalinks
+            .keys()
+            .chain(self.variants.iter().map(|m| &m.permalink))
+            .any(|p| sells(p, named) && sells(p, sold))
+    }
+
     /// Whether the Gumroad-compatible verify route answers for this tenant. It tells any key holder the buyer's
     /// email, name, custom fields and price, and counts `uses`: a tenant opts in (`tenant set --gumroad-verify
     /// on`, which `gumroad import` does) or keeps Gumroad's keys on a product (`--key-source gumroad`), the two

@@ -117,7 +117,7 @@ pub async fn call(
         _ => answer(
             tenant,
             "deactivate",
-            deactivate(checker.store, tenant, &body).await,
+            deactivate(checker, tenant, &body).await,
         ),
     }
 }

@@ -1355,7 +1355,11 @@ async fn tiers_are_mapped_by_variant_and_products_are_set() {
     assert_eq!(set["activation_limit"], 10);
     let validated = send(
         &app,
-        &common::call(t, "validate", json!({"key": key}).to_string()),
+        &common::call(
+            t,
+            "validate",
+            json!({"key": key, "product_id": "team"}).to_string(),
+        ),
     )
     .await
     .json();

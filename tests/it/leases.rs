@@ -74,9 +74,7 @@ async fn an_activation_lease_verifies_with_the_tenants_jwks_and_a_tampered_one_d
     .await;
     let lease = lease_of(&reply);
     let keys = keys_of(&stack.app, &t.tenant_id).await;
-    let expected = Expected::new(&t.tenant_id, "laptop-1")
-        .product("myapp")
-        .nonce(&nonce);
+    let expected = Expected::new(&t.tenant_id, "myapp", "laptop-1").nonce(&nonce);
     let claims: LeaseClaims = verify_now(&lease, &keys, &expected).unwrap();
     assert_eq!(claims.status, "active");
     assert_eq!(claims.product_id, "myapp");
@@ -95,10 +93,21 @@ async fn an_activation_lease_verifies_with_the_tenants_jwks_and_a_tampered_one_d
     parts[1] = engine.encode(forged);
     let tampered = parts.join(".");
     assert_eq!(
-        verify_now(&tampered, &keys, &Expected::new(&t.tenant_id, "laptop-2")),
+        verify_now(
+            &tampered,
+            &keys,
+            &Expected::new(&t.tenant_id, "myapp", "laptop-2")
+        ),
         Err(keystead_verify::Error::BadSignature)
     );
-    assert!(verify_now(&lease, &keys, &Expected::new(&t.tenant_id, "laptop-2")).is_err());
+    assert!(
+        verify_now(
+            &lease,
+            &keys,
+            &Expected::new(&t.tenant_id, "myapp", "laptop-2")
+        )
+        .is_err()
+    );
 
     // validate with a machine holding a seat renews its lease; without one, no lease.
     let validated = api(
@@ -109,7 +118,14 @@ async fn an_activation_lease_verifies_with_the_tenants_jwks_and_a_tampered_one_d
     )
     .await;
     let renewed = lease_of(&validated);
-    assert!(verify_now(&renewed, &keys, &Expected::new(&t.tenant_id, "laptop-1")).is_ok());
+    assert!(
+        verify_now(
+            &renewed,
+            &keys,
+            &Expected::new(&t.tenant_id, "myapp", "laptop-1")
+        )
+        .is_ok()
+    );
     for body in [
         json!({"key": key}),
         json!({"key": key, "machine_id": "never-activated"}),
@@ -150,7 +166,7 @@ async fn only_an_active_license_gets_a_lease_and_it_never_outlives_the_license()
         .await,
     );
     let keys = keys_of(&stack.app, &t.tenant_id).await;
-    let claims = verify_now(&lease, &keys, &Expected::new(&t.tenant_id, "m1")).unwrap();
+    let claims = verify_now(&lease, &keys, &Expected::new(&t.tenant_id, "myapp", "m1")).unwrap();
     let expires = time::OffsetDateTime::parse(
         claims.license_expires_at.as_deref().unwrap(),
         &time::format_description::well_known::Rfc3339,
@@ -211,10 +227,21 @@ async fn tenants_have_their_own_keys_and_rotation_keeps_old_leases_verifiable() 
     let keys_b = keys_of(&app, &b.tenant_id).await;
     assert_ne!(kid_of(&lease_a), kid_of(&lease_b));
     assert_eq!(
-        verify_now(&lease_b, &keys_a, &Expected::new(&b.tenant_id, "m1")),
+        verify_now(
+            &lease_b,
+            &keys_a,
+            &Expected::new(&b.tenant_id, "myapp", "m1")
+        ),
         Err(keystead_verify::Error::UnknownKey(kid_of(&lease_b)))
     );
-    assert!(verify_now(&lease_b, &keys_b, &Expected::new(&b.tenant_id, "m1")).is_ok());
+    assert!(
+        verify_now(
+            &lease_b,
+            &keys_b,
+            &Expected::new(&b.tenant_id, "myapp", "m1")
+        )
+        .is_ok()
+    );
 
     let rotated = cli_support::ok_json(&["tenant", "rotate-signing-key", &a.tenant_id]);
     assert_eq!(rotated["retired_kid"], kid_of(&lease_a).as_str());
@@ -226,7 +253,14 @@ async fn tenants_have_their_own_keys_and_rotation_keeps_old_leases_verifiable() 
     let published = keys_of(&app, &a.tenant_id).await;
     assert_eq!(published.len(), 2, "current and retired");
     for lease in [&lease_a, &after] {
-        assert!(verify_now(lease, &published, &Expected::new(&a.tenant_id, "m1")).is_ok());
+        assert!(
+            verify_now(
+                lease,
+                &published,
+                &Expected::new(&a.tenant_id, "myapp", "m1")
+            )
+            .is_ok()
+        );
     }
     let shown = cli_support::ok_json(&["tenant", "show", &a.tenant_id]);
     let keys = shown["signing_keys"].as_array().unwrap();
@@ -263,7 +297,7 @@ async fn a_signing_key_revoked_now_leaves_the_jwks_at_once_and_its_leases_stop_v
         async move { lease_of(&send(&app, &request).await) }
     };
     let leaked = activate().await;
-    let expected = Expected::new(&t.tenant_id, "m1");
+    let expected = Expected::new(&t.tenant_id, "myapp", "m1");
     assert!(verify_now(&leaked, &keys_of(&app, &t.tenant_id).await, &expected).is_ok());
 
     let rotated =
@@ -322,7 +356,11 @@ async fn a_tenant_made_before_leases_gets_its_first_key_when_it_is_needed() {
     assert_eq!(keys.len(), 1, "exactly one key was installed");
     for (i, lease) in leases.iter().enumerate() {
         let machine = format!("m{i}");
-        let verified = verify_now(lease, &keys, &Expected::new(&t.tenant_id, &machine));
+        let verified = verify_now(
+            lease,
+            &keys,
+            &Expected::new(&t.tenant_id, "myapp", &machine),
+        );
         assert!(verified.is_ok(), "{verified:?}");
     }
 }
@@ -348,7 +386,12 @@ async fn a_seat_lease_frees_the_seat_of_a_machine_that_stopped_checking_in() {
     .await;
     let lease = lease_of(&first);
     let keys = keys_of(&stack.app, &t.tenant_id).await;
-    let claims = verify_now(&lease, &keys, &Expected::new(&t.tenant_id, "old-laptop")).unwrap();
+    let claims = verify_now(
+        &lease,
+        &keys,
+        &Expected::new(&t.tenant_id, "myapp", "old-laptop"),
+    )
+    .unwrap();
     assert_eq!(claims.exp - claims.iat, 2, "the lease ends with the seat");
     assert!(first.json()["seat_expires_at"].is_string());
 

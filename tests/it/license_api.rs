@@ -259,6 +259,97 @@ async fn a_leaked_key_cannot_churn_through_the_seats_faster_than_the_hourly_budg
 }
 
 #[tokio::test]
+async fn a_seller_of_several_products_needs_the_product_named_and_a_tier_counts_as_its_product() {
+    let stack = stack().await;
+    let t = crate::sale_kinds::tiered(&stack).await;
+    let sold = send(
+        &stack.app,
+        &Ping::new(
+            &t.tenant_id,
+            Some(&t.token),
+            crate::sale_kinds::with_tier(sale_body(&sale_id(), &buyer()), "Team"),
+        ),
+    )
+    .await;
+    assert_eq!(sold.json()["license"]["product_id"], "team");
+    let key = sold.json()["license"]["key"].as_str().unwrap().to_owned();
+
+    // Without a product the app would take a license of any of the seller's products: refused, clearly.
+    for action in ["validate", "activate", "deactivate"] {
+        let reply = api(
+            &stack,
+            &t.tenant_id,
+            action,
+            json!({"key": key, "machine_id": "m1"}),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{action}: {}", reply.body);
+        assert_eq!(
+            reply.json()["error"],
+            "Missing required field 'product_id': this seller sells more than one product"
+        );
+    }
+    // The app's own product takes its tiers' licenses; a product the seller sells otherwise does not.
+    let own = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "myapp"}),
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(own.json()["product_id"], "team");
+    let tier = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "studio"}),
+    )
+    .await;
+    assert_eq!(
+        tier.status, 200,
+        "a sibling tier of the same Gumroad product"
+    );
+
+    let tenant_id = keystead::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let other = keystead::domain::Product::new(
+        keystead::domain::ProductId::parse("otherapp").unwrap(),
+        "Other App".to_owned(),
+        keystead::domain::KeyPrefix::parse("OTHER").unwrap(),
+        "2026-01-01T00:00:00Z".to_owned(),
+    );
+    stack
+        .store
+        .create_product(&tenant_id, &other)
+        .await
+        .unwrap();
+    stack
+        .store
+        .set_permalink(
+            &tenant_id,
+            &keystead::domain::Permalink::parse("other-app").unwrap(),
+            Some(&other.product_id),
+        )
+        .await
+        .unwrap();
+    let app = stack
+        .app
+        .clone()
+        .with_tenant_cache_ttl(std::time::Duration::ZERO);
+    let elsewhere = send(
+        &app,
+        &call(
+            &t.tenant_id,
+            "validate",
+            json!({"key": key, "product_id": "otherapp"}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+    assert_eq!(elsewhere.body, r#"{"error":"License not found"}"#);
+}
+
+#[tokio::test]
 async fn revoked_suspended_and_expired_licenses_cannot_activate() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;

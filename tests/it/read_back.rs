@@ -39,7 +39,13 @@ async fn ping(app: &App, t: &Seeded, body: String) -> Reply {
 }
 
 async fn status(stack: &Stack, t: &Seeded, key: &str) -> Value {
-    let reply = api(stack, &t.tenant_id, "validate", json!({"key": key})).await;
+    let reply = api(
+        stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "myapp"}),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.json()
 }

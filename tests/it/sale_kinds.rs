@@ -255,13 +255,19 @@ async fn a_tier_picks_its_product_and_an_unmapped_tier_the_permalinks() {
 
     // The entitlements come from the license's product.
     let key = license["key"].as_str().unwrap();
-    let validated = api(&stack, &t.tenant_id, "validate", json!({"key": key})).await;
+    let validated = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "myapp"}),
+    )
+    .await;
     assert_eq!(validated.json()["entitlements"], json!(["export", "sync"]));
     let activated = api(
         &stack,
         &t.tenant_id,
         "activate",
-        json!({"key": key, "machine_id": "m1"}),
+        json!({"key": key, "product_id": "myapp", "machine_id": "m1"}),
     )
     .await;
     assert_eq!(activated.status, 200, "{}", activated.body);
@@ -270,7 +276,13 @@ async fn a_tier_picks_its_product_and_an_unmapped_tier_the_permalinks() {
         .as_str()
         .unwrap()
         .to_owned();
-    let validated = api(&stack, &t.tenant_id, "validate", json!({"key": plain})).await;
+    let validated = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": plain, "product_id": "myapp"}),
+    )
+    .await;
     assert_eq!(validated.json()["entitlements"], json!([]));
 }
 
@@ -344,9 +356,14 @@ async fn an_upgrade_moves_the_same_key_at_once_and_replays_are_duplicates() {
     assert!(!reply.body.contains(key.as_str()), "{}", reply.body);
 
     // The same key now validates for the new tier.
-    let validated = api(&stack, &t.tenant_id, "validate", json!({"key": key}))
-        .await
-        .json();
+    let validated = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "myapp"}),
+    )
+    .await
+    .json();
     assert_eq!(validated["product_id"], "studio");
     assert_eq!(validated["activation_limit"], 50);
     assert_eq!(
@@ -390,9 +407,14 @@ async fn a_downgrade_waits_for_effective_as_of_and_then_applies_on_its_own() {
     assert_eq!(reply.json()["license"]["product_id"], "studio", "not yet");
     assert_eq!(reply.json()["pending_change"]["product_id"], "team");
 
-    let before = api(&stack, &t.tenant_id, "validate", json!({"key": key}))
-        .await
-        .json();
+    let before = api(
+        &stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "myapp"}),
+    )
+    .await
+    .json();
     assert_eq!(before["product_id"], "studio");
     assert_eq!(before["activation_limit"], 25);
     assert_eq!(before["entitlements"], json!(["export", "sync", "render"]));
@@ -432,15 +454,20 @@ async fn a_seat_change_moves_the_limit_and_machines_above_it_keep_working() {
             &stack,
             &t.tenant_id,
             "activate",
-            json!({"key": key, "machine_id": machine}),
+            json!({"key": key, "product_id": "myapp", "machine_id": machine}),
         )
         .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     assert_eq!(
-        api(&stack, &t.tenant_id, "validate", json!({"key": key}))
-            .await
-            .json()["activation_limit"],
+        api(
+            &stack,
+            &t.tenant_id,
+            "validate",
+            json!({"key": key, "product_id": "myapp"})
+        )
+        .await
+        .json()["activation_limit"],
         20
     );
 
@@ -464,7 +491,7 @@ async fn a_seat_change_moves_the_limit_and_machines_above_it_keep_working() {
         &stack,
         &t.tenant_id,
         "validate",
-        json!({"key": key, "machine_id": "m3"}),
+        json!({"key": key, "product_id": "tiny", "machine_id": "m3"}),
     )
     .await
     .json();
@@ -477,7 +504,7 @@ async fn a_seat_change_moves_the_limit_and_machines_above_it_keep_working() {
         &stack,
         &t.tenant_id,
         "activate",
-        json!({"key": key, "machine_id": "m4"}),
+        json!({"key": key, "product_id": "tiny", "machine_id": "m4"}),
     )
     .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
@@ -487,7 +514,7 @@ async fn a_seat_change_moves_the_limit_and_machines_above_it_keep_working() {
             &stack,
             &t.tenant_id,
             "deactivate",
-            json!({"key": key, "machine_id": machine}),
+            json!({"key": key, "product_id": "tiny", "machine_id": machine}),
         )
         .await;
     }
@@ -495,7 +522,7 @@ async fn a_seat_change_moves_the_limit_and_machines_above_it_keep_working() {
         &stack,
         &t.tenant_id,
         "activate",
-        json!({"key": key, "machine_id": "m4"}),
+        json!({"key": key, "product_id": "tiny", "machine_id": "m4"}),
     )
     .await;
     assert_eq!(taken.status, 200, "{}", taken.body);

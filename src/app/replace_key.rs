@@ -58,19 +58,32 @@ pub async fn rotate(
         match replaced {
             Ok(Replaced::Done) => {
                 tracing::info!(license = %new.license_id, machines = machines.len(), "key replaced");
+                end_sessions(store, &new).await?;
                 return Ok(new);
             }
             Ok(Replaced::Stale) => continue,
             // The answer may be lost while the replacement committed: look before reporting a failure.
             Err(err) => {
                 return match committed(store, tenant, key_hash, tried).await {
-                    Ok(new) => Ok(new),
+                    Ok(new) => {
+                        end_sessions(store, &new).await?;
+                        Ok(new)
+                    }
                     Err(_) => Err(err.into()),
                 };
             }
         }
     }
     Err(RotateError::Busy)
+}
+
+/// Signs the buyer out everywhere once the key is replaced: a session opened by whoever had the key's mail (or a
+/// shared computer) must not outlive it. The portal opens a fresh session for the buyer who replaced it.
+async fn end_sessions(store: &dyn Backend, license: &License) -> Result<(), RotateError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    super::sign_in::end_sessions_before(store, &license.tenant_id, &license.buyer_email, now)
+        .await?;
+    Ok(())
 }
 
 /// The replacement `tried`, when the old key now leads to it: the write committed although its answer never

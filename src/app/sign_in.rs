@@ -143,3 +143,45 @@ pub async fn link_usable(
         .signin_usable(tenant_id, &sha256_hex(token), now_unix())
         .await?)
 }
+
+/// How long a revocation is kept: past it, every session it ended has expired on its own.
+const REVOCATION_LIFETIME: i64 = Session::LIFETIME_SECONDS + 300;
+
+/// Ends every session of `email`, the one signing out and any copy of its cookie (a shared or stolen one).
+pub async fn sign_out(
+    store: &dyn Backend,
+    tenant_id: &TenantId,
+    email: &Email,
+) -> Result<(), PortalError> {
+    let now = now_unix();
+    // `+ 1`: a session issued in this very second ends too.
+    store
+        .revoke_sessions(tenant_id, email, now + 1, now + REVOCATION_LIFETIME)
+        .await?;
+    Ok(())
+}
+
+/// Ends the sessions of `email` issued before `now` (its key was replaced): the caller may open a new one.
+pub async fn end_sessions_before(
+    store: &dyn Backend,
+    tenant_id: &TenantId,
+    email: &Email,
+    now: i64,
+) -> Result<(), crate::storage::StoreError> {
+    store
+        .revoke_sessions(tenant_id, email, now, now + REVOCATION_LIFETIME)
+        .await
+}
+
+/// Whether a session (its cookie valid) has not been revoked since it was issued.
+pub async fn still_current(
+    store: &dyn Backend,
+    tenant_id: &TenantId,
+    session: &Session,
+) -> Result<bool, PortalError> {
+    let issued = session.expires_at - Session::LIFETIME_SECONDS;
+    Ok(store
+        .sessions_valid_from(tenant_id, &session.email)
+        .await?
+        .is_none_or(|from| issued >= from))
+}

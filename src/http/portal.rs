@@ -214,17 +214,22 @@ impl FromRequestParts<App> for SignedIn {
             .await
             .map_err(|err| PageError::failed(&tenant_id, "portal key", err))?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        match Session::from_cookie(&value, &key, &tenant_id, now) {
-            Some(session) => Ok(Self {
-                session,
-                key,
-                tenant_id,
-            }),
-            None => {
-                tracing::info!(tenant = %tenant_id, outcome = "bad_session", "portal");
-                Err(PageError::SignedOut(tenant_id))
-            }
+        let Some(session) = Session::from_cookie(&value, &key, &tenant_id, now) else {
+            tracing::info!(tenant = %tenant_id, outcome = "bad_session", "portal");
+            return Err(PageError::SignedOut(tenant_id));
+        };
+        let current = sign_in::still_current(app.store.as_ref(), &tenant_id, &session)
+            .await
+            .map_err(|err| PageError::failed(&tenant_id, "session", err))?;
+        if !current {
+            tracing::info!(tenant = %tenant_id, outcome = "revoked_session", "portal");
+            return Err(PageError::SignedOut(tenant_id));
         }
+        Ok(Self {
+            session,
+            key,
+            tenant_id,
+        })
     }
 }
 
@@ -440,14 +445,29 @@ pub async fn act(
     .await
     .map_err(|err| PageError::failed(tenant_id, name, err))?;
     tracing::info!(tenant = %tenant_id, license = %license.license_id, action = name, outcome = notice.code(), "portal action");
+    // Replacing the key signed the buyer out everywhere; this browser, which replaced it, gets a new session.
+    let cookie = match notice {
+        Notice::KeyReplaced | Notice::KeyReplacedNotSent => {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let session = Session::new(email.clone(), now)
+                .map_err(|err| PageError::failed(tenant_id, name, err))?;
+            Some(session_cookie(
+                tenant_id,
+                &session.cookie_value(&signed_in.key, tenant_id),
+                Session::LIFETIME_SECONDS,
+            ))
+        }
+        _ => None,
+    };
     Ok(see_other(
         &format!("/portal/{tenant_id}/licenses?done={}", notice.code()),
-        None,
+        cookie,
     ))
 }
 
 /// `POST /portal/{tenant_id}/signout`.
 pub async fn sign_out(
+    State(app): State<App>,
     _tenant: PortalTenant,
     signed_in: SignedIn,
     form: PortalForm,
@@ -456,6 +476,11 @@ pub async fn sign_out(
         return Err(PageError::FormExpired);
     }
     let tenant_id = &signed_in.tenant_id;
+    // Every copy of the cookie ends, not only this browser's.
+    sign_in::sign_out(app.store.as_ref(), tenant_id, &signed_in.session.email)
+        .await
+        .map_err(|err| PageError::failed(tenant_id, "sign out", err))?;
+    tracing::info!(tenant = %tenant_id, to = %signed_in.session.email.masked(), outcome = "signed_out", "portal");
     Ok(see_other(
         &format!("/portal/{tenant_id}"),
         Some(session_cookie(tenant_id, "", 0)),

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 
 use super::dynamo::DynamoStore;
 use super::sdk::{Item, TOKEN_ATTR, conditional, from_item, n, request_token, s, to_item, version};
-use super::table::events::{rate_sk, signin_sk};
+use super::table::events::{rate_sk, sessions_sk, signin_sk};
 use super::table::licenses::{
     LICENSE_SK_PREFIX, activation_sk, email_pointer, email_prefix, key_hash_of, license_sk,
     moved_sk, subscription_sk,
@@ -64,6 +64,23 @@ pub trait PortalStore: ActivationStore {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<Email>, StoreError>;
+
+    /// Ends every session of `email` issued before `before` (unix seconds); the record lives until `expires_at`,
+    /// when no such session can be alive anyway. A later revocation is never moved back.
+    async fn revoke_sessions(
+        &self,
+        tenant_id: &TenantId,
+        email: &Email,
+        before: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Since when `email`'s sessions are valid: sessions issued before it were revoked. `None` when never.
+    async fn sessions_valid_from(
+        &self,
+        tenant_id: &TenantId,
+        email: &Email,
+    ) -> Result<Option<i64>, StoreError>;
 
     /// The buyer's licenses, found through the email pointers (never by reading the tenant's partition).
     async fn licenses_by_email(
@@ -155,6 +172,45 @@ impl PortalStore for DynamoStore {
             .written_by(&self.tables.events, tenant_id, &sk, TOKEN_ATTR, &token)
             .await?;
         Ok(ours.is_some())
+    }
+
+    async fn revoke_sessions(
+        &self,
+        tenant_id: &TenantId,
+        email: &Email,
+        before: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .key("tenant_id", s(tenant_id.as_str()))
+            .key("sk", s(sessions_sk(email)))
+            .update_expression("SET valid_from = :before, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(valid_from) OR valid_from <= :before")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":before", n(before))
+            .expression_attribute_values(":ttl", n(expires_at))
+            .send()
+            .await;
+        // A later revocation already stands: nothing to do.
+        conditional(result).map(|_| ())
+    }
+
+    async fn sessions_valid_from(
+        &self,
+        tenant_id: &TenantId,
+        email: &Email,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .read_item(&self.tables.events, tenant_id, &sessions_sk(email))
+            .await?
+            .and_then(|item| {
+                item.get("valid_from")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+            }))
     }
 
     async fn put_signin(

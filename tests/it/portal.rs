@@ -202,6 +202,57 @@ async fn a_session_shows_only_the_licenses_of_its_own_spelling_of_the_address() 
 }
 
 #[tokio::test]
+async fn signing_out_or_replacing_the_key_ends_every_copy_of_the_session() {
+    let stack = stack().await;
+    let app = portal_app(&stack, settings()).await;
+    let t = seed(&stack, Seed::default()).await;
+    let customer = buyer();
+    buy(&app, &t, &customer).await;
+    let licenses = format!("/portal/{}/licenses", t.tenant_id);
+    let signed_out = |reply: &common::Reply| {
+        reply.status == 303
+            && reply.header("location") == Some(&*format!("/portal/{}", t.tenant_id))
+    };
+
+    // A copy of the cookie (a shared computer, a stolen cookie) dies with the sign-out.
+    let cookie = sign_in(&app, &t.tenant_id, &customer).await;
+    let page = get(&app, &licenses, Some(&cookie)).await;
+    assert_eq!(page.status, 200);
+    let out = post(
+        &app,
+        &format!("/portal/{}/signout", t.tenant_id),
+        &[("csrf", &csrf_of(&page.body))],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(signed_out(&get(&app, &licenses, Some(&cookie)).await));
+
+    // Two browsers signed in; replacing the key from one ends the other's session, and the one that replaced it
+    // carries on with a new cookie.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mine = sign_in(&app, &t.tenant_id, &customer).await;
+    let other = sign_in(&app, &t.tenant_id, &customer).await;
+    let page = get(&app, &licenses, Some(&mine)).await;
+    assert_eq!(page.status, 200, "signed in again after signing out");
+    let license_id = license_of(&stack, &t, &customer).await.license_id;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let replaced = post(
+        &app,
+        &format!("/portal/{}/licenses/{license_id}/replace", t.tenant_id),
+        &[("csrf", &csrf_of(&page.body)), ("confirm", "yes")],
+        Some(&mine),
+    )
+    .await;
+    assert_eq!(replaced.status, 303, "{}", replaced.body);
+    let fresh = cookie_of(&replaced);
+    assert!(signed_out(&get(&app, &licenses, Some(&other)).await));
+    assert!(signed_out(&get(&app, &licenses, Some(&mine)).await));
+    let after = get(&app, &licenses, Some(&fresh)).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+}
+
+#[tokio::test]
 async fn a_link_works_once_and_not_after_it_expired() {
     let stack = stack().await;
     let app = portal_app(&stack, settings()).await;

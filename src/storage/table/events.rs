@@ -1,6 +1,7 @@
 //! The events table: what a sale left (`SALE#<sale id>`, the idempotency record), facts waiting for a sale or a
 //! subscription not seen yet (`MARKER#<sale id>`, `MARKER#SUB#<id>`, versioned), sign-in tokens
-//! (`SIGNIN#<token hash>`) and rate-limit counters (`RATE#<counter>`), the last two with a TTL.
+//! (`SIGNIN#<token hash>`), rate-limit counters (`RATE#<counter>`) and session revocations
+//! (`SESSIONS#<address hash>`), the last three with a TTL.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -19,6 +20,12 @@ pub(crate) fn signin_sk(token_hash: &str) -> String {
 
 pub(crate) fn rate_sk(counter: &str) -> String {
     format!("RATE#{counter}")
+}
+
+/// When a buyer's sessions were last revoked (sign-out, key replacement): `SESSIONS#<sha256 of the address>`, with
+/// a TTL past the longest session.
+pub(crate) fn sessions_sk(email: &crate::domain::Email) -> String {
+    format!("SESSIONS#{}", crate::domain::sha256_hex(email.as_str()))
 }
 
 /// Where facts wait for a license that does not exist yet: its sale, or (for a subscription event that names no

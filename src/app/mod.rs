@@ -45,6 +45,9 @@ pub struct App {
     pub gumroad_api: String,
     /// The buyer's portal: its MAC keys, limits, and the bucket downloads come from.
     pub portal: Arc<Portal>,
+    /// With the WAF edge (`EdgeProtection=waf`), the secret CloudFront adds to every request it forwards
+    /// (`KEYSTEAD_EDGE_SECRET`): a request without it did not come through the edge and is refused.
+    pub edge_secret: Option<Arc<str>>,
 }
 
 impl App {
@@ -82,7 +85,17 @@ impl App {
                 .filter(|url| !url.trim().is_empty())
                 .unwrap_or_else(|| crate::gumroad::readback::DEFAULT_API_URL.to_owned()),
             portal,
+            edge_secret: std::env::var("KEYSTEAD_EDGE_SECRET")
+                .ok()
+                .filter(|secret| !secret.trim().is_empty())
+                .map(Arc::from),
         }
+    }
+
+    /// The same application behind the WAF edge: only requests carrying `secret` are served.
+    pub fn with_edge_secret(mut self, secret: &str) -> Self {
+        self.edge_secret = Some(Arc::from(secret));
+        self
     }
 
     /// The same application reading sales back from another Gumroad API base (tests use a fake Gumroad).

@@ -62,8 +62,21 @@ pub async fn answer_floor(State(app): State<App>, request: Request, next: Next) 
     response
 }
 
-/// The outermost layer: remembers the API's domain from API Gateway's request context (links in emails point
-/// there), logs the request's route, status and time at debug level, and gives a 405 our `Allow` header.
+/// Whether CloudFront forwarded the request: it carries the edge's secret header (compared in constant time).
+fn came_through_edge(request: &Request, secret: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    request
+        .headers()
+        .get(EDGE_HEADER)
+        .is_some_and(|value| bool::from(value.as_bytes().ct_eq(secret.as_bytes())))
+}
+
+/// The header the WAF edge's CloudFront distribution adds (`template.yaml`, `EdgeDistribution`).
+pub const EDGE_HEADER: &str = "x-keystead-edge";
+
+/// The outermost layer: refuses requests that bypassed the WAF edge when there is one, remembers the API's domain
+/// from API Gateway's request context (links in emails point there), logs the request's route, status and time at
+/// debug level, and gives a 405 our `Allow` header.
 pub async fn edge(State(app): State<App>, request: Request, next: Next) -> Response {
     if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) =
         request
@@ -72,6 +85,12 @@ pub async fn edge(State(app): State<App>, request: Request, next: Next) -> Respo
         && let Some(domain) = context.domain_name.as_deref()
     {
         app.portal.saw_domain(domain);
+    }
+    if let Some(secret) = &app.edge_secret
+        && !came_through_edge(&request, secret)
+    {
+        tracing::info!(outcome = "not_through_edge", "request refused");
+        return render::error(StatusCode::FORBIDDEN, "Forbidden");
     }
     let started = Instant::now();
     let method = request.method().clone();

@@ -1,13 +1,55 @@
-//! The Lambda function behind API Gateway: load configuration, build the clients once, serve the router.
+//! The Lambda function behind API Gateway: load configuration, build the clients once, serve the router. The same
+//! binary runs the scheduled reconciliation (`template.yaml`'s `KeysteadReconcileFunction`): an event that is not
+//! an API Gateway request but `{"keystead": "reconcile"}` reads recent sales from Gumroad and mints what no ping
+//! brought.
 //!
 //! A single-threaded runtime: Lambda hands an execution environment one request at a time, so worker threads
 //! would only add start-up work and cross-thread wake-ups (BENCHMARKS.md, "Start-up").
 
-use lambda_http::Error;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Error, LambdaEvent, Service, service_fn};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// What the function answers: an HTTP response for API Gateway, or a scheduled task's summary.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer<H> {
+    Http(H),
+    Task(serde_json::Value),
+}
+
+/// A scheduled task's input.
+#[derive(Deserialize)]
+struct Task {
+    keystead: String,
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     keystead::telemetry::init();
     let app = keystead::config::app_from_env().await?;
-    lambda_http::run(keystead::http::router(app)).await
+    let http = lambda_http::Adapter::from(keystead::http::router(app.clone()));
+    let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        let (mut http, app) = (http.clone(), app.clone());
+        async move {
+            let LambdaEvent { payload, context } = event;
+            // API Gateway's events carry a requestContext; a scheduled task's input does not (a scan of a few
+            // kilobytes, then one parse, as lambda_http would do).
+            if payload.get().contains("\"requestContext\"") {
+                let request: LambdaRequest = serde_json::from_str(payload.get())?;
+                let response = http.call(LambdaEvent::new(request, context)).await?;
+                return Ok::<_, Error>(Answer::Http(response));
+            }
+            let task: Task = serde_json::from_str(payload.get())?;
+            match task.keystead.as_str() {
+                "reconcile" => {
+                    let done = keystead::app::reconcile::reconcile(&app).await?;
+                    Ok(Answer::Task(serde_json::to_value(done)?))
+                }
+                other => Err(format!("unknown task {other:?}").into()),
+            }
+        }
+    });
+    lambda_http::lambda_runtime::run(handler).await
 }

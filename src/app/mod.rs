@@ -17,6 +17,7 @@ pub mod download;
 pub mod key_set;
 pub mod licenses;
 pub mod receive_ping;
+pub mod reconcile;
 pub mod record_sale;
 pub mod replace_key;
 pub mod sign_in;

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{CliError, Output};
 use crate::domain::TenantId;
+use crate::storage::Store as _;
 use crate::storage::TtlRemoval;
 
 #[derive(Debug, Subcommand)]

@@ -102,6 +102,68 @@ pub async fn confirm_sale(
     }
 }
 
+/// One page of the seller's sales since `after` (`YYYY-MM-DD`, Gumroad's own filter), newest first:
+/// `GET /v2/sales?after=…[&page_key=…]`. The sales and the next page's key, if any.
+pub async fn recent_sales(
+    api_base: &str,
+    access_token: &str,
+    after: &str,
+    page_key: Option<&str>,
+) -> Result<(Vec<Value>, Option<String>), String> {
+    check_api_base(api_base)?;
+    let mut url = format!(
+        "{}/v2/sales?after={}",
+        api_base.trim_end_matches('/'),
+        encode(after)
+    );
+    if let Some(key) = page_key {
+        url.push_str(&format!("&page_key={}", encode(key)));
+    }
+    let answer =
+        match tokio::time::timeout(Duration::from_secs(10), fetch_answer(&url, access_token)).await
+        {
+            Ok(Ok(Some(answer))) => answer,
+            Ok(Ok(None)) => return Err("Gumroad refused the sales listing".to_owned()),
+            Ok(Err(why)) => return Err(why),
+            Err(_) => return Err("Gumroad did not answer the sales listing within 10 s".to_owned()),
+        };
+    let sales = answer
+        .get("sales")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let next = answer
+        .get("next_page_key")
+        .and_then(scalar)
+        .filter(|key| !key.is_empty());
+    Ok((sales, next))
+}
+
+/// A sale as Gumroad's sales API lists it, read as its ping would have carried it (with Gumroad's values for
+/// everything that decides what it mints); `Err` names what it lacks.
+pub fn sale_as_ping(sale: &Value) -> Result<SalePing, String> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (field, source) in [
+        ("sale_id", "id"),
+        ("email", "email"),
+        ("price", "price"),
+        ("currency", "currency"),
+        ("product_name", "product_name"),
+        ("full_name", "full_name"),
+        ("sale_timestamp", "created_at"),
+        ("order_number", "order_id"),
+    ] {
+        if let Some(value) = text(sale, source) {
+            pairs.push((field.to_owned(), value));
+        }
+    }
+    if flag(sale, "is_preorder_authorization") {
+        pairs.push(("is_preorder_authorization".to_owned(), "true".to_owned()));
+    }
+    let form = as_gumroad_says(sale, &Form::from_pairs(pairs));
+    SalePing::from_form(&form).map_err(|e| e.to_string())
+}
+
 /// The ping's form with every minting field replaced by Gumroad's own value (or dropped when Gumroad's sale has
 /// none: a sale Gumroad knows without a subscription is not a subscription's, whatever the ping says).
 fn as_gumroad_says(sale: &Value, form: &Form) -> Form {
@@ -303,6 +365,13 @@ const MAX_ANSWER: usize = 1024 * 1024;
 /// keep). Sent through the AWS SDK's own HTTP stack (hyper and rustls, the same TLS the function's AWS calls
 /// use), so the function links one HTTP client.
 async fn fetch(url: &str, token: &str, field: &str) -> Result<Option<Value>, String> {
+    Ok(fetch_answer(url, token)
+        .await?
+        .and_then(|answer| answer.get(field).cloned()))
+}
+
+/// Gumroad's whole answer; `None` when it says `success: false`.
+async fn fetch_answer(url: &str, token: &str) -> Result<Option<Value>, String> {
     let connector = connector();
     // Errors can quote the request; the token never leaves this function.
     let redact = |e: &dyn std::fmt::Display| e.to_string().replace(token, "<redacted>");
@@ -337,7 +406,7 @@ async fn fetch(url: &str, token: &str, field: &str) -> Result<Option<Value>, Str
     if body.get("success").and_then(Value::as_bool) != Some(true) {
         return Ok(None);
     }
-    Ok(body.get(field).cloned())
+    Ok(Some(body))
 }
 
 /// The process's connector to Gumroad, built once (its TLS set-up parses the system's root certificates). It

@@ -337,6 +337,36 @@ impl DynamoStore {
 
 #[async_trait]
 impl Store for DynamoStore {
+    /// Every tenant's id, from a scan of the tenants table (a tenant's own record, not its products).
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.tables.tenants)
+                .filter_expression("sk = :tenant")
+                .expression_attribute_values(":tenant", s(TENANT_SK))
+                .projection_expression("tenant_id")
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                if let Some(id) = item.get("tenant_id").and_then(|v| v.as_s().ok()) {
+                    ids.push(TenantId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+                }
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                return Ok(ids);
+            }
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(tenant = %tenant_id))]
     async fn load_tenant(&self, tenant_id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let mut tenant: Option<Tenant> = None;

@@ -118,6 +118,9 @@ pub trait Store: Send + Sync {
     /// The tenant with its products, in one consistent read.
     async fn load_tenant(&self, tenant_id: &TenantId) -> Result<Option<Tenant>, StoreError>;
 
+    /// Every tenant's id (a scan of the tenants table: for the hourly reconciliation and the CLI, never a request).
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;
+
     /// Whether a sale was recorded already (its payment exists): a replay, not a new sale.
     async fn sale_seen(&self, tenant_id: &TenantId, sale_id: &SaleId) -> Result<bool, StoreError>;
 

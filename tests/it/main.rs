@@ -27,6 +27,7 @@ mod ping;
 mod portal;
 mod properties;
 mod read_back;
+mod reconcile;
 mod router;
 mod sale_kinds;
 mod template;

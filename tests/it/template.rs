@@ -663,95 +663,92 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         .iter()
         .filter(|(_, r)| resource_type(r) == "AWS::Serverless::Function")
         .collect();
-    if functions.len() != 1 {
-        problems.push(format!(
-            "expected one AWS::Serverless::Function, found {}",
-            functions.len()
-        ));
+    if functions.is_empty() {
+        problems.push("no AWS::Serverless::Function".to_owned());
         return problems;
     }
-    let (function_id, function) = functions[0];
-    let props = function.get("Properties").cloned().unwrap_or(Value::Null);
+    // Every function (the API's and the scheduled reconciliation's: one binary) is held to the same rules.
+    for (function_id, function) in functions {
+        let props = function.get("Properties").cloned().unwrap_or(Value::Null);
 
-    let env: BTreeMap<String, String> = props
-        .get("Environment")
-        .and_then(|e| e.get("Variables"))
-        .and_then(Value::as_mapping)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), ref_target(v)?.to_owned())))
-        .collect();
-    for table in &tables {
-        if !env.values().any(|target| target == table) {
-            problems.push(format!(
-                "{function_id}: no environment variable is a plain `!Ref {table}`"
-            ));
+        let env: BTreeMap<String, String> = props
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), ref_target(v)?.to_owned())))
+            .collect();
+        for table in &tables {
+            if !env.values().any(|target| target == table) {
+                problems.push(format!(
+                    "{function_id}: no environment variable is a plain `!Ref {table}`"
+                ));
+            }
         }
-    }
-    for name in [
-        "KEYSTEAD_TENANTS_TABLE",
-        "KEYSTEAD_LICENSES_TABLE",
-        "KEYSTEAD_PAYMENTS_TABLE",
-        "KEYSTEAD_EVENTS_TABLE",
-    ] {
-        match env.get(name) {
-            Some(target) if tables.contains(target) => {}
-            _ => problems.push(format!("{function_id}: {name} is not a `!Ref` to a table")),
+        for name in [
+            "KEYSTEAD_TENANTS_TABLE",
+            "KEYSTEAD_LICENSES_TABLE",
+            "KEYSTEAD_PAYMENTS_TABLE",
+            "KEYSTEAD_EVENTS_TABLE",
+        ] {
+            match env.get(name) {
+                Some(target) if tables.contains(target) => {}
+                _ => problems.push(format!("{function_id}: {name} is not a `!Ref` to a table")),
+            }
         }
-    }
 
-    let signing_key = props
-        .get("Environment")
-        .and_then(|e| e.get("Variables"))
-        .and_then(|v| v.get(SIGNING_KEY_VAR))
-        .and_then(get_att);
-    match &signing_key {
+        let signing_key = props
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(|v| v.get(SIGNING_KEY_VAR))
+            .and_then(get_att);
+        match &signing_key {
         Some((id, attr)) if attr == "Arn" && kms_keys.contains(id) => {}
         _ if kms_keys.is_empty() && !called.iter().any(|a| a.starts_with("kms:")) => {}
         _ => problems.push(format!(
             "{function_id}: {SIGNING_KEY_VAR} is not `!GetAtt <an AWS::KMS::Key of this template>.Arn`"
         )),
     }
-    let files_bucket = props
-        .get("Environment")
-        .and_then(|e| e.get("Variables"))
-        .and_then(|v| v.get(FILES_BUCKET_VAR))
-        .and_then(ref_target)
-        .map(str::to_owned);
-    for bucket in &buckets {
-        if files_bucket.as_ref() != Some(bucket) {
-            problems.push(format!(
+        let files_bucket = props
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(|v| v.get(FILES_BUCKET_VAR))
+            .and_then(ref_target)
+            .map(str::to_owned);
+        for bucket in &buckets {
+            if files_bucket.as_ref() != Some(bucket) {
+                problems.push(format!(
                 "{function_id}: the environment does not name the bucket {bucket} (`{FILES_BUCKET_VAR}: !Ref {bucket}`)"
             ));
+            }
         }
-    }
-    for key in &kms_keys {
-        if signing_key.as_ref().is_none_or(|(id, _)| id != key) {
-            problems.push(format!(
+        for key in &kms_keys {
+            if signing_key.as_ref().is_none_or(|(id, _)| id != key) {
+                problems.push(format!(
                 "{function_id}: the environment does not name the KMS key {key} (`{SIGNING_KEY_VAR}: !GetAtt {key}.Arn`)"
             ));
+            }
         }
-    }
 
-    let log_group = props
-        .get("LoggingConfig")
-        .and_then(|l| l.get("LogGroup"))
-        .and_then(ref_target)
-        .map(str::to_owned);
-    if log_group
-        .as_ref()
-        .is_none_or(|g| resources.get(g).map(|r| resource_type(r)) != Some("AWS::Logs::LogGroup"))
-    {
-        problems.push(format!(
-            "{function_id}: LoggingConfig.LogGroup is not a `!Ref` to an AWS::Logs::LogGroup"
-        ));
-    }
+        let log_group = props
+            .get("LoggingConfig")
+            .and_then(|l| l.get("LogGroup"))
+            .and_then(ref_target)
+            .map(str::to_owned);
+        if log_group.as_ref().is_none_or(|g| {
+            resources.get(g).map(|r| resource_type(r)) != Some("AWS::Logs::LogGroup")
+        }) {
+            problems.push(format!(
+                "{function_id}: LoggingConfig.LogGroup is not a `!Ref` to an AWS::Logs::LogGroup"
+            ));
+        }
 
-    let mut statements = Vec::new();
-    if let Some(policies) = props.get("Policies") {
-        // SAM's own policies: only inline statements are allowed (no managed policies, no policy templates).
-        for policy in one_or_many(policies) {
-            match policy.get("Statement") {
+        let mut statements = Vec::new();
+        if let Some(policies) = props.get("Policies") {
+            // SAM's own policies: only inline statements are allowed (no managed policies, no policy templates).
+            for policy in one_or_many(policies) {
+                match policy.get("Statement") {
                 Some(list) => {
                     for s in one_or_many(list) {
                         statements.push((format!("{function_id} Policies"), s.clone()));
@@ -761,9 +758,9 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
                     "{function_id}: Policies entry {policy:?} is a managed policy or a policy template"
                 )),
             }
+            }
         }
-    }
-    match props.get("Role") {
+        match props.get("Role") {
         None if props.get("Policies").is_none() => problems.push(format!(
             "{function_id}: no Role, so SAM would attach AWSLambdaBasicExecutionRole (Resource \"*\")"
         )),
@@ -804,143 +801,144 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         },
     }
 
-    let mut parsed = Vec::new();
-    for (origin, s) in statements {
-        let sid = s.get("Sid").and_then(Value::as_str).unwrap_or("(no Sid)");
-        let origin = format!("{origin} {sid}");
-        if s.get("Effect").and_then(Value::as_str) == Some("Deny") {
-            continue;
-        }
-        for broad in ["NotAction", "NotResource", "NotPrincipal"] {
-            if s.get(broad).is_some() {
-                problems.push(format!("{origin}: uses {broad}"));
+        let mut parsed = Vec::new();
+        for (origin, s) in statements {
+            let sid = s.get("Sid").and_then(Value::as_str).unwrap_or("(no Sid)");
+            let origin = format!("{origin} {sid}");
+            if s.get("Effect").and_then(Value::as_str) == Some("Deny") {
+                continue;
             }
+            for broad in ["NotAction", "NotResource", "NotPrincipal"] {
+                if s.get(broad).is_some() {
+                    problems.push(format!("{origin}: uses {broad}"));
+                }
+            }
+            let actions: Vec<String> = s
+                .get("Action")
+                .map(one_or_many)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    a.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("{a:?}"))
+                })
+                .collect();
+            let resources: Vec<Value> = s
+                .get("Resource")
+                .map(one_or_many)
+                .unwrap_or_default()
+                .into_iter()
+                .cloned()
+                .collect();
+            if actions.is_empty() || resources.is_empty() {
+                problems.push(format!("{origin}: no Action or no Resource"));
+            }
+            parsed.push(Statement {
+                origin,
+                actions,
+                resources,
+                condition: s.get("Condition").cloned(),
+            });
         }
-        let actions: Vec<String> = s
-            .get("Action")
-            .map(one_or_many)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| {
-                a.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{a:?}"))
-            })
-            .collect();
-        let resources: Vec<Value> = s
-            .get("Resource")
-            .map(one_or_many)
-            .unwrap_or_default()
-            .into_iter()
-            .cloned()
-            .collect();
-        if actions.is_empty() || resources.is_empty() {
-            problems.push(format!("{origin}: no Action or no Resource"));
-        }
-        parsed.push(Statement {
-            origin,
-            actions,
-            resources,
-            condition: s.get("Condition").cloned(),
-        });
-    }
 
-    let mut granted = BTreeSet::new();
-    for st in &parsed {
-        for action in &st.actions {
-            if action.contains('*') {
-                problems.push(format!("{}: action {action} is a wildcard", st.origin));
+        let mut granted = BTreeSet::new();
+        for st in &parsed {
+            for action in &st.actions {
+                if action.contains('*') {
+                    problems.push(format!("{}: action {action} is a wildcard", st.origin));
+                }
             }
-        }
-        for resource in &st.resources {
-            let mut texts = Vec::new();
-            strings_in(resource, &mut texts);
-            let s3_objects = st.actions.iter().all(|a| a.starts_with("s3:"))
-                && bucket_objects(resource, &buckets);
-            if texts.iter().any(|t| t.contains('*')) && !s3_objects {
-                problems.push(format!(
-                    "{}: resource {resource:?} is or contains *",
-                    st.origin
-                ));
-            }
-        }
-        let is_logs = st
-            .actions
-            .iter()
-            .all(|a| PLATFORM_LOG_ACTIONS.contains(&a.as_str()));
-        if is_logs {
             for resource in &st.resources {
-                let own = get_att(resource)
-                    .is_some_and(|(id, attr)| Some(&id) == log_group.as_ref() && attr == "Arn");
-                if !own {
+                let mut texts = Vec::new();
+                strings_in(resource, &mut texts);
+                let s3_objects = st.actions.iter().all(|a| a.starts_with("s3:"))
+                    && bucket_objects(resource, &buckets);
+                if texts.iter().any(|t| t.contains('*')) && !s3_objects {
                     problems.push(format!(
+                        "{}: resource {resource:?} is or contains *",
+                        st.origin
+                    ));
+                }
+            }
+            let is_logs = st
+                .actions
+                .iter()
+                .all(|a| PLATFORM_LOG_ACTIONS.contains(&a.as_str()));
+            if is_logs {
+                for resource in &st.resources {
+                    let own = get_att(resource)
+                        .is_some_and(|(id, attr)| Some(&id) == log_group.as_ref() && attr == "Arn");
+                    if !own {
+                        problems.push(format!(
                         "{}: log actions on {resource:?}, not `!GetAtt <the function's log group>.Arn`",
                         st.origin
                     ));
+                    }
                 }
+                continue;
             }
-            continue;
-        }
-        if st.actions.iter().any(|a| a.starts_with("kms:")) {
-            problems.extend(encryption_context_problems(
-                &st.origin,
-                st.condition.as_ref(),
-            ));
-        }
-        for action in &st.actions {
-            granted.insert(action.clone());
-            let allowed = |resource: &Value| -> bool {
-                if action.starts_with("dynamodb:") {
-                    // A table of this template by ARN, or one of its indexes.
-                    if let Some((id, attr)) = get_att(resource) {
-                        return attr == "Arn" && tables.contains(&id);
-                    }
-                    if let Some(sub) = intrinsic(resource, "Sub").and_then(Value::as_str) {
-                        return tables.iter().any(|t| {
-                            sub.strip_prefix(&format!("${{{t}.Arn}}/index/"))
-                                .is_some_and(|index| !index.is_empty())
-                        });
-                    }
-                    false
-                } else if action.starts_with("kms:") {
-                    // This template's own key by ARN: never `*`, an alias, or a key elsewhere.
-                    get_att(resource)
-                        .is_some_and(|(id, attr)| attr == "Arn" && kms_keys.contains(&id))
-                } else if action.starts_with("s3:") {
-                    // Objects of this template's own bucket, by ARN.
-                    bucket_objects(resource, &buckets)
-                } else if action.starts_with("ses:") {
-                    let mut texts = Vec::new();
-                    strings_in(resource, &mut texts);
-                    texts.first().is_some_and(|t| {
-                        t.starts_with(
+            if st.actions.iter().any(|a| a.starts_with("kms:")) {
+                problems.extend(encryption_context_problems(
+                    &st.origin,
+                    st.condition.as_ref(),
+                ));
+            }
+            for action in &st.actions {
+                granted.insert(action.clone());
+                let allowed = |resource: &Value| -> bool {
+                    if action.starts_with("dynamodb:") {
+                        // A table of this template by ARN, or one of its indexes.
+                        if let Some((id, attr)) = get_att(resource) {
+                            return attr == "Arn" && tables.contains(&id);
+                        }
+                        if let Some(sub) = intrinsic(resource, "Sub").and_then(Value::as_str) {
+                            return tables.iter().any(|t| {
+                                sub.strip_prefix(&format!("${{{t}.Arn}}/index/"))
+                                    .is_some_and(|index| !index.is_empty())
+                            });
+                        }
+                        false
+                    } else if action.starts_with("kms:") {
+                        // This template's own key by ARN: never `*`, an alias, or a key elsewhere.
+                        get_att(resource)
+                            .is_some_and(|(id, attr)| attr == "Arn" && kms_keys.contains(&id))
+                    } else if action.starts_with("s3:") {
+                        // Objects of this template's own bucket, by ARN.
+                        bucket_objects(resource, &buckets)
+                    } else if action.starts_with("ses:") {
+                        let mut texts = Vec::new();
+                        strings_in(resource, &mut texts);
+                        texts.first().is_some_and(|t| {
+                            t.starts_with(
                             "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/",
                         )
-                    })
-                } else {
-                    false
-                }
-            };
-            for resource in &st.resources {
-                if !allowed(resource) {
-                    problems.push(format!(
-                        "{}: {action} on {resource:?}, not one of this stack's own resources",
-                        st.origin
-                    ));
+                        })
+                    } else {
+                        false
+                    }
+                };
+                for resource in &st.resources {
+                    if !allowed(resource) {
+                        problems.push(format!(
+                            "{}: {action} on {resource:?}, not one of this stack's own resources",
+                            st.origin
+                        ));
+                    }
                 }
             }
         }
-    }
 
-    for action in granted.difference(called) {
-        problems.push(format!(
-            "IAM grants {action}, which the request-path code never calls"
-        ));
-    }
-    for action in called.difference(&granted) {
-        problems.push(format!(
-            "the code calls {action}, which the function's role does not grant"
-        ));
+        for action in granted.difference(called) {
+            problems.push(format!(
+                "IAM grants {action}, which the request-path code never calls"
+            ));
+        }
+        for action in called.difference(&granted) {
+            problems.push(format!(
+                "the code calls {action}, which the function's role does not grant"
+            ));
+        }
     }
     problems
 }

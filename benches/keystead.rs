@@ -881,7 +881,13 @@ async fn main() {
             .interceptor(Counting(ses_count.clone()))
             .build(),
     );
-    let store = DynamoStore::new(ddb.clone(), tables.clone());
+    // License keys sealed at rest, as the function's store does.
+    let vault: Arc<dyn keystead::signing::KeyVault> =
+        Arc::new(keystead::config::kms_vault(&sdk).expect("KEYSTEAD_SIGNING_KEY_ID"));
+    let plain = DynamoStore::new(ddb.clone(), tables.clone());
+    let store = plain
+        .clone()
+        .with_key_cipher(Arc::new(keystead::portal::KeysAtRest::new(vault, plain)));
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(SesMailer::new(ses.clone())),

@@ -139,7 +139,7 @@ async fn reclaim(
             crate::storage::backoff(u32::try_from(attempt.min(5)).unwrap_or(5)).await;
         }
         let Some(current) = store
-            .get_license(&license.tenant_id, &license.key_hash)
+            .license_to_check(&license.tenant_id, &license.key_hash)
             .await?
         else {
             return Ok(ActivateResult::NotFound);

@@ -121,7 +121,7 @@ pub async fn find(
     let key = LicenseKey::from_string(key.to_owned());
     let key_hash = key.hash();
     let mut license = store
-        .get_license(&tenant_id, &key_hash)
+        .license_to_check(&tenant_id, &key_hash)
         .await?
         .ok_or(LicenseApiError::NotFound)?;
     let same_key = license
@@ -152,7 +152,7 @@ async fn with_due_change(
     }
     // Someone else applied (or replaced) it first: read what they left.
     store
-        .get_license(&license.tenant_id, &license.key_hash)
+        .license_to_check(&license.tenant_id, &license.key_hash)
         .await?
         .ok_or(StoreError::NotFound)
 }

@@ -23,6 +23,18 @@ pub enum MigrateCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Seal the license keys that keystead before this version stored in plaintext (under the stack's KMS key,
+    /// as every key sold now is). Needs KEYSTEAD_SIGNING_KEY_ID. Run it once after deploying this version.
+    SealKeys {
+        /// The tenant to migrate; `--all` for every tenant.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        tenant_id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Count what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliError> {
@@ -62,6 +74,31 @@ pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliErr
                 "markers": total.markers,
                 "tenants": per_tenant,
             }));
+            Ok(())
+        }
+        MigrateCommand::SealKeys {
+            tenant_id,
+            all,
+            dry_run,
+        } => {
+            let store = super::store().await?;
+            let tenants = match tenant_id {
+                Some(id) if !all => vec![TenantId::parse(&id)?],
+                _ => store.tenant_ids().await?,
+            };
+            let mut total = 0;
+            let mut per_tenant = Vec::new();
+            for tenant_id in &tenants {
+                let sealed = store.seal_plain_keys(tenant_id, dry_run).await?;
+                total += sealed;
+                per_tenant.push(json!({"tenant_id": tenant_id, "sealed": sealed}));
+            }
+            let verb = if dry_run { "would seal" } else { "sealed" };
+            out.line(format!(
+                "{verb} {total} license key(s) stored in plaintext, in {} tenant(s)",
+                tenants.len()
+            ));
+            out.document(json!({"dry_run": dry_run, "sealed": total, "tenants": per_tenant}));
             Ok(())
         }
     }

@@ -90,8 +90,17 @@ pub fn function_http_client(roots: Option<&str>) -> Result<SharedHttpClient, Str
         .build_https())
 }
 
+/// The store, sealing license keys at rest under the stack's KMS key when `KEYSTEAD_SIGNING_KEY_ID` names it (the
+/// function always has it; without it, a CLI command that reads a sealed key says which variable to set).
 pub fn dynamo_store(sdk: &SdkConfig, tables: Tables) -> DynamoStore {
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables)
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables);
+    match kms_vault(sdk) {
+        Ok(vault) => {
+            let keys = crate::portal::KeysAtRest::new(Arc::new(vault), store.clone());
+            store.with_key_cipher(Arc::new(keys))
+        }
+        Err(_) => store,
+    }
 }
 
 pub fn ses_mailer(sdk: &SdkConfig) -> SesMailer {

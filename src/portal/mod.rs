@@ -2,6 +2,7 @@
 //! tenant, what a buyer may do with them (email the key, free a seat, replace the key) and license-gated
 //! downloads. The HTTP adapter (`http::portal`) turns these into pages; nothing here knows about HTTP.
 
+mod keys_at_rest;
 pub mod pages;
 mod tokens;
 
@@ -17,6 +18,7 @@ use crate::mail::{DownloadLink, DownloadLinks, KeyEmail, MailError, Mailer};
 use crate::signing::{KeyVault, VaultError};
 use crate::storage::{Backend, PortalStore, StoreError};
 
+pub use keys_at_rest::KeysAtRest;
 pub use tokens::{
     DownloadGrant, GrantRefused, MAC_KID, MacKey, MacKeys, Session, new_signin_token,
 };

@@ -34,6 +34,16 @@ impl MacKey {
         Self(bytes)
     }
 
+    /// A 256-bit key of its own for `purpose` (HMAC-SHA-256 of the purpose under this key): the same data key
+    /// never serves two algorithms directly. `None` cannot happen (HMAC takes keys of any length).
+    pub fn derive(&self, purpose: &str) -> Option<[u8; 32]> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).ok()?;
+        mac.update(b"derive");
+        mac.update(&[0]);
+        mac.update(purpose.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
     /// HMAC-SHA-256 over the purpose, the tenant and the data. `None` cannot happen (HMAC takes keys of any
     /// length); it keeps a panic off the request path all the same.
     fn mac(&self, purpose: &str, tenant: &TenantId, data: &[u8]) -> Option<Hmac<Sha256>> {

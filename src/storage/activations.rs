@@ -50,6 +50,15 @@ pub struct SeatBudget {
 
 #[async_trait]
 pub trait ActivationStore: Store {
+    /// The license the key hash names, as a check needs it: its key left sealed (a check looks keys up by hash
+    /// and never answers with one), so the license API's path makes no KMS call. Never write back or show what
+    /// this returns: its `key` is empty when the key is sealed.
+    async fn license_to_check(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+    ) -> Result<Option<License>, StoreError>;
+
     async fn activation(
         &self,
         tenant_id: &TenantId,
@@ -124,6 +133,17 @@ pub trait ActivationStore: Store {
 
 #[async_trait]
 impl ActivationStore for DynamoStore {
+    async fn license_to_check(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+    ) -> Result<Option<License>, StoreError> {
+        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
+            .await?
+            .map(DynamoStore::license_unopened)
+            .transpose()
+    }
+
     async fn activation(
         &self,
         tenant_id: &TenantId,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::StoreError;
 use super::dynamo::DynamoStore;
-use super::sdk::{Item, conditional, from_item, n, s, to_item, unavailable, version};
+use super::sdk::{Item, conditional, n, s, to_item, unavailable, version};
 use super::table::events::MARKER_SK_PREFIX;
 use super::table::licenses::LICENSE_SK_PREFIX;
 use super::table::tenants::{PRODUCT_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX};
@@ -281,7 +281,7 @@ impl DynamoStore {
             .query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)
             .await?
         {
-            let license: License = from_item(item)?;
+            let license: License = self.license_from(item).await?;
             let wanted = filter
                 .product_id
                 .as_ref()
@@ -443,5 +443,56 @@ impl DynamoStore {
             }
         }
         Ok(removal)
+    }
+
+    /// Seals the license keys of `tenant_id` still stored in plaintext (licenses sold before keys were sealed):
+    /// each one rewritten only while its plaintext is what was read. How many were (or, with `dry_run`, would be).
+    pub async fn seal_plain_keys(
+        &self,
+        tenant_id: &TenantId,
+        dry_run: bool,
+    ) -> Result<usize, StoreError> {
+        let Some(cipher) = self.cipher.as_ref() else {
+            return Err(StoreError::Corrupt(
+                "sealing needs the stack's KMS key: set KEYSTEAD_SIGNING_KEY_ID (the stack's SigningKeyArn)".to_owned(),
+            ));
+        };
+        let mut sealed = 0;
+        for item in self
+            .query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)
+            .await?
+        {
+            let (Some(sk), Some(plain), Some(hash)) = (
+                item.get("sk").cloned(),
+                item.get("key").and_then(|v| v.as_s().ok()).cloned(),
+                item.get("key_hash").and_then(|v| v.as_s().ok()).cloned(),
+            ) else {
+                continue;
+            };
+            if !dry_run {
+                let key_hash = crate::domain::KeyHash::from_stored(hash);
+                let value = cipher.seal(tenant_id, &key_hash, &plain).await?;
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.tables.licenses)
+                    .key("tenant_id", s(tenant_id.as_str()))
+                    .key("sk", sk)
+                    .update_expression("SET #sealed = :sealed REMOVE #key")
+                    .condition_expression("#key = :plain")
+                    .expression_attribute_names("#sealed", super::dynamo::SEALED_KEY_ATTR)
+                    .expression_attribute_names("#key", "key")
+                    .expression_attribute_values(":sealed", s(value))
+                    .expression_attribute_values(":plain", s(&plain))
+                    .send()
+                    .await;
+                // Replaced or sealed meanwhile: nothing left to seal.
+                if conditional(result)?.is_none() {
+                    continue;
+                }
+            }
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 }

@@ -18,11 +18,14 @@ use super::table::licenses::{email_pointer, key_hash_of, license_sk, subscriptio
 use super::table::tenants::{
     PRODUCT_SK_PREFIX, SIGNING_KEY_SK_PREFIX, TENANT_SK, VARIANT_SK_PREFIX,
 };
-use super::{EmailOutcome, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError};
+use super::{
+    EmailOutcome, KeyCipher, NewSale, Renewal, RenewalWrite, SaleWrite, Store, StoreError,
+};
 use crate::domain::{
     EmailFailure, KeyHash, License, Product, SaleId, SealedSigningKey, Tenant, TenantId,
     VariantMapping,
 };
+use std::sync::Arc;
 
 /// The physical table names, read from the environment the SAM template (or `infra/local/up`) sets.
 #[derive(Debug, Clone)]
@@ -78,11 +81,75 @@ const CONFLICT_RETRIES: u32 = 12;
 pub struct DynamoStore {
     pub(crate) client: Client,
     pub(crate) tables: Tables,
+    /// Seals license keys at rest; without one (tests, the bench) keys are stored as they are.
+    pub(crate) cipher: Option<Arc<dyn KeyCipher>>,
 }
+
+/// The attribute a sealed license key is stored in (the plaintext `key` attribute is then absent).
+pub(crate) const SEALED_KEY_ATTR: &str = "key_sealed";
 
 impl DynamoStore {
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            cipher: None,
+        }
+    }
+
+    /// The same store, sealing every license key it writes with `cipher` and opening them on the way back.
+    pub fn with_key_cipher(mut self, cipher: Arc<dyn KeyCipher>) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    /// A license's item as it is stored: its key sealed when the store has a cipher.
+    pub(crate) async fn license_item(&self, license: &License) -> Result<Item, StoreError> {
+        let mut item = to_item(license, Some(license_sk(&license.key_hash)))?;
+        if let Some(cipher) = &self.cipher {
+            let sealed = cipher
+                .seal(&license.tenant_id, &license.key_hash, license.key.expose())
+                .await?;
+            item.remove("key");
+            item.insert(SEALED_KEY_ATTR.to_owned(), s(sealed));
+        }
+        Ok(item)
+    }
+
+    /// A license read back, its key opened (one KMS `Decrypt` per tenant and process, then memory).
+    pub(crate) async fn license_from(&self, mut item: Item) -> Result<License, StoreError> {
+        if let Some(sealed) = item.remove(SEALED_KEY_ATTR) {
+            let cipher = self.cipher.as_ref().ok_or_else(|| {
+                StoreError::Corrupt(
+                    "license keys are sealed with KMS: set KEYSTEAD_SIGNING_KEY_ID (the stack's SigningKeyArn)"
+                        .to_owned(),
+                )
+            })?;
+            let text = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt(format!("license without {name}")))
+            };
+            let tenant_id = TenantId::parse(&text("tenant_id")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let key_hash = KeyHash::from_stored(text("key_hash")?);
+            let sealed = sealed
+                .as_s()
+                .map_err(|_| StoreError::Corrupt("sealed key is not a string".to_owned()))?;
+            let plain = cipher.open(&tenant_id, &key_hash, sealed).await?;
+            item.insert("key".to_owned(), s(plain));
+        }
+        from_item(item)
+    }
+
+    /// A license read for a check, which never needs its key: a sealed key stays sealed (no KMS call on the
+    /// license API's path) and the license's `key` is empty.
+    pub(crate) fn license_unopened(mut item: Item) -> Result<License, StoreError> {
+        if item.remove(SEALED_KEY_ATTR).is_some() {
+            item.insert("key".to_owned(), s(""));
+        }
+        from_item(item)
     }
 
     pub fn tables(&self) -> &Tables {
@@ -422,7 +489,7 @@ impl Store for DynamoStore {
             )?,
             self.put_if_new(
                 &self.tables.licenses,
-                to_item(license, Some(license_sk(&license.key_hash)))?,
+                self.license_item(license).await?,
                 "sk",
             )?,
             self.put_if_new(
@@ -544,10 +611,13 @@ impl Store for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
-        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
+        match self
+            .read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
             .await?
-            .map(from_item)
-            .transpose()
+        {
+            Some(item) => Ok(Some(self.license_from(item).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn claim_email(

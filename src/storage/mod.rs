@@ -112,6 +112,28 @@ pub enum EmailOutcome {
     Unknown,
 }
 
+/// How license keys are kept at rest (issue 24): sealed under a key only KMS can open, the key hash staying the
+/// lookup. Storage calls it on every license it writes and on every key it must hand back in the clear; the
+/// implementation (`portal::KeysAtRest`) lives above storage, which knows no KMS.
+#[async_trait]
+pub trait KeyCipher: Send + Sync {
+    /// `plaintext`, sealed for the license of `tenant_id` whose key hashes to `key_hash` (bound to both: a sealed
+    /// key copied onto another license does not open).
+    async fn seal(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+        plaintext: &str,
+    ) -> Result<String, StoreError>;
+
+    async fn open(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+        sealed: &str,
+    ) -> Result<String, StoreError>;
+}
+
 /// The storage a ping needs. `DynamoStore` is the real one.
 #[async_trait]
 pub trait Store: Send + Sync {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 
 use super::dynamo::DynamoStore;
-use super::sdk::{Item, TOKEN_ATTR, conditional, from_item, n, request_token, s, to_item, version};
+use super::sdk::{Item, TOKEN_ATTR, conditional, n, request_token, s, version};
 use super::table::events::{rate_sk, sessions_sk, signin_sk};
 use super::table::licenses::{
     LICENSE_SK_PREFIX, activation_sk, email_pointer, email_prefix, key_hash_of, license_sk,
@@ -408,7 +408,7 @@ impl PortalStore for DynamoStore {
             TransactWriteItem::builder()
                 .delete(built(retire.build())?)
                 .build(),
-            self.put_if_new(table, to_item(new, Some(license_sk(&new.key_hash)))?, "sk")?,
+            self.put_if_new(table, self.license_item(new).await?, "sk")?,
         ];
         for machine in machines {
             // Each machine as read: a seat renewed meanwhile would otherwise lose its renewal.
@@ -488,10 +488,13 @@ impl DynamoStore {
     /// Every license of a tenant, read page by page: only `keystead license index`, once, for licenses sold
     /// before the email index existed.
     pub async fn all_licenses(&self, tenant_id: &TenantId) -> Result<Vec<License>, StoreError> {
-        self.query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)
+        let mut licenses = Vec::new();
+        for item in self
+            .query_partition(&self.tables.licenses, tenant_id, LICENSE_SK_PREFIX)
             .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        {
+            licenses.push(self.license_from(item).await?);
+        }
+        Ok(licenses)
     }
 }

@@ -592,7 +592,7 @@ async fn licenses_are_issued_listed_shown_revoked_and_reinstated() {
     let licenses = common::licenses(&stack, t).await;
     let stored = licenses
         .iter()
-        .find(|l| common::s(l, "key") == joe_key)
+        .find(|l| common::s(l, "key_hash") == keystead::domain::sha256_hex(&joe_key))
         .unwrap();
     assert_eq!(common::s(stored, "status"), "revoked");
     let msg = fails(&["license", "resend", t, &joe_key], exit::CONFLICT);
@@ -1518,4 +1518,93 @@ fn licenses_are_suspended_resumed_and_extended() {
     assert!(earlier.contains("must be later"), "{earlier}");
     let invalid = fails(&["license", "extend", t, &monthly, "--until", "soon"], 2);
     assert!(invalid.contains("invalid --until 'soon'"), "{invalid}");
+}
+
+/// Issue 24: license keys are sealed at rest; `keystead migrate seal-keys` seals those older versions stored in
+/// plaintext, and a sealed key opens only on its own license.
+#[tokio::test]
+async fn migrate_seal_keys_seals_what_older_versions_stored_in_plaintext() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    use keystead::storage::Store as _;
+    let stack = common::stack().await;
+    let t = common::seed(&stack, common::Seed::default()).await;
+    // A function of the version before: its store writes keys as they are.
+    let sdk = common::sdk().await;
+    let plain = keystead::storage::DynamoStore::new(stack.ddb.clone(), stack.tables.clone());
+    let before = keystead::app::App::new(
+        std::sync::Arc::new(plain),
+        std::sync::Arc::new(keystead::config::ses_mailer(&sdk)),
+        std::sync::Arc::new(keystead::config::kms_vault(&sdk).unwrap()),
+    );
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let sold = common::send(&before, &common::new_sale(&t)).await;
+        keys.push(sold.json()["license"]["key"].as_str().unwrap().to_owned());
+    }
+    let items = common::license_items(&common::licenses(&stack, &t.tenant_id).await)
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert!(
+        items.iter().all(|i| i.contains_key("key")),
+        "stored in plaintext before"
+    );
+
+    let dry = ok_json(&["migrate", "seal-keys", &t.tenant_id, "--dry-run"]);
+    assert_eq!(
+        (dry["dry_run"].clone(), dry["sealed"].clone()),
+        (json!(true), json!(2))
+    );
+    let done = ok_json(&["migrate", "seal-keys", &t.tenant_id]);
+    assert_eq!(done["sealed"], 2);
+    let again = ok(&["migrate", "seal-keys", &t.tenant_id]);
+    assert!(again.contains("sealed 0 license key(s)"), "{again}");
+
+    let items = common::license_items(&common::licenses(&stack, &t.tenant_id).await)
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    for (item, key) in items.iter().zip(&keys) {
+        assert!(!item.contains_key("key"));
+        assert!(
+            !format!("{items:?}").contains(key.as_str()),
+            "no key in the clear"
+        );
+        assert!(common::s(item, "key_sealed").starts_with("v1."));
+    }
+    // The keys still work, and the CLI shows them opened.
+    for key in &keys {
+        let validated = common::api(&stack, &t.tenant_id, "validate", json!({"key": key})).await;
+        assert_eq!(validated.status, 200, "{}", validated.body);
+        assert!(ok(&["license", "show", &t.tenant_id, key]).contains(key.as_str()));
+    }
+
+    // A sealed key copied onto another license does not open there.
+    let hash_of = |key: &str| keystead::domain::sha256_hex(key);
+    let first = items
+        .iter()
+        .find(|i| common::s(i, "key_hash") == hash_of(&keys[0]))
+        .unwrap();
+    stack
+        .ddb
+        .update_item()
+        .table_name(&stack.tables.licenses)
+        .key("tenant_id", S(t.tenant_id.clone()))
+        .key("sk", S(format!("LICENSE#{}", hash_of(&keys[1]))))
+        .update_expression("SET key_sealed = :sealed")
+        .expression_attribute_values(":sealed", S(common::s(first, "key_sealed").to_owned()))
+        .send()
+        .await
+        .unwrap();
+    let swapped = stack
+        .store
+        .get_license(
+            &keystead::domain::TenantId::parse(&t.tenant_id).unwrap(),
+            &keystead::domain::KeyHash::from_stored(hash_of(&keys[1])),
+        )
+        .await;
+    assert!(
+        matches!(&swapped, Err(keystead::storage::StoreError::Corrupt(why)) if why.contains("does not open")),
+        "{swapped:?}"
+    );
 }

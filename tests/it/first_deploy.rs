@@ -869,12 +869,7 @@ async fn refused_key_emails_are_recorded_with_their_reason() {
     assert!(ok(&["license", "show", t, &key]).contains("failed (sender not verified in SES)"));
 
     // eu-west-1 is in the sandbox: the sender is verified there, the buyer is not.
-    let sdk = common::sdk()
-        .await
-        .into_builder()
-        .region(aws_config::Region::new("eu-west-1"))
-        .build();
-    let sandboxed = common::stack_with(&sdk, stack.tables.clone());
+    let sandboxed = common::stack_with_ses_in("eu-west-1", stack.tables.clone()).await;
     let domain = verified_domain();
     let sender = format!("licenses@{domain}");
     ok_cmd(

@@ -551,17 +551,25 @@ async fn freeing_a_seat_and_replacing_a_key_from_the_portal() {
         unconfirmed.header("location"),
         Some(format!("{licenses}?done=refused").as_str())
     );
-    let replace_key = || async {
-        let reply = post(
-            &app,
-            &replace,
-            &[("csrf", &csrf), ("confirm", "yes")],
-            Some(&cookie),
-        )
-        .await;
-        reply.header("location").unwrap_or_default().to_owned()
+    let replace_key = |cookie: String, csrf: String| {
+        let (app, replace) = (&app, &replace);
+        async move {
+            post(
+                app,
+                replace,
+                &[("csrf", &csrf), ("confirm", "yes")],
+                Some(&cookie),
+            )
+            .await
+        }
     };
-    assert_eq!(replace_key().await, format!("{licenses}?done=key-replaced"));
+    let replaced = replace_key(cookie.clone(), csrf.clone()).await;
+    assert_eq!(
+        replaced.header("location"),
+        Some(format!("{licenses}?done=key-replaced").as_str())
+    );
+    // The replacement ended every session of the buyer; this browser carries on with a fresh one.
+    let cookie = cookie_of(&replaced);
 
     // The old key fails at once; the new one has the same license and status, and every seat free: the machine
     // activates again with it.
@@ -622,7 +630,11 @@ async fn freeing_a_seat_and_replacing_a_key_from_the_portal() {
     // A revoked license's key cannot be replaced.
     let page = get(&app, &licenses, Some(&cookie)).await;
     assert!(page.body.contains("Revoked") && !page.body.contains("Replace my key"));
-    assert_eq!(replace_key().await, format!("{licenses}?done=refused"));
+    let refused = replace_key(cookie.clone(), csrf_of(&page.body)).await;
+    assert_eq!(
+        refused.header("location"),
+        Some(format!("{licenses}?done=refused").as_str())
+    );
 }
 
 #[tokio::test]

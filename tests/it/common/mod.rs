@@ -95,6 +95,20 @@ pub fn stack_with(sdk: &aws_config::SdkConfig, tables: Tables) -> Stack {
     stack_around(sdk, tables, store, mailer)
 }
 
+/// The stack with its SES client in another region (DynamoDB and KMS where the stack's are, as in a deployment
+/// whose SES identity lives elsewhere).
+pub async fn stack_with_ses_in(region: &'static str, tables: Tables) -> Stack {
+    let sdk = sdk().await;
+    let ses_sdk = sdk
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new(region))
+        .build();
+    let store = keystead::config::dynamo_store(&sdk, tables.clone());
+    let mailer = keystead::config::ses_mailer(&ses_sdk);
+    stack_around(&sdk, tables, store, mailer)
+}
+
 /// The stack whose function uses `store` and `mailer`; the test's own clients (and `Stack::store`) are clean.
 fn stack_around(
     sdk: &aws_config::SdkConfig,
@@ -125,7 +139,11 @@ pub async fn faulty_store(faults: &faults::Faults) -> DynamoStore {
             .interceptor(faults.clone())
             .build(),
     );
-    DynamoStore::new(ddb, tables)
+    // Keys sealed at rest, as the function's store does.
+    let store = DynamoStore::new(ddb, tables);
+    let vault = keystead::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"));
+    let keys = keystead::portal::KeysAtRest::new(Arc::new(vault), store.clone());
+    store.with_key_cipher(Arc::new(keys))
 }
 
 /// The stack with `faults` in the function's DynamoDB and SES clients (the test's own reads stay clean).
@@ -490,6 +508,22 @@ pub async fn writes(stack: &Stack, tenant_id: &str) -> usize {
     licenses(stack, tenant_id).await.len()
         + payments(stack, tenant_id).await.len()
         + events(stack, tenant_id).await.len()
+}
+
+/// A license item's key, opened as the store opens it (keys are sealed at rest).
+pub async fn key_of(stack: &Stack, item: &Item) -> String {
+    use keystead::storage::Store as _;
+    let tenant = TenantId::parse(s(item, "tenant_id")).unwrap();
+    let hash = keystead::domain::KeyHash::from_stored(s(item, "key_hash"));
+    stack
+        .store
+        .get_license(&tenant, &hash)
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .expose()
+        .to_owned()
 }
 
 pub fn s<'a>(item: &'a Item, attr: &str) -> &'a str {

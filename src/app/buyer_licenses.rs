@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::record_sale::deliver;
 use super::replace_key::{RotateError, rotate};
+use super::sign_in::portal_mail_allowed;
 use crate::domain::{Email, License, LicenseStatus, Tenant, effective_status};
 use crate::mail::Mailer;
 use crate::portal::pages::Notice;
@@ -129,6 +130,7 @@ pub async fn act(
         BuyerAction::SendKey => {
             if license.status == LicenseStatus::Revoked
                 || !mail_allowed(store, license, "send", SEND_KEY_PER_HOUR, 3600).await?
+                || !portal_mail_allowed(store, &tenant.tenant_id, &license.buyer_email).await?
             {
                 return Ok(Notice::Refused);
             }
@@ -155,6 +157,7 @@ pub async fn act(
         BuyerAction::Replace { confirmed } => {
             if !confirmed
                 || !mail_allowed(store, license, "replace", REPLACE_KEY_PER_DAY, 24 * 3600).await?
+                || !portal_mail_allowed(store, &tenant.tenant_id, &license.buyer_email).await?
             {
                 return Ok(Notice::Refused);
             }

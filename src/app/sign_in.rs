@@ -90,6 +90,9 @@ pub async fn request_link(
     {
         return Ok(LinkOutcome::Limited);
     }
+    if !portal_mail_allowed(store, tenant_id, &to).await? {
+        return Ok(LinkOutcome::Limited);
+    }
     let Some(base) = portal.base_url() else {
         return Err(PortalError::NotConfigured(
             "the API's URL is not known yet (set KEYSTEAD_PUBLIC_URL)",
@@ -184,4 +187,27 @@ pub async fn still_current(
         .sessions_valid_from(tenant_id, &session.email)
         .await?
         .is_none_or(|from| issued >= from))
+}
+
+/// Portal mails (sign-in links, keys sent again, replaced keys) one address may receive a day, whatever asks for
+/// them: a buyer who marks them all as spam cannot pile up complaints against the account's SES reputation,
+/// which every tenant's key emails share.
+pub const PORTAL_MAILS_PER_DAY: u32 = 10;
+
+/// Counts one portal mail to `to` today, unless the day's are used up (`false`).
+pub(crate) async fn portal_mail_allowed(
+    store: &dyn Backend,
+    tenant_id: &TenantId,
+    to: &Email,
+) -> Result<bool, crate::storage::StoreError> {
+    let day = now_unix() / 86_400;
+    let address = sha256_hex(&to.as_str().to_ascii_lowercase());
+    store
+        .count_use(
+            tenant_id,
+            &format!("portal-mail#{address}#{day}"),
+            PORTAL_MAILS_PER_DAY,
+            (day + 2) * 86_400,
+        )
+        .await
 }

@@ -101,14 +101,31 @@ pub fn categorize_refusal(code: &str, message: &str, sender: &Email) -> EmailFai
 #[derive(Clone)]
 pub struct SesMailer {
     client: Client,
+    /// The stack's SES configuration set (`KEYSTEAD_SES_CONFIGURATION_SET`): bounces and complaints put the
+    /// address on its suppression list, so no later mail goes to it.
+    configuration_set: Option<String>,
 }
+
+/// The environment variable naming the configuration set every mail is sent with (the template sets it).
+pub const CONFIGURATION_SET_ENV: &str = "KEYSTEAD_SES_CONFIGURATION_SET";
 
 /// One `SendEmail` attempt may take this long (more, when the shared configuration allows more).
 pub const SEND_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 impl SesMailer {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            configuration_set: std::env::var(CONFIGURATION_SET_ENV)
+                .ok()
+                .filter(|name| !name.trim().is_empty()),
+        }
+    }
+
+    /// The same mailer sending with the configuration set `name` (the environment's otherwise).
+    pub fn with_configuration_set(mut self, name: &str) -> Self {
+        self.configuration_set = Some(name.to_owned());
+        self
     }
 
     /// The mailer over a client built from `config`, with one attempt per send: the SDK never retries
@@ -173,6 +190,7 @@ impl Mailer for SesMailer {
                     .build(),
             )
             .message(message)
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
             .map_err(|e| describe(&e, &email.from))?;

@@ -923,3 +923,41 @@ async fn the_functions_own_sdk_configuration_reaches_the_stack() {
         .unwrap();
     assert!(!tables.table_names().is_empty());
 }
+
+/// Issue 24: every mail goes out with the stack's SES configuration set (`KEYSTEAD_SES_CONFIGURATION_SET`, which the
+/// template sets), whose suppression list then keeps bounced and complaining addresses from getting more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mail_goes_out_with_the_stacks_configuration_set() {
+    use keystead::mail::Mailer as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let faults = common::faults::Faults::new();
+    let sdk = common::sdk().await;
+    let mailer = keystead::mail::SesMailer::from_config(
+        aws_sdk_ses::config::Builder::from(&sdk).interceptor(faults.clone()),
+    )
+    .with_configuration_set("keystead-test-set");
+    let seen = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&seen);
+    faults.before(
+        "ConfigurationSetName=keystead-test-set",
+        Box::new(move || {
+            Box::pin(async move {
+                flag.store(true, Ordering::SeqCst);
+            })
+        }),
+    );
+    let to = buyer();
+    let email = keystead::mail::KeyEmail {
+        from: keystead::domain::Email::parse(&common::env("KEYSTEAD_LOCAL_SENDER")).unwrap(),
+        to: keystead::domain::Email::parse(&to).unwrap(),
+        subject: "Your license key".to_owned(),
+        text: "Hi".to_owned(),
+        html: "<p>Hi</p>".to_owned(),
+    };
+    mailer.send(&email).await.unwrap();
+    assert!(
+        seen.load(Ordering::SeqCst),
+        "SendEmail named the configuration set"
+    );
+    assert_eq!(emails_to(&to).len(), 1);
+}

@@ -253,6 +253,43 @@ async fn signing_out_or_replacing_the_key_ends_every_copy_of_the_session() {
 }
 
 #[tokio::test]
+async fn one_address_gets_at_most_ten_portal_mails_a_day_whatever_asks_for_them() {
+    let stack = stack().await;
+    let mut limits = settings();
+    limits.per_address = 100;
+    let app = portal_app(&stack, limits).await;
+    let t = seed(&stack, Seed::default()).await;
+    let customer = buyer();
+    buy(&app, &t, &customer).await;
+    let key_emails = emails_to(&customer).len();
+    // Nine sign-in links, then the key sent again from the portal: ten portal mails.
+    for _ in 0..9 {
+        ask_for_link(&app, &t.tenant_id, &customer).await;
+    }
+    let cookie = sign_in(&app, &t.tenant_id, &customer).await;
+    assert_eq!(emails_to(&customer).len(), key_emails + 10);
+    let licenses = format!("/portal/{}/licenses", t.tenant_id);
+    let page = get(&app, &licenses, Some(&cookie)).await;
+    let license_id = license_of(&stack, &t, &customer).await.license_id;
+    let sent = post(
+        &app,
+        &format!("/portal/{}/licenses/{license_id}/send-key", t.tenant_id),
+        &[("csrf", &csrf_of(&page.body))],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(
+        sent.header("location"),
+        Some(format!("{licenses}?done=refused").as_str()),
+        "the day's portal mails are used up"
+    );
+    // The next link request answers the same and sends nothing.
+    let reply = ask_for_link(&app, &t.tenant_id, &customer).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(emails_to(&customer).len(), key_emails + 10);
+}
+
+#[tokio::test]
 async fn a_link_works_once_and_not_after_it_expired() {
     let stack = stack().await;
     let app = portal_app(&stack, settings()).await;

@@ -907,12 +907,18 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
                         // Objects of this template's own bucket, by ARN.
                         bucket_objects(resource, &buckets)
                     } else if action.starts_with("ses:") {
+                        // The sender identity (or its domain), or this template's own configuration set.
                         let mut texts = Vec::new();
                         strings_in(resource, &mut texts);
+                        let ses = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:";
                         texts.first().is_some_and(|t| {
-                            t.starts_with(
-                            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/",
-                        )
+                            t.starts_with(&format!("{ses}identity/"))
+                                || t.strip_prefix(&format!("{ses}configuration-set/${{"))
+                                    .and_then(|rest| rest.strip_suffix('}'))
+                                    .is_some_and(|id| {
+                                        resources.get(id).map(|r| resource_type(r))
+                                            == Some("AWS::SES::ConfigurationSet")
+                                    })
                         })
                     } else {
                         false

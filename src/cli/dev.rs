@@ -278,7 +278,7 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
             let text = std::fs::read_to_string(&template)
                 .map_err(|e| CliError::Config(format!("cannot read {template}: {e}")))?;
             let specs = crate::storage::table_specs(&text).map_err(CliError::Config)?;
-            let sdk = crate::config::aws().await;
+            let sdk = local_aws().await;
             let client = aws_sdk_dynamodb::Client::new(&sdk);
             let names = crate::storage::create_tables(&client, &specs, &prefix).await?;
             let mut doc = serde_json::Map::new();
@@ -293,7 +293,7 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
             let text = std::fs::read_to_string(&template)
                 .map_err(|e| CliError::Config(format!("cannot read {template}: {e}")))?;
             let spec = signing_key_spec(&text).map_err(CliError::Config)?;
-            let sdk = crate::config::aws().await;
+            let sdk = local_aws().await;
             let client = aws_sdk_kms::Client::new(&sdk);
             let arn = create_kms_key(&client, &spec, &alias).await?;
             out.line(format!("export {SIGNING_KEY_VAR}={arn}"));
@@ -311,7 +311,7 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
         }
         DevCommand::VerifySender { email } => {
             let email = crate::domain::Email::parse(&email)?;
-            let sdk = crate::config::aws().await;
+            let sdk = local_aws().await;
             aws_sdk_ses::Client::new(&sdk)
                 .verify_email_identity()
                 .email_address(email.as_str())
@@ -323,6 +323,20 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
         }
     }
     Ok(())
+}
+
+/// The SDK configuration of the local helpers: generous timeouts, since the emulators' first answers (moto
+/// loading a service on its first request) can take seconds on a busy machine, where the function's 1.2 s
+/// budget would make `infra/local/up` fail for nothing.
+async fn local_aws() -> aws_config::SdkConfig {
+    crate::config::aws_with(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .operation_attempt_timeout(std::time::Duration::from_secs(20))
+            .operation_timeout(std::time::Duration::from_secs(60))
+            .build(),
+    )
+    .await
 }
 
 #[cfg(test)]

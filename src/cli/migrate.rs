@@ -37,6 +37,18 @@ pub enum MigrateCommand {
     },
 }
 
+/// The tenant named, or with `--all` every tenant.
+async fn tenants(
+    store: &crate::storage::DynamoStore,
+    tenant_id: Option<String>,
+    all: bool,
+) -> Result<Vec<TenantId>, CliError> {
+    Ok(match tenant_id {
+        Some(id) if !all => vec![TenantId::parse(&id)?],
+        _ => store.tenant_ids().await?,
+    })
+}
+
 pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliError> {
     match command {
         MigrateCommand::Ttl {
@@ -45,10 +57,7 @@ pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliErr
             dry_run,
         } => {
             let store = super::store().await?;
-            let tenants = match tenant_id {
-                Some(id) if !all => vec![TenantId::parse(&id)?],
-                _ => store.tenant_ids().await?,
-            };
+            let tenants = tenants(&store, tenant_id, all).await?;
             let mut total = TtlRemoval::default();
             let mut per_tenant = Vec::new();
             for tenant_id in &tenants {
@@ -82,10 +91,7 @@ pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliErr
             dry_run,
         } => {
             let store = super::store().await?;
-            let tenants = match tenant_id {
-                Some(id) if !all => vec![TenantId::parse(&id)?],
-                _ => store.tenant_ids().await?,
-            };
+            let tenants = tenants(&store, tenant_id, all).await?;
             let mut total = 0;
             let mut per_tenant = Vec::new();
             for tenant_id in &tenants {

@@ -330,14 +330,7 @@ async fn read_back_mints_only_sales_gumroad_confirms() {
     let stack = stack().await;
     let t = seed(&stack, Seed::default()).await;
     let gumroad = FakeGumroad::start();
-    let set = ok_json_cmd(gumroad.keystead(GOOD_TOKEN).args([
-        "tenant",
-        "set",
-        &t.tenant_id,
-        "--verify-sales",
-        "on",
-    ]));
-    assert_eq!(set["verify_sales"], true);
+    gumroad.read_back_on(&t.tenant_id);
     let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
     let stored = stack.store.load_tenant(&tenant_id).await.unwrap().unwrap();
     let sealed = serde_json::to_string(&stored.gumroad_token).unwrap();

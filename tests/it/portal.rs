@@ -25,6 +25,18 @@ async fn buy(app: &keystead::app::App, t: &common::Seeded, buyer: &str) -> Strin
     reply.json()["license"]["key"].as_str().unwrap().to_owned()
 }
 
+/// A portal with `limits`, a seeded tenant, and a buyer who bought its product once.
+async fn portal_with_buyer(
+    limits: keystead::portal::PortalSettings,
+) -> (common::Stack, keystead::app::App, common::Seeded, String) {
+    let stack = stack().await;
+    let app = portal_app(&stack, limits).await;
+    let t = seed(&stack, Seed::default()).await;
+    let customer = buyer();
+    buy(&app, &t, &customer).await;
+    (stack, app, t, customer)
+}
+
 /// The buyer's (newest) license of the seeded tenant, found as the portal finds it.
 async fn license_of(
     stack: &common::Stack,
@@ -44,11 +56,7 @@ async fn license_of(
 
 #[tokio::test]
 async fn asking_for_a_link_answers_the_same_for_buyers_and_strangers() {
-    let stack = stack().await;
-    let app = portal_app(&stack, settings()).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (stack, app, t, customer) = portal_with_buyer(settings()).await;
     let nobody = stranger();
 
     let page = get(&app, &format!("/portal/{}", t.tenant_id), None).await;
@@ -104,13 +112,9 @@ async fn asking_for_a_link_answers_the_same_for_buyers_and_strangers() {
 
 #[tokio::test]
 async fn past_the_limits_the_answer_is_the_same_and_no_mail_goes_out() {
-    let stack = stack().await;
     let mut limits = settings();
     limits.per_tenant = 3;
-    let app = portal_app(&stack, limits).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (_stack, app, t, customer) = portal_with_buyer(limits).await;
 
     let first = ask_for_link(&app, &t.tenant_id, &customer).await;
     for _ in 0..3 {
@@ -139,13 +143,9 @@ async fn past_the_limits_the_answer_is_the_same_and_no_mail_goes_out() {
 
 #[tokio::test]
 async fn one_caller_trying_many_addresses_is_stopped_before_any_lookup() {
-    let stack = stack().await;
     let mut limits = settings();
     limits.per_ip = 5;
-    let app = portal_app(&stack, limits).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (_stack, app, t, customer) = portal_with_buyer(limits).await;
     let from = |ip: &str, email: &str| {
         let mut request = request(
             "POST",
@@ -203,11 +203,7 @@ async fn a_session_shows_only_the_licenses_of_its_own_spelling_of_the_address() 
 
 #[tokio::test]
 async fn signing_out_or_replacing_the_key_ends_every_copy_of_the_session() {
-    let stack = stack().await;
-    let app = portal_app(&stack, settings()).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (stack, app, t, customer) = portal_with_buyer(settings()).await;
     let licenses = format!("/portal/{}/licenses", t.tenant_id);
     let signed_out = |reply: &common::Reply| {
         reply.status == 303
@@ -254,13 +250,9 @@ async fn signing_out_or_replacing_the_key_ends_every_copy_of_the_session() {
 
 #[tokio::test]
 async fn one_address_gets_at_most_ten_portal_mails_a_day_whatever_asks_for_them() {
-    let stack = stack().await;
     let mut limits = settings();
     limits.per_address = 100;
-    let app = portal_app(&stack, limits).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (stack, app, t, customer) = portal_with_buyer(limits).await;
     let key_emails = emails_to(&customer).len();
     // Nine sign-in links, then the key sent again from the portal: ten portal mails.
     for _ in 0..9 {
@@ -291,11 +283,7 @@ async fn one_address_gets_at_most_ten_portal_mails_a_day_whatever_asks_for_them(
 
 #[tokio::test]
 async fn a_link_works_once_and_not_after_it_expired() {
-    let stack = stack().await;
-    let app = portal_app(&stack, settings()).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (stack, app, t, customer) = portal_with_buyer(settings()).await;
     ask_for_link(&app, &t.tenant_id, &customer).await;
     let token = token_of(&signin_links(&customer)[0]);
     let signin = format!("/portal/{}/signin", t.tenant_id);
@@ -365,11 +353,7 @@ async fn a_link_works_once_and_not_after_it_expired() {
 
 #[tokio::test]
 async fn a_sign_in_posted_from_another_site_is_refused_and_the_link_still_works() {
-    let stack = stack().await;
-    let app = portal_app(&stack, settings()).await;
-    let t = seed(&stack, Seed::default()).await;
-    let customer = buyer();
-    buy(&app, &t, &customer).await;
+    let (_stack, app, t, customer) = portal_with_buyer(settings()).await;
     ask_for_link(&app, &t.tenant_id, &customer).await;
     let token = token_of(&signin_links(&customer)[0]);
     let signin = format!("/portal/{}/signin", t.tenant_id);

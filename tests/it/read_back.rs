@@ -3,7 +3,7 @@
 //! Gumroad's records show it; the seller's token travels in a header, never in a URL.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-use crate::cli_support::{self, FakeGumroad, GOOD_TOKEN, ok_json_cmd};
+use crate::cli_support::{self, FakeGumroad, GOOD_TOKEN};
 use crate::common::*;
 use crate::sale_kinds::{tiered, with_tier};
 use keystead::app::App;
@@ -23,14 +23,7 @@ fn gumroad_sale(id: &str, email: &str) -> Value {
 /// The tiered tenant with read-back on, and the application reading `gumroad`.
 async fn reading_back(stack: &Stack, gumroad: &FakeGumroad) -> (Seeded, App) {
     let t = tiered(stack).await;
-    let set = ok_json_cmd(gumroad.keystead(GOOD_TOKEN).args([
-        "tenant",
-        "set",
-        &t.tenant_id,
-        "--verify-sales",
-        "on",
-    ]));
-    assert_eq!(set["verify_sales"], true);
+    gumroad.read_back_on(&t.tenant_id);
     (t, stack.app.clone().with_gumroad_api(&gumroad.url))
 }
 

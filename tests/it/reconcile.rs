@@ -2,7 +2,7 @@
 //! from Gumroad's sales API and mints each one no ping brought, exactly once, through the ping's path.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-use crate::cli_support::{FakeGumroad, GOOD_TOKEN, SALES_PAGE, ok_json_cmd};
+use crate::cli_support::{FakeGumroad, SALES_PAGE};
 use crate::common::*;
 use keystead::app::reconcile::reconcile_tenant;
 use keystead::domain::TenantId;
@@ -24,13 +24,7 @@ async fn sales_whose_pings_were_all_lost_are_minted_once_by_the_reconciliation()
     let t = seed(&stack, Seed::default()).await;
     let gumroad = FakeGumroad::start();
     // The seller's token, stored sealed (the reconciliation runs for tenants that have one).
-    ok_json_cmd(gumroad.keystead(GOOD_TOKEN).args([
-        "tenant",
-        "set",
-        &t.tenant_id,
-        "--verify-sales",
-        "on",
-    ]));
+    gumroad.read_back_on(&t.tenant_id);
     let app = stack.app.clone().with_gumroad_api(&gumroad.url);
     let tenant_id = TenantId::parse(&t.tenant_id).unwrap();
 

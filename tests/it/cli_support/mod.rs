@@ -297,6 +297,18 @@ impl FakeGumroad {
         }
     }
 
+    /// Turns read-back on for `tenant_id` with the good token (stored sealed), as `tenant set --verify-sales on`.
+    pub fn read_back_on(&self, tenant_id: &str) {
+        let set = ok_json_cmd(self.keystead(GOOD_TOKEN).args([
+            "tenant",
+            "set",
+            tenant_id,
+            "--verify-sales",
+            "on",
+        ]));
+        assert_eq!(set["verify_sales"], true);
+    }
+
     /// `keystead` pointed at this server with an access token.
     pub fn keystead(&self, access_token: &str) -> Command {
         let mut cmd = keystead();

@@ -16,6 +16,7 @@ pub mod deactivate;
 pub mod download;
 pub mod key_set;
 pub mod licenses;
+pub mod ping_budget;
 pub mod receive_ping;
 pub mod reconcile;
 pub mod record_sale;
@@ -49,6 +50,8 @@ pub struct App {
     /// With the WAF edge (`EdgeProtection=waf`), the secret CloudFront adds to every request it forwards
     /// (`KEYSTEAD_EDGE_SECRET`): a request without it did not come through the edge and is refused.
     pub edge_secret: Option<Arc<str>>,
+    /// Failed authentications per tenant in this process (`ping_budget`).
+    pub ping_budget: Arc<ping_budget::PingBudget>,
 }
 
 impl App {
@@ -86,6 +89,7 @@ impl App {
                 .filter(|url| !url.trim().is_empty())
                 .unwrap_or_else(|| crate::gumroad::readback::DEFAULT_API_URL.to_owned()),
             portal,
+            ping_budget: Arc::default(),
             edge_secret: std::env::var("KEYSTEAD_EDGE_SECRET")
                 .ok()
                 .filter(|secret| !secret.trim().is_empty())

@@ -48,6 +48,10 @@ pub enum PingFailure {
     /// Read-back is on and Gumroad does not confirm the sale or event: refused exactly like a wrong token.
     #[error("Gumroad does not confirm the ping ({0})")]
     Unconfirmed(&'static str),
+    /// The tenant's budget of failed authentications is used up and the token is not the one last read: a 503,
+    /// which Gumroad retries, without touching DynamoDB.
+    #[error("too many failed authentications for this tenant; retry later")]
+    Throttled,
     /// Read-back is on and Gumroad (or the sealed token) cannot be reached: retry later.
     #[error("sale read-back unavailable: {0}")]
     ReadBack(String),
@@ -64,6 +68,7 @@ impl PingFailure {
             Self::Sale(SaleError::EmailFailed(_)) => "email_failed",
             Self::Sale(SaleError::EmailOwed) => "email_pending",
             Self::Unconfirmed(_) => "unconfirmed",
+            Self::Throttled => "throttled",
             Self::ReadBack(_)
             | Self::Auth(AuthError::Unavailable(_))
             | Self::Sale(SaleError::Storage(_) | SaleError::Randomness(_)) => "unavailable",
@@ -102,7 +107,16 @@ async fn receive(
         None if Ping::names_seller(form) => Seller::Missing,
         None => Seller::NotCarried,
     };
-    let tenant = authenticate(app.store.as_ref(), tenant_id, token, seller).await?;
+    if app.ping_budget.exhausted(tenant_id) && !matches_last_read(app, tenant_id, token).await? {
+        return Err(PingFailure::Throttled);
+    }
+    let tenant = match authenticate(app.store.as_ref(), tenant_id, token, seller).await {
+        Err(AuthError::Invalid) => {
+            app.ping_budget.failed(tenant_id);
+            return Err(AuthError::Invalid.into());
+        }
+        other => other?,
+    };
 
     match ping {
         Ping::Test => Ok(Reply::Ignored("test")),
@@ -191,4 +205,27 @@ fn confirmed<T>(answer: ReadBack<T>) -> Result<T, PingFailure> {
         ReadBack::Refuted(why) => Err(PingFailure::Unconfirmed(why)),
         ReadBack::Unavailable(why) => Err(PingFailure::ReadBack(why)),
     }
+}
+
+/// Whether `token` is the tenant's as this process last read it (the cache: at most one read a minute, however
+/// many pings come). Only under a flood of failed authentications.
+async fn matches_last_read(
+    app: &App,
+    raw_tenant_id: &str,
+    token: Option<&str>,
+) -> Result<bool, PingFailure> {
+    let Ok(tenant_id) = crate::domain::TenantId::parse(raw_tenant_id) else {
+        return Ok(false);
+    };
+    let tenant = app
+        .tenants
+        .tenant(app.store.as_ref(), &tenant_id)
+        .await
+        .map_err(AuthError::Unavailable)?;
+    let (Some(tenant), Some(token)) = (tenant, token) else {
+        return Ok(false);
+    };
+    let presented = crate::domain::WebhookToken::from_string(token.to_owned()).hash();
+    Ok(crate::domain::TokenHash::from_hex(&tenant.token_hash)
+        .is_some_and(|stored| bool::from(presented.ct_matches(&stored))))
 }

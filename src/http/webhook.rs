@@ -57,7 +57,8 @@ impl IntoResponse for WebhookError {
                     | SaleError::EmailOwed
                     | SaleError::Randomness(_),
                 )
-                | PingFailure::ReadBack(_),
+                | PingFailure::ReadBack(_)
+                | PingFailure::Throttled,
             ) => return render::unavailable(),
         };
         render::error(status, &self.to_string())

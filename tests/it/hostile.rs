@@ -216,3 +216,58 @@ async fn license_bodies_that_are_not_json_objects_are_refused() {
         );
     }
 }
+
+/// Issue 24: a flood of pings with a wrong token at one tenant's URL costs a read each only until the tenant's
+/// budget of failed authentications is used up; past it, the junk gets a retryable 503 without touching DynamoDB,
+/// and a ping with the right token is served as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_tokens_costs_no_reads_past_the_budget_and_gumroad_gets_through() {
+    use keystead::app::ping_budget::FAILURES_PER_MINUTE;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let faults = faults::Faults::new();
+    let stack = faulty_stack(&faults).await;
+    let t = seed(&stack, Seed::default()).await;
+    let junk = || {
+        Ping::new(
+            &t.tenant_id,
+            Some("not-the-token-at-all"),
+            sale_body(&sale_id(), &buyer()),
+        )
+    };
+    for _ in 0..FAILURES_PER_MINUTE {
+        assert_eq!(send(&stack.app, &junk()).await.status, 400);
+    }
+    // The budget is used up: the next junk reads the tenant once (into the process's cache)...
+    let over = send(&stack.app, &junk()).await;
+    assert_eq!(
+        (over.status, over.body.as_str()),
+        (503, r#"{"error":"Temporarily unavailable"}"#)
+    );
+    // ...and from then on, no request of the function names the tenant.
+    let touched = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&touched);
+    faults.before(
+        &t.tenant_id,
+        Box::new(move || {
+            Box::pin(async move {
+                flag.store(true, Ordering::SeqCst);
+            })
+        }),
+    );
+    for _ in 0..200 {
+        assert_eq!(send(&stack.app, &junk()).await.status, 503);
+    }
+    assert!(
+        !touched.load(Ordering::SeqCst),
+        "the junk made a DynamoDB request"
+    );
+    // Gumroad's own ping, with the right token, in the middle of the flood.
+    let (sale, customer) = (sale_id(), buyer());
+    let real = send(
+        &stack.app,
+        &Ping::new(&t.tenant_id, Some(&t.token), sale_body(&sale, &customer)),
+    )
+    .await;
+    assert_eq!(real.status, 200, "{}", real.body);
+    assert_eq!(payments(&stack, &t.tenant_id).await.len(), 1);
+}

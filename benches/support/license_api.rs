@@ -328,7 +328,8 @@ pub async fn section(
             json!({"key": key, "machine_id": "bench-held"}),
         ),
     )
-    .await;
+    .await
+    .parts();
     assert!(
         lease_ok(status, &body),
         "bench: activate answered {status} {body}"
@@ -369,8 +370,9 @@ pub async fn section(
                 let event = (case.request)(i);
                 ddb_count.take();
                 let started = Instant::now();
-                let (status, body) = invoke(app, &event).await;
+                let answered = invoke(app, &event).await;
                 samples[slot].push(ms(started.elapsed()));
+                let (status, body) = answered.parts();
                 let (count, ops) = ddb_count.take();
                 requests[slot].0 += count;
                 for (op, c) in ops {

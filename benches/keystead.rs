@@ -917,7 +917,10 @@ async fn main() {
     let plain = DynamoStore::new(ddb.clone(), tables.clone());
     let store = plain
         .clone()
-        .with_key_cipher(Arc::new(keystead::portal::KeysAtRest::new(vault, plain)));
+        .with_key_cipher(Arc::new(keystead::portal::KeysAtRest::new(
+            keystead::portal::MacKeys::new(vault),
+            plain,
+        )));
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(SesMailer::new(ses.clone())),

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::files::Bucket;
 use crate::mail::Mailer;
-use crate::portal::{Portal, PortalSettings, WithDownloads};
+use crate::portal::{MacKeys, Portal, PortalSettings, WithDownloads};
 use crate::signing::{KeyVault, Keyring};
 use crate::storage::{Backend, TenantCache};
 use licenses::Checker;
@@ -70,7 +70,24 @@ impl App {
             aws_credential_types::provider::SharedCredentialsProvider,
         )>,
     ) -> Self {
-        let mut portal = Portal::new(Arc::clone(&vault), settings);
+        let keys = MacKeys::new(Arc::clone(&vault));
+        Self::with_portal_keys(store, mailer, vault, settings, files, keys)
+    }
+
+    /// The same, with the tenants' data keys opened through `keys` (the handle the store's `KeysAtRest` holds, so
+    /// a cold process opens each tenant's key once, not once for the portal and once for the keys at rest).
+    pub fn with_portal_keys(
+        store: Arc<dyn Backend>,
+        mailer: Arc<dyn Mailer>,
+        vault: Arc<dyn KeyVault>,
+        settings: PortalSettings,
+        files: Option<(
+            Bucket,
+            aws_credential_types::provider::SharedCredentialsProvider,
+        )>,
+        keys: MacKeys,
+    ) -> Self {
+        let mut portal = Portal::with_keys(keys, settings);
         portal.files = files;
         let portal = Arc::new(portal);
         // Key emails carry the product's download link when there is one.

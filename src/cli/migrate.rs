@@ -13,51 +13,44 @@ use crate::storage::TtlRemoval;
 pub enum MigrateCommand {
     /// Remove the DynamoDB TTL that keystead before this version set on licenses (30 days after their expiry)
     /// and on the markers of sales not seen yet. Run it once after deploying this version.
-    Ttl {
-        /// The tenant to migrate; `--all` for every tenant.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        tenant_id: Option<String>,
-        #[arg(long)]
-        all: bool,
-        /// Count what would change, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Ttl(Scope),
     /// Seal the license keys that keystead before this version stored in plaintext (under the stack's KMS key,
     /// as every key sold now is). Needs KEYSTEAD_SIGNING_KEY_ID. Run it once after deploying this version.
-    SealKeys {
-        /// The tenant to migrate; `--all` for every tenant.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        tenant_id: Option<String>,
-        #[arg(long)]
-        all: bool,
-        /// Count what would change, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    SealKeys(Scope),
 }
 
-/// The tenant named, or with `--all` every tenant.
-async fn tenants(
-    store: &crate::storage::DynamoStore,
+/// What a migration runs on: one tenant or `--all`, for real or `--dry-run`.
+#[derive(Debug, clap::Args)]
+pub struct Scope {
+    /// The tenant to migrate; `--all` for every tenant.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
     tenant_id: Option<String>,
+    #[arg(long)]
     all: bool,
-) -> Result<Vec<TenantId>, CliError> {
-    Ok(match tenant_id {
-        Some(id) if !all => vec![TenantId::parse(&id)?],
-        _ => store.tenant_ids().await?,
-    })
+    /// Count what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl Scope {
+    /// The tenant named, or with `--all` every tenant.
+    async fn tenants(
+        &self,
+        store: &crate::storage::DynamoStore,
+    ) -> Result<Vec<TenantId>, CliError> {
+        Ok(match &self.tenant_id {
+            Some(id) if !self.all => vec![TenantId::parse(id)?],
+            _ => store.tenant_ids().await?,
+        })
+    }
 }
 
 pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliError> {
     match command {
-        MigrateCommand::Ttl {
-            tenant_id,
-            all,
-            dry_run,
-        } => {
+        MigrateCommand::Ttl(scope) => {
+            let dry_run = scope.dry_run;
             let store = super::store().await?;
-            let tenants = tenants(&store, tenant_id, all).await?;
+            let tenants = scope.tenants(&store).await?;
             let mut total = TtlRemoval::default();
             let mut per_tenant = Vec::new();
             for tenant_id in &tenants {
@@ -85,13 +78,10 @@ pub async fn run(command: MigrateCommand, out: &mut Output) -> Result<(), CliErr
             }));
             Ok(())
         }
-        MigrateCommand::SealKeys {
-            tenant_id,
-            all,
-            dry_run,
-        } => {
+        MigrateCommand::SealKeys(scope) => {
+            let dry_run = scope.dry_run;
             let store = super::store().await?;
-            let tenants = tenants(&store, tenant_id, all).await?;
+            let tenants = scope.tenants(&store).await?;
             let mut total = 0;
             let mut per_tenant = Vec::new();
             for tenant_id in &tenants {

@@ -13,6 +13,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::app::App;
 use crate::mail::SesMailer;
+use crate::portal::{KeysAtRest, MacKeys};
 use crate::signing::KmsVault;
 use crate::storage::{DynamoStore, Tables};
 
@@ -93,14 +94,17 @@ pub fn function_http_client(roots: Option<&str>) -> Result<SharedHttpClient, Str
 /// The store, sealing license keys at rest under the stack's KMS key when `KEYSTEAD_SIGNING_KEY_ID` names it (the
 /// function always has it; without it, a CLI command that reads a sealed key says which variable to set).
 pub fn dynamo_store(sdk: &SdkConfig, tables: Tables) -> DynamoStore {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables);
     match kms_vault(sdk) {
-        Ok(vault) => {
-            let keys = crate::portal::KeysAtRest::new(Arc::new(vault), store.clone());
-            store.with_key_cipher(Arc::new(keys))
-        }
-        Err(_) => store,
+        Ok(vault) => sealing_store(sdk, tables, MacKeys::new(Arc::new(vault))),
+        Err(_) => DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables),
     }
+}
+
+/// The store sealing license keys with the data keys `keys` opens.
+pub fn sealing_store(sdk: &SdkConfig, tables: Tables, keys: MacKeys) -> DynamoStore {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables);
+    let sealing = KeysAtRest::new(keys, store.clone());
+    store.with_key_cipher(Arc::new(sealing))
 }
 
 pub fn ses_mailer(sdk: &SdkConfig) -> SesMailer {
@@ -125,12 +129,16 @@ pub fn kms_vault(sdk: &SdkConfig) -> Result<KmsVault, String> {
 pub async fn app_from_env() -> Result<App, String> {
     let tables = Tables::from_env()?;
     let sdk = function_aws().await?;
-    Ok(App::with_portal(
-        Arc::new(dynamo_store(&sdk, tables)),
+    let vault: Arc<dyn crate::signing::KeyVault> = Arc::new(kms_vault(&sdk)?);
+    // One cache of the tenants' data keys for the keys at rest and the portal.
+    let keys = MacKeys::new(Arc::clone(&vault));
+    Ok(App::with_portal_keys(
+        Arc::new(sealing_store(&sdk, tables, keys.clone())),
         Arc::new(ses_mailer(&sdk)),
-        Arc::new(kms_vault(&sdk)?),
+        vault,
         crate::portal::PortalSettings::default(),
         files(&sdk),
+        keys,
     ))
 }
 

@@ -13,7 +13,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::PortalError;
 use super::tokens::MacKeys;
 use crate::domain::{KeyHash, TenantId, random_bytes};
-use crate::signing::KeyVault;
 use crate::storage::{DynamoStore, KeyCipher, StoreError};
 
 /// The purpose the sealing key is derived under (never a tag's purpose).
@@ -28,11 +27,10 @@ pub struct KeysAtRest {
 }
 
 impl KeysAtRest {
-    pub fn new(vault: std::sync::Arc<dyn KeyVault>, store: DynamoStore) -> Self {
-        Self {
-            keys: MacKeys::new(vault),
-            store,
-        }
+    /// Sealing with the data keys `keys` opens (share the portal's handle: one KMS `Decrypt` per tenant serves
+    /// both), read from and stored in `store`.
+    pub fn new(keys: MacKeys, store: DynamoStore) -> Self {
+        Self { keys, store }
     }
 
     async fn cipher(&self, tenant_id: &TenantId) -> Result<Aes256Gcm, StoreError> {

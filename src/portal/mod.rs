@@ -92,8 +92,13 @@ pub struct Portal {
 
 impl Portal {
     pub fn new(vault: Arc<dyn KeyVault>, settings: PortalSettings) -> Self {
+        Self::with_keys(MacKeys::new(vault), settings)
+    }
+
+    /// The portal over an existing cache of the tenants' data keys (shared with the store's `KeysAtRest`).
+    pub fn with_keys(keys: MacKeys, settings: PortalSettings) -> Self {
         Self {
-            keys: MacKeys::new(vault),
+            keys,
             settings,
             files: None,
             seen_base: Mutex::new(None),

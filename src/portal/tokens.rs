@@ -89,17 +89,19 @@ impl MacKey {
     }
 }
 
-/// The portal MAC keys this process has opened, by tenant.
+/// The tenants' data keys this process has opened, by tenant: a handle, cloned to share one cache (the portal's
+/// tags and the license keys at rest come from the same key, opened once).
+#[derive(Clone)]
 pub struct MacKeys {
     vault: Arc<dyn KeyVault>,
-    opened: Mutex<HashMap<TenantId, Arc<MacKey>>>,
+    opened: Arc<Mutex<HashMap<TenantId, Arc<MacKey>>>>,
 }
 
 impl MacKeys {
     pub fn new(vault: Arc<dyn KeyVault>) -> Self {
         Self {
             vault,
-            opened: Mutex::new(HashMap::new()),
+            opened: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 

@@ -83,6 +83,18 @@ async fn ping(stack: &Stack, t: &Seeded, body: String) -> Reply {
     send(&stack.app, &Ping::new(&t.tenant_id, Some(&t.token), body)).await
 }
 
+/// What validate answers for `key`, asked as the app of the tiered product (`myapp`).
+async fn validated(stack: &Stack, t: &Seeded, key: &str) -> serde_json::Value {
+    api(
+        stack,
+        &t.tenant_id,
+        "validate",
+        json!({"key": key, "product_id": "myapp"}),
+    )
+    .await
+    .json()
+}
+
 pub(crate) fn with_tier(body: String, tier: &str) -> String {
     body.replace(
         "variants%5BTier%5D=Pro",
@@ -356,14 +368,7 @@ async fn an_upgrade_moves_the_same_key_at_once_and_replays_are_duplicates() {
     assert!(!reply.body.contains(key.as_str()), "{}", reply.body);
 
     // The same key now validates for the new tier.
-    let validated = api(
-        &stack,
-        &t.tenant_id,
-        "validate",
-        json!({"key": key, "product_id": "myapp"}),
-    )
-    .await
-    .json();
+    let validated = validated(&stack, &t, &key).await;
     assert_eq!(validated["product_id"], "studio");
     assert_eq!(validated["activation_limit"], 50);
     assert_eq!(
@@ -407,14 +412,7 @@ async fn a_downgrade_waits_for_effective_as_of_and_then_applies_on_its_own() {
     assert_eq!(reply.json()["license"]["product_id"], "studio", "not yet");
     assert_eq!(reply.json()["pending_change"]["product_id"], "team");
 
-    let before = api(
-        &stack,
-        &t.tenant_id,
-        "validate",
-        json!({"key": key, "product_id": "myapp"}),
-    )
-    .await
-    .json();
+    let before = validated(&stack, &t, &key).await;
     assert_eq!(before["product_id"], "studio");
     assert_eq!(before["activation_limit"], 25);
     assert_eq!(before["entitlements"], json!(["export", "sync", "render"]));

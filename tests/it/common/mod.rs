@@ -142,7 +142,10 @@ pub async fn faulty_store(faults: &faults::Faults) -> DynamoStore {
     // Keys sealed at rest, as the function's store does.
     let store = DynamoStore::new(ddb, tables);
     let vault = keystead::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"));
-    let keys = keystead::portal::KeysAtRest::new(Arc::new(vault), store.clone());
+    let keys = keystead::portal::KeysAtRest::new(
+        keystead::portal::MacKeys::new(Arc::new(vault)),
+        store.clone(),
+    );
     store.with_key_cipher(Arc::new(keys))
 }
 

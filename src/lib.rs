@@ -11,6 +11,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod deadline;
+#[cfg(feature = "dispatch")]
+pub mod dispatch;
 pub mod domain;
 pub mod files;
 pub mod gumroad;

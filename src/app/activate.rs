@@ -92,7 +92,7 @@ pub async fn activate(
             }
         }
         let mut result = store
-            .activate(tenant_id, key_hash, &activation, &rfc3339(now), &budget)
+            .activate(&found.license, &activation, &rfc3339(now), &budget)
             .await?;
         if result == ActivateResult::LimitReached && seat_until.is_some() {
             result = reclaim(store, &found.license, &activation, now, &budget).await?;
@@ -151,13 +151,7 @@ async fn reclaim(
         if current.activations < current.activation_limit {
             // Someone else's reclaim left a seat free: take it the ordinary way.
             match store
-                .activate(
-                    &license.tenant_id,
-                    &license.key_hash,
-                    activation,
-                    &rfc3339(now),
-                    budget,
-                )
+                .activate(&current, activation, &rfc3339(now), budget)
                 .await?
             {
                 ActivateResult::LimitReached => continue,

@@ -143,16 +143,11 @@ pub async fn act(
             if machine_id.is_empty() {
                 return Ok(Notice::Refused);
             }
-            Ok(
-                if store
-                    .deactivate(&tenant.tenant_id, &license.key_hash, machine_id)
-                    .await?
-                {
-                    Notice::SeatFreed
-                } else {
-                    Notice::SeatAlreadyFree
-                },
-            )
+            Ok(if store.deactivate(license, machine_id).await? {
+                Notice::SeatFreed
+            } else {
+                Notice::SeatAlreadyFree
+            })
         }
         BuyerAction::Replace { confirmed } => {
             if !confirmed

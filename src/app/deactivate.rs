@@ -17,10 +17,7 @@ pub async fn deactivate(
     let machine = machine_id(request.machine_id.as_deref())?;
     let found = find_with_tenant(checker, tenant, request).await?;
     let license = &found.license;
-    let deactivated = checker
-        .store
-        .deactivate(&found.tenant.tenant_id, &license.key_hash, &machine)
-        .await?;
+    let deactivated = checker.store.deactivate(license, &machine).await?;
     let activations = if deactivated {
         license.activations.saturating_sub(1)
     } else {

@@ -301,6 +301,7 @@ fn mint(
         product_name: product.name.clone(),
         key,
         key_hash: key_hash.clone(),
+        key_display: None,
         // Status, expiry, flags and plan are derived from the sale's facts below.
         status: LicenseStatus::Active,
         activation_limit: seats(product.activation_limit, order.quantity),

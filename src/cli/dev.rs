@@ -37,6 +37,69 @@ pub enum DevCommand {
         #[arg(long, default_value = "keystead-local-files")]
         name: String,
     },
+    /// Create the webhook delivery queue and its dead-letter queue (SQS, moto's locally) as template.yaml's
+    /// WebhookQueue, and print the `export` lines for their URLs.
+    CreateQueues {
+        #[arg(long, default_value = "template.yaml")]
+        template: String,
+        /// Local queue names are `<prefix>-webhooks` and `<prefix>-webhooks-dlq`.
+        #[arg(long, default_value = "keystead")]
+        prefix: String,
+    },
+    /// Run the webhook dispatcher until stopped: the events table's stream (DynamoDB Local) fanned out to the
+    /// delivery queue, and the queue's jobs delivered (the same code as the deployed keystead-dispatch).
+    Dispatch,
+}
+
+/// What a local copy of the template's WebhookQueue needs: its visibility timeout and its redrive's receive count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QueueSpec {
+    visibility_timeout: i64,
+    max_receive_count: i64,
+}
+
+fn webhook_queue_spec(template: &str) -> Result<QueueSpec, String> {
+    let doc: Value =
+        serde_yaml_ng::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let resources = template_resources(&doc)?;
+    let props = resources
+        .get("WebhookQueue")
+        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::SQS::Queue"))
+        .and_then(|r| r.get("Properties"))
+        .ok_or("template.yaml has no WebhookQueue (AWS::SQS::Queue) with Properties")?;
+    let number = |value: Option<&Value>, what: &str| {
+        value
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("template.yaml: WebhookQueue has no {what}"))
+    };
+    Ok(QueueSpec {
+        visibility_timeout: number(props.get("VisibilityTimeout"), "VisibilityTimeout")?,
+        max_receive_count: number(
+            props
+                .get("RedrivePolicy")
+                .and_then(|r| r.get("maxReceiveCount")),
+            "RedrivePolicy.maxReceiveCount",
+        )?,
+    })
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: Vec<(aws_sdk_sqs::types::QueueAttributeName, String)>,
+) -> Result<String, CliError> {
+    let mut create = client.create_queue().queue_name(name);
+    for (key, value) in attributes {
+        create = create.attributes(key, value);
+    }
+    let created = create
+        .send()
+        .await
+        .map_err(|e| aws_error("SQS CreateQueue", &e))?;
+    created
+        .queue_url()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Aws("SQS CreateQueue: no queue URL".to_owned()))
 }
 
 /// The settings of the template's bucket for product files that a local copy reproduces.
@@ -308,6 +371,51 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
             let var = crate::files::Bucket::ENV;
             out.line(format!("export {var}={name}"));
             out.document(serde_json::json!({ var: name, "template_bucket": spec.logical_id }));
+        }
+        DevCommand::CreateQueues { template, prefix } => {
+            use aws_sdk_sqs::types::QueueAttributeName as Attr;
+            let text = std::fs::read_to_string(&template)
+                .map_err(|e| CliError::Config(format!("cannot read {template}: {e}")))?;
+            let spec = webhook_queue_spec(&text).map_err(CliError::Config)?;
+            let sdk = local_aws().await;
+            let client = aws_sdk_sqs::Client::new(&sdk);
+            let dlq = create_queue(&client, &format!("{prefix}-webhooks-dlq"), Vec::new()).await?;
+            let dlq_arn = client
+                .get_queue_attributes()
+                .queue_url(&dlq)
+                .attribute_names(Attr::QueueArn)
+                .send()
+                .await
+                .map_err(|e| aws_error("SQS GetQueueAttributes", &e))?
+                .attributes()
+                .and_then(|a| a.get(&Attr::QueueArn).cloned())
+                .ok_or_else(|| CliError::Aws("SQS GetQueueAttributes: no QueueArn".to_owned()))?;
+            let redrive = serde_json::json!({
+                "deadLetterTargetArn": dlq_arn,
+                "maxReceiveCount": spec.max_receive_count,
+            });
+            let queue = create_queue(
+                &client,
+                &format!("{prefix}-webhooks"),
+                vec![
+                    (Attr::VisibilityTimeout, spec.visibility_timeout.to_string()),
+                    (Attr::RedrivePolicy, redrive.to_string()),
+                ],
+            )
+            .await?;
+            let (queue_var, dlq_var) = (
+                crate::dispatch::queue::Queue::URL_ENV,
+                crate::dispatch::queue::Queue::DLQ_URL_ENV,
+            );
+            out.line(format!("export {queue_var}={queue}"));
+            out.line(format!("export {dlq_var}={dlq}"));
+            out.document(serde_json::json!({ queue_var: queue, dlq_var: dlq }));
+        }
+        DevCommand::Dispatch => {
+            let (sdk, tables) = super::configured().await?;
+            let events = tables.events.clone();
+            let dispatcher = crate::config::dispatcher(&sdk, tables).map_err(CliError::Config)?;
+            super::dev_dispatch::run(std::sync::Arc::new(dispatcher), &sdk, &events).await?;
         }
         DevCommand::VerifySender { email } => {
             let email = crate::domain::Email::parse(&email)?;

@@ -162,6 +162,7 @@ pub async fn run(args: DoctorArgs, out: &mut Output) -> Result<(), CliError> {
     if let (Some(tenant), Some(store)) = (&tenant, &store) {
         check_gumroad(tenant, api_url.as_deref(), &mut list);
         check_emails(store, tenant, since, &mut list).await;
+        check_webhooks(store, tenant, &mut list).await;
     }
 
     print(&list, tenant_id.as_ref(), &region, out);
@@ -209,6 +210,70 @@ fn print(list: &Checklist, tenant_id: Option<&TenantId>, region: &str, out: &mut
         "ok": count(Status::Fail) == 0,
         "checks": list.checks,
     }));
+}
+
+/// The tenant's webhook endpoints: a warning for each one failing, a failure for each one disabled (its 410).
+async fn check_webhooks(store: &DynamoStore, tenant: &Tenant, list: &mut Checklist) {
+    use crate::domain::webhook::EndpointStatus;
+    let endpoints = match store.endpoints(&tenant.tenant_id).await {
+        Ok(endpoints) => endpoints,
+        Err(err) => {
+            list.fail(
+                "webhooks",
+                format!("reading the endpoints failed: {err}"),
+                AWS_FIX,
+            );
+            return;
+        }
+    };
+    if endpoints.is_empty() {
+        list.ok("webhooks", "no webhook endpoints");
+        return;
+    }
+    let disabled: Vec<String> = endpoints
+        .iter()
+        .filter(|e| e.status == EndpointStatus::Disabled)
+        .map(|e| {
+            format!(
+                "{} ({}) disabled: {}",
+                e.endpoint_id,
+                e.url,
+                e.disabled_reason.as_deref().unwrap_or("by its answer")
+            )
+        })
+        .collect();
+    let failing: Vec<String> = endpoints
+        .iter()
+        .filter(|e| e.status == EndpointStatus::Enabled)
+        .filter_map(|e| {
+            let since = e.failing_since.as_ref()?;
+            Some(format!(
+                "{} ({}) failing since {since}: {}",
+                e.endpoint_id,
+                e.url,
+                e.last_error.as_deref().unwrap_or_default()
+            ))
+        })
+        .collect();
+    if !disabled.is_empty() {
+        list.fail(
+            "webhooks",
+            disabled.join("; "),
+            "fix the receiver, then `keystead webhook remove <endpoint>` and `webhook add` it again; `keystead webhook replay --since <time> --endpoint <new>` sends what it missed",
+        );
+    } else if !failing.is_empty() {
+        list.add(
+            "webhooks",
+            Status::Warn,
+            failing.join("; "),
+            vec!["deliveries are retried for three days; `keystead webhook deliveries <endpoint> --failed` shows each attempt".to_owned()],
+        );
+    } else {
+        list.ok(
+            "webhooks",
+            format!("{} endpoint(s), all delivering", endpoints.len()),
+        );
+    }
 }
 
 /// Each table exists, is active and has TTL on `ttl` (without it, expired records are never deleted).

@@ -166,10 +166,7 @@ pub async fn run(command: LicenseCommand, out: &mut Output) -> Result<(), CliErr
             let store = store().await?;
             load(&store, &tenant_id).await?;
             let license = find(&store, &tenant_id, &key).await?;
-            if !store
-                .deactivate(&tenant_id, &license.key_hash, &machine_id)
-                .await?
-            {
+            if !store.deactivate(&license, &machine_id).await? {
                 return Err(CliError::NotFound(format!(
                     "machine '{machine_id}' holds no seat of this license"
                 )));

@@ -2,6 +2,7 @@
 //! prints a short human answer, or exactly one JSON document with `--json`; failures are one line on stderr.
 
 mod dev;
+mod dev_dispatch;
 mod doctor;
 mod gumroad;
 mod gumroad_api;
@@ -14,6 +15,7 @@ mod product_file;
 mod s3;
 mod ses;
 mod tenant;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -64,9 +66,50 @@ pub enum Command {
     /// One-off changes to stored records that an upgrade needs (each safe to run again).
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
+    /// Signed outbound webhooks: endpoints, secrets, deliveries, replays.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
+    /// What happened to a tenant's licenses and who did it, newest first.
+    Audit(webhook::AuditArgs),
     /// Local development helpers used by infra/local/up and the tests.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+}
+
+/// The tenant and the name of a seller's command that changes a tenant or its products, for the audit log (the
+/// commands that change licenses record their own events, the webhook commands theirs).
+fn seller_action(command: &Command) -> Option<(String, &'static str)> {
+    use product::ProductCommand as P;
+    use tenant::TenantCommand as T;
+    Some(match command {
+        Command::Tenant(T::Create { tenant_id, .. }) => (tenant_id.clone(), "tenant create"),
+        Command::Tenant(T::RotateToken { tenant_id, .. }) => {
+            (tenant_id.clone(), "tenant rotate-token")
+        }
+        Command::Tenant(T::RotateSigningKey { tenant_id, .. }) => {
+            (tenant_id.clone(), "tenant rotate-signing-key")
+        }
+        Command::Tenant(T::Suspend { tenant_id }) => (tenant_id.clone(), "tenant suspend"),
+        Command::Tenant(T::Resume { tenant_id }) => (tenant_id.clone(), "tenant resume"),
+        Command::Tenant(T::Set { tenant_id, .. }) => (tenant_id.clone(), "tenant set"),
+        Command::Product(P::Create { tenant_id, .. }) => (tenant_id.clone(), "product create"),
+        Command::Product(P::Set { tenant_id, .. }) => (tenant_id.clone(), "product set"),
+        Command::Product(P::Delete { tenant_id, .. }) => (tenant_id.clone(), "product delete"),
+        Command::Product(P::Map { tenant_id, .. }) => (tenant_id.clone(), "product map"),
+        Command::Product(P::Unmap { tenant_id, .. }) => (tenant_id.clone(), "product unmap"),
+        Command::Product(P::File { tenant_id, .. }) => (tenant_id.clone(), "product file"),
+        _ => return None,
+    })
+}
+
+/// The command line as the audit log keeps it: its arguments after the command's two words (none of these
+/// commands takes a secret on the command line: tokens come from the environment).
+fn audited_arguments() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--json")
+        .skip(2)
+        .collect()
 }
 
 /// A failure, shown to the seller as one line. Each kind has its own exit code (documented in the README).
@@ -202,10 +245,60 @@ pub(crate) async fn configured() -> Result<(aws_config::SdkConfig, Tables), CliE
     Ok((crate::config::aws().await, tables))
 }
 
+/// The seller running the CLI, as AWS knows them (STS `GetCallerIdentity`), named on every event the CLI's writes
+/// record in the audit log. Asked once, and only when a command writes an event.
+struct CallerIdentity {
+    sdk: aws_config::SdkConfig,
+    name: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl crate::storage::Actor for CallerIdentity {
+    async fn name(&self) -> String {
+        if let Some(name) = self.name.lock().ok().and_then(|n| n.clone()) {
+            return name;
+        }
+        let config = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
+        let name = match aws_sdk_sts::Client::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+        {
+            Ok(who) => who.arn().unwrap_or("unknown principal").to_owned(),
+            Err(err) => {
+                let detail = aws_sdk_sts::error::DisplayErrorContext(&err).to_string();
+                format!(
+                    "unknown principal (STS: {})",
+                    first_line(without_debug(&detail))
+                )
+            }
+        };
+        if let Ok(mut cached) = self.name.lock() {
+            *cached = Some(name.clone());
+        }
+        name
+    }
+}
+
+/// The store the CLI administers from `sdk`, naming the seller's principal on the events it writes.
+pub(crate) fn seller_store(sdk: &aws_config::SdkConfig, tables: Tables) -> DynamoStore {
+    let actor = CallerIdentity {
+        sdk: sdk.clone(),
+        name: std::sync::Mutex::new(None),
+    };
+    crate::config::dynamo_store(sdk, tables).with_actor(Arc::new(actor))
+}
+
 /// The store the CLI administers.
 pub(crate) async fn store() -> Result<DynamoStore, CliError> {
     let (sdk, tables) = configured().await?;
-    Ok(crate::config::dynamo_store(&sdk, tables))
+    Ok(seller_store(&sdk, tables))
 }
 
 /// The store and the KMS key that seals signing keys, for commands that make a tenant's signing key, and the SDK
@@ -214,7 +307,7 @@ pub(crate) async fn keyed_store()
 -> Result<(DynamoStore, crate::signing::KmsVault, aws_config::SdkConfig), CliError> {
     let (sdk, tables) = configured().await?;
     let vault = crate::config::kms_vault(&sdk).map_err(CliError::Config)?;
-    Ok((crate::config::dynamo_store(&sdk, tables), vault, sdk))
+    Ok((seller_store(&sdk, tables), vault, sdk))
 }
 
 /// The store and the mailer, from one SDK configuration, for commands that send key emails. When the stack's
@@ -222,7 +315,7 @@ pub(crate) async fn keyed_store()
 /// download link as the function's do.
 pub(crate) async fn clients() -> Result<(DynamoStore, Arc<dyn Mailer>), CliError> {
     let (sdk, tables) = configured().await?;
-    let store = crate::config::dynamo_store(&sdk, tables);
+    let store = seller_store(&sdk, tables);
     let ses: Arc<dyn Mailer> = Arc::new(crate::mail::SesMailer::with_timeout(
         aws_sdk_ses::config::Builder::from(&sdk),
         std::time::Duration::from_secs(10),
@@ -321,6 +414,24 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
+    let action = seller_action(&command);
+    run_command(command, out).await?;
+    if let Some((tenant_id, name)) = action {
+        // The command is done: a failure to log it is reported, not turned into the command's failure.
+        let logged = async {
+            let tenant_id = crate::domain::TenantId::parse(&tenant_id)?;
+            let store = store().await?;
+            let details = serde_json::json!({"arguments": audited_arguments()});
+            webhook::seller_command(&store, &tenant_id, name, details).await
+        };
+        if let Err(err) = logged.await {
+            eprintln!("keystead: warning: the audit log did not record `{name}`: {err}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_command(command: Command, out: &mut Output) -> Result<(), CliError> {
     match command {
         Command::Tenant(cmd) => tenant::run(cmd, out).await,
         Command::Product(cmd) => product::run(cmd, out).await,
@@ -329,6 +440,8 @@ async fn run(command: Command, out: &mut Output) -> Result<(), CliError> {
         Command::Ses(cmd) => ses::run(cmd, out).await,
         Command::Doctor(args) => doctor::run(args, out).await,
         Command::Migrate(cmd) => migrate::run(cmd, out).await,
+        Command::Webhook(cmd) => webhook::run(cmd, out).await,
+        Command::Audit(args) => webhook::audit(args, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
     }
 }

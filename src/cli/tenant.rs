@@ -337,7 +337,7 @@ pub async fn run(command: TenantCommand, out: &mut Output) -> Result<(), CliErro
                 ));
             }
             let (sdk, tables) = configured().await?;
-            let store = crate::config::dynamo_store(&sdk, tables);
+            let store = super::seller_store(&sdk, tables);
             if let Some(sender) = sender.as_ref().filter(|_| !skip_ses_check) {
                 // An unknown tenant is named as such, not as an unverified sender.
                 load(&store, &tenant_id).await?;

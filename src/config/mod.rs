@@ -142,6 +142,30 @@ pub async fn app_from_env() -> Result<App, String> {
     ))
 }
 
+/// The webhook dispatcher (`keystead-dispatch`, `keystead dev dispatch`) from the environment: the tables, the KMS
+/// key that seals webhook secrets, the delivery queues, and whether loopback targets are allowed (local mode).
+#[cfg(feature = "dispatch")]
+pub fn dispatcher(sdk: &SdkConfig, tables: Tables) -> Result<crate::dispatch::Dispatcher, String> {
+    use crate::dispatch::{Dispatcher, queue::Queue, target};
+    let vault: Arc<dyn crate::signing::KeyVault> = Arc::new(kms_vault(sdk)?);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables);
+    let queue = Queue::from_env(aws_sdk_sqs::Client::new(sdk))?;
+    Ok(Dispatcher::new(
+        store,
+        vault,
+        queue,
+        target::loopback_allowed_by_env(),
+    ))
+}
+
+/// The dispatcher function's own: the function's AWS set-up, then `dispatcher`.
+#[cfg(feature = "dispatch")]
+pub async fn dispatcher_from_env() -> Result<crate::dispatch::Dispatcher, String> {
+    let tables = Tables::from_env()?;
+    let sdk = function_aws().await?;
+    dispatcher(&sdk, tables)
+}
+
 /// The bucket of product files (`KEYSTEAD_FILES_BUCKET`) and the credentials downloads are presigned with;
 /// `None` without a bucket (downloads are off).
 pub fn files(

@@ -86,6 +86,20 @@ impl LicenseKey {
     pub fn hash(&self) -> KeyHash {
         KeyHash::from_stored(sha256_hex(&self.0))
     }
+
+    /// The key as it may be shown where the key itself must not be (webhook payloads, the audit log): its first
+    /// group and its last four characters, `MYAPP-…-7QXZ`. Too little to use, enough for a buyer to recognise.
+    pub fn display(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() < 12 {
+            return "…".to_owned();
+        }
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        match self.0.split_once('-') {
+            Some((head, _)) if head.chars().count() <= 12 => format!("{head}-…-{tail}"),
+            _ => format!("…{tail}"),
+        }
+    }
 }
 
 impl fmt::Debug for LicenseKey {

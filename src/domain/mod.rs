@@ -1,6 +1,7 @@
 //! The license domain: the typed values every other part speaks in (tenants, products, permalinks, sales,
 //! licenses and their keys). Strings are parsed into these once, at the edge, and never re-checked.
 
+pub mod audit;
 mod facts;
 mod files;
 mod gumroad;
@@ -8,6 +9,7 @@ mod ids;
 mod key;
 mod records;
 mod tiers;
+pub mod webhook;
 
 pub use facts::{Derived, Fact, FactKind, PlanRequest, derive, in_order};
 pub use files::ProductFile;

@@ -376,6 +376,10 @@ pub struct License {
     pub product_name: String,
     pub key: LicenseKey,
     pub key_hash: KeyHash,
+    /// The key's display form (`LicenseKey::display`), stored beside a sealed key so that events about a license
+    /// read for a check (its key left sealed) can still name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_display: Option<String>,
     pub status: LicenseStatus,
     pub activation_limit: u32,
     #[serde(default)]
@@ -448,6 +452,15 @@ fn one() -> u32 {
 }
 
 impl License {
+    /// The key's display form: from the key when it is open, else as stored beside the sealed key.
+    pub fn shown_key(&self) -> Option<String> {
+        if self.key.expose().is_empty() {
+            self.key_display.clone()
+        } else {
+            Some(self.key.display())
+        }
+    }
+
     /// The license's facts; for a license made before facts were kept, the facts its stored state implies.
     pub fn known_facts(&self) -> Vec<Fact> {
         if !self.facts.is_empty() {

@@ -136,6 +136,7 @@ mod tests {
             product_name: product_name.into(),
             key: LicenseKey::from_string("ACME-AAAAA-BBBBB-CCCCC-DDDDD-EEEEE-FFFFF".into()),
             key_hash: crate::domain::KeyHash::from_stored(""),
+            key_display: None,
             status: LicenseStatus::Active,
             activation_limit: 3,
             activations: 0,

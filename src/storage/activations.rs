@@ -76,8 +76,7 @@ pub trait ActivationStore: Store {
     /// seat is within `budget`.
     async fn activate(
         &self,
-        tenant_id: &TenantId,
-        key_hash: &KeyHash,
+        license: &License,
         activation: &Activation,
         now: &str,
         budget: &SeatBudget,
@@ -123,12 +122,7 @@ pub trait ActivationStore: Store {
     ) -> Result<bool, StoreError>;
 
     /// Frees the machine's seat; `false` when it held none.
-    async fn deactivate(
-        &self,
-        tenant_id: &TenantId,
-        key_hash: &KeyHash,
-        machine_id: &str,
-    ) -> Result<bool, StoreError>;
+    async fn deactivate(&self, license: &License, machine_id: &str) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -175,12 +169,12 @@ impl ActivationStore for DynamoStore {
 
     async fn activate(
         &self,
-        tenant_id: &TenantId,
-        key_hash: &KeyHash,
+        license: &License,
         activation: &Activation,
         now: &str,
         budget: &SeatBudget,
     ) -> Result<ActivateResult, StoreError> {
+        let (tenant_id, key_hash) = (&license.tenant_id, &license.key_hash);
         let tenant = tenant_id.as_str();
         let record = to_item(
             activation,
@@ -207,11 +201,17 @@ impl ActivationStore for DynamoStore {
             )
             .build()
             .map_err(corrupt)?;
-        let items = vec![
+        let mut items = vec![
             self.put_if_new(&self.tables.licenses, record, "sk")?,
             TransactWriteItem::builder().update(seat).build(),
             self.budget_item(tenant_id, budget)?,
         ];
+        items.extend(
+            self.event_items(tenant_id, |events| {
+                events.machine(license, &activation.machine_id, true)
+            })
+            .await?,
+        );
         let Some(reasons) = self.transact(items).await? else {
             let license = self.get_license(tenant_id, key_hash).await?;
             return Ok(ActivateResult::Activated {
@@ -385,6 +385,15 @@ impl ActivationStore for DynamoStore {
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().delete(free).build());
         }
+        items.extend(
+            self.event_items(&license.tenant_id, |events| {
+                for machine in expired {
+                    events.machine(license, machine, false)?;
+                }
+                events.machine(license, &activation.machine_id, true)
+            })
+            .await?,
+        );
         let Some(reasons) = self.transact(items).await? else {
             let license = self.get_license(&license.tenant_id, key_hash).await?;
             return Ok(Some(ActivateResult::Activated {
@@ -414,7 +423,15 @@ impl ActivationStore for DynamoStore {
             .expression_attribute_values(":pid", s(change.product_id.as_str()))
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let items = vec![TransactWriteItem::builder().update(update).build()];
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        let mut after = license.clone();
+        after.apply_plan(change);
+        items.extend(
+            self.event_items(&license.tenant_id, |events| {
+                events.license_changed(Some(license), &after)
+            })
+            .await?,
+        );
         match self.transact(items).await? {
             None => Ok(true),
             Some(reasons) if reasons.failed(0) => Ok(false),
@@ -422,12 +439,8 @@ impl ActivationStore for DynamoStore {
         }
     }
 
-    async fn deactivate(
-        &self,
-        tenant_id: &TenantId,
-        key_hash: &KeyHash,
-        machine_id: &str,
-    ) -> Result<bool, StoreError> {
+    async fn deactivate(&self, license: &License, machine_id: &str) -> Result<bool, StoreError> {
+        let (tenant_id, key_hash) = (&license.tenant_id, &license.key_hash);
         let tenant = tenant_id.as_str();
         let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
         let delete = Delete::builder()
@@ -447,10 +460,16 @@ impl ActivationStore for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .build()
             .map_err(corrupt)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().update(free).build(),
         ];
+        items.extend(
+            self.event_items(tenant_id, |events| {
+                events.machine(license, machine_id, false)
+            })
+            .await?,
+        );
         match self.transact(items).await? {
             None => Ok(true),
             Some(reasons) if reasons.failed(0) => Ok(false),

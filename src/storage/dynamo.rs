@@ -83,6 +83,8 @@ pub struct DynamoStore {
     pub(crate) tables: Tables,
     /// Seals license keys at rest; without one (tests, the bench) keys are stored as they are.
     pub(crate) cipher: Option<Arc<dyn KeyCipher>>,
+    /// The seller's AWS principal, named on the events the CLI's writes record (`with_actor`).
+    pub(crate) actor: Option<Arc<dyn super::Actor>>,
 }
 
 /// The attribute a sealed license key is stored in (the plaintext `key` attribute is then absent).
@@ -94,6 +96,7 @@ impl DynamoStore {
             client,
             tables,
             cipher: None,
+            actor: None,
         }
     }
 
@@ -106,6 +109,9 @@ impl DynamoStore {
     /// A license's item as it is stored: its key sealed when the store has a cipher.
     pub(crate) async fn license_item(&self, license: &License) -> Result<Item, StoreError> {
         let mut item = to_item(license, Some(license_sk(&license.key_hash)))?;
+        if !license.key.expose().is_empty() {
+            item.insert("key_display".to_owned(), s(license.key.display()));
+        }
         if let Some(cipher) = &self.cipher {
             let sealed = cipher
                 .seal(&license.tenant_id, &license.key_hash, license.key.expose())
@@ -521,6 +527,12 @@ impl Store for DynamoStore {
                 )?);
             }
         }
+        items.extend(
+            self.event_items(&license.tenant_id, |events| {
+                events.license_changed(None, license)
+            })
+            .await?,
+        );
 
         let reasons = match self.transact(items).await? {
             None => return Ok(SaleWrite::Created),
@@ -573,7 +585,7 @@ impl Store for DynamoStore {
         let license = &renewal.after;
         let tenant = license.tenant_id.as_str();
         let sale_id = &renewal.payment.sale_id;
-        let items = vec![
+        let mut items = vec![
             self.put_if_new(
                 &self.tables.events,
                 self.sale_record(tenant, sale_id, license, renewal.idempotency_ttl),
@@ -589,6 +601,12 @@ impl Store for DynamoStore {
                 .build(),
             self.orphans_check(tenant, Anchor::Sale(sale_id), &renewal.sale_orphans)?,
         ];
+        items.extend(
+            self.event_items(&license.tenant_id, |events| {
+                events.license_changed(Some(&renewal.before), license)
+            })
+            .await?,
+        );
         match self.transact(items).await? {
             None => Ok(RenewalWrite::Applied),
             Some(reasons) if reasons.failed(0) || reasons.failed(1) => Ok(RenewalWrite::Duplicate),

@@ -270,10 +270,14 @@ impl EventStore for DynamoStore {
     #[tracing::instrument(skip_all, fields(tenant = %after.tenant_id))]
     async fn write_facts(&self, before: &License, after: &License) -> Result<Written, StoreError> {
         let update = self.fold_update(before, after)?;
-        match self
-            .transact(vec![TransactWriteItem::builder().update(update).build()])
-            .await?
-        {
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        items.extend(
+            self.event_items(&after.tenant_id, |events| {
+                events.license_changed(Some(before), after)
+            })
+            .await?,
+        );
+        match self.transact(items).await? {
             None => Ok(Written::Applied),
             Some(reasons) if reasons.failed(0) => Ok(Written::Stale),
             Some(reasons) => Err(reasons.unexpected()),

@@ -3,6 +3,7 @@
 
 mod activations;
 mod admin;
+mod audit;
 mod cache;
 mod dynamo;
 mod events;
@@ -12,6 +13,7 @@ mod schema;
 mod sdk;
 mod signing;
 mod table;
+mod webhooks;
 
 use async_trait::async_trait;
 
@@ -19,6 +21,7 @@ use crate::domain::{EmailFailure, KeyHash, License, Payment, SaleId, Tenant, Ten
 
 pub use activations::{ActivateResult, ActivationStore, SeatBudget, SeatTouch};
 pub use admin::{LicenseFilter, TtlRemoval};
+pub use audit::{AuditPage, AuditQuery};
 pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables};
 pub use events::{EventStore, Written};
@@ -132,6 +135,13 @@ pub trait KeyCipher: Send + Sync {
         key_hash: &KeyHash,
         sealed: &str,
     ) -> Result<String, StoreError>;
+}
+
+/// Who is writing, named on the audit events a store records: the CLI's answer is the seller's AWS principal,
+/// asked for the first time an event needs it.
+#[async_trait]
+pub trait Actor: Send + Sync {
+    async fn name(&self) -> String;
 }
 
 /// The storage a ping needs. `DynamoStore` is the real one.

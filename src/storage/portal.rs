@@ -467,6 +467,12 @@ impl PortalStore for DynamoStore {
                     .build(),
             );
         }
+        items.extend(
+            self.event_items(&old.tenant_id, |events| {
+                events.key_replaced(old, new, machines.len())
+            })
+            .await?,
+        );
         match self.transact(items).await? {
             None => Ok(Replaced::Done),
             Some(reasons) => {

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -21,6 +21,8 @@ pub struct TableSpec {
     /// `(name, HASH|RANGE)` pairs.
     pub key_schema: Vec<(String, String)>,
     pub ttl_attribute: Option<String>,
+    /// The stream's view type (`KEYS_ONLY`, …) when the table has a stream.
+    pub stream_view: Option<String>,
 }
 
 impl TableSpec {
@@ -111,7 +113,13 @@ pub fn table_specs(template: &str) -> Result<Vec<TableSpec>, String> {
             .and_then(|ttl| ttl.get("AttributeName"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let stream_view = props
+            .get("StreamSpecification")
+            .and_then(|stream| stream.get("StreamViewType"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         specs.push(TableSpec {
+            stream_view,
             attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType")?,
             key_schema: pairs("KeySchema", "AttributeName", "KeyType")?,
             logical_id,
@@ -139,7 +147,8 @@ pub async fn create_tables(
             let mut create = client
                 .create_table()
                 .table_name(&name)
-                .billing_mode(BillingMode::PayPerRequest);
+                .billing_mode(BillingMode::PayPerRequest)
+                .set_stream_specification(stream(spec)?);
             for (attr, kind) in &spec.attributes {
                 create = create.attribute_definitions(
                     AttributeDefinition::builder()
@@ -181,8 +190,42 @@ pub async fn create_tables(
                     .await
                     .map_err(unavailable)?;
             }
+        } else if spec.stream_view.is_some() {
+            // A table made before it had a stream (a local stack started by an older keystead): add it.
+            let table = client
+                .describe_table()
+                .table_name(&name)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let enabled = table
+                .table()
+                .and_then(|t| t.stream_specification())
+                .is_some_and(|s| s.stream_enabled());
+            if !enabled {
+                client
+                    .update_table()
+                    .table_name(&name)
+                    .set_stream_specification(stream(spec)?)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
         }
         names.push((spec.env_var.clone(), name));
     }
     Ok(names)
+}
+
+fn stream(spec: &TableSpec) -> Result<Option<StreamSpecification>, StoreError> {
+    spec.stream_view
+        .as_deref()
+        .map(|view| {
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
 }

@@ -325,7 +325,8 @@ async fn doctor_is_green_on_a_healthy_stack() {
             "ses-quota",
             "api",
             "gumroad-subscriptions",
-            "key-emails"
+            "key-emails",
+            "webhooks"
         ]
     );
     assert!(

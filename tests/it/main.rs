@@ -31,3 +31,4 @@ mod reconcile;
 mod router;
 mod sale_kinds;
 mod template;
+mod webhooks;

@@ -76,6 +76,11 @@ async fn a_sale_issues_one_license_one_payment_and_one_email() {
 
     let events = events(&stack, &t.tenant_id).await;
     assert_eq!(events.len(), 1);
+    // The outbox: what the sale changed, written with it (issue 25).
+    assert_eq!(
+        crate::common::audit_types(&stack, &t.tenant_id).await,
+        ["license.created", "sale.recorded"]
+    );
     let ttl = n(&events[0], "ttl");
     let in_30_days = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 24 * 3600;
     assert!(
@@ -211,6 +216,11 @@ async fn fifty_concurrent_identical_pings_give_exactly_one_license_payment_and_e
     assert_eq!(licenses(&stack, &t.tenant_id).await.len(), 1);
     assert_eq!(payments(&stack, &t.tenant_id).await.len(), 1);
     assert_eq!(events(&stack, &t.tenant_id).await.len(), 1);
+    assert_eq!(
+        crate::common::audit_types(&stack, &t.tenant_id).await,
+        ["license.created", "sale.recorded"],
+        "one sale, its events once"
+    );
     assert_eq!(emails_to(&buyer).len(), 1);
 }
 

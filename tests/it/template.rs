@@ -33,6 +33,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Files under `src/` that only the admin CLI runs: it uses the seller's own credentials, not the function's role.
 const CLI_ONLY: &[&str] = &[
     "src/cli/",
+    // `keystead dev dispatch`'s feed (DynamoDB Local's stream, moto's queue); Lambda feeds the deployed dispatcher.
+    "src/dispatch/local.rs",
     "src/storage/admin.rs",
     "src/storage/schema.rs",
     "src/bin/keystead.rs",
@@ -59,6 +61,44 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("decrypt", "kms:Decrypt"),
     // A presigned download is a GetObject that S3 authorizes as the role that signed it (src/files/).
     ("presigned_get_object", "s3:GetObject"),
+    // The webhook queues (src/dispatch/).
+    ("send_message", "sqs:SendMessage"),
+    ("send_message_batch", "sqs:SendMessage"),
+    ("change_message_visibility", "sqs:ChangeMessageVisibility"),
+    ("delete_message", "sqs:DeleteMessage"),
+    ("receive_message", "sqs:ReceiveMessage"),
+];
+
+/// The webhook dispatcher's code (`src/dispatch/`, which the API function never runs).
+const DISPATCH_CODE: &str = "src/dispatch/";
+
+/// What the dispatcher calls: its own code's calls (checked against a scan of `src/dispatch/` below) and the store
+/// methods it uses (`audit_event`, `endpoints`, `endpoint`, `delivery`: GetItem and Query; `save_delivery`:
+/// PutItem; `endpoint_failed`, `endpoint_recovered`: UpdateItem), and the secrets' KMS Decrypt.
+const DISPATCHER_CALLS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "kms:Decrypt",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:SendMessage",
+];
+
+/// What Lambda's event source mappings do with a function's role on its behalf: read the table's stream, receive
+/// and settle the queue's messages. Allowed to a function only with an event of that kind.
+const STREAM_SOURCE_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+];
+const QUEUE_SOURCE_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
 ];
 
 /// The environment variable through which the function learns its bucket of product files.
@@ -318,6 +358,15 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
 /// The IAM actions the function's code calls: every `.rs` file under `src/` except the CLI-only ones, and the
 /// function's own package (`keystead-api/src/`).
 fn called_actions() -> BTreeSet<String> {
+    called_actions_where(|relative| !relative.starts_with(DISPATCH_CODE))
+}
+
+/// The actions the dispatcher's own code calls.
+fn dispatcher_code_actions() -> BTreeSet<String> {
+    called_actions_where(|relative| relative.starts_with(DISPATCH_CODE))
+}
+
+fn called_actions_where(keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
     let root = Path::new(ROOT);
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
@@ -333,7 +382,7 @@ fn called_actions() -> BTreeSet<String> {
             .expect("a file under the repository")
             .to_string_lossy()
             .replace('\\', "/");
-        if CLI_ONLY.iter().any(|skip| relative.starts_with(skip)) {
+        if CLI_ONLY.iter().any(|skip| relative.starts_with(skip)) || !keep(&relative) {
             continue;
         }
         scanned += 1;
@@ -343,7 +392,7 @@ fn called_actions() -> BTreeSet<String> {
             .unwrap_or_else(|e| panic!("{relative}: {e}"));
     }
     assert!(
-        scanned > 5,
+        scanned > 3,
         "found only {scanned} request-path source files under {ROOT}/src"
     );
     if sends_transaction {
@@ -670,6 +719,29 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
     // Every function (the API's and the scheduled reconciliation's: one binary) is held to the same rules.
     for (function_id, function) in functions {
         let props = function.get("Properties").cloned().unwrap_or(Value::Null);
+        // The event sources Lambda reads for the function, and so what its role may do on their behalf.
+        let sources: BTreeSet<String> = props
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, e)| e.get("Type").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let dispatcher = sources.contains("DynamoDB") || sources.contains("SQS");
+        let dispatcher_calls: BTreeSet<String> =
+            DISPATCHER_CALLS.iter().map(|a| (*a).to_owned()).collect();
+        let called = if dispatcher {
+            &dispatcher_calls
+        } else {
+            called
+        };
+        let mut on_behalf: BTreeSet<&str> = BTreeSet::new();
+        if sources.contains("DynamoDB") {
+            on_behalf.extend(STREAM_SOURCE_ACTIONS);
+        }
+        if sources.contains("SQS") {
+            on_behalf.extend(QUEUE_SOURCE_ACTIONS);
+        }
 
         let env: BTreeMap<String, String> = props
             .get("Environment")
@@ -716,7 +788,10 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
             .and_then(|v| v.get(FILES_BUCKET_VAR))
             .and_then(ref_target)
             .map(str::to_owned);
-        for bucket in &buckets {
+        for bucket in buckets
+            .iter()
+            .filter(|_| called.iter().any(|a| a.starts_with("s3:")))
+        {
             if files_bucket.as_ref() != Some(bucket) {
                 problems.push(format!(
                 "{function_id}: the environment does not name the bucket {bucket} (`{FILES_BUCKET_VAR}: !Ref {bucket}`)"
@@ -887,6 +962,19 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
             for action in &st.actions {
                 granted.insert(action.clone());
                 let allowed = |resource: &Value| -> bool {
+                    if STREAM_SOURCE_ACTIONS.contains(&action.as_str()) {
+                        // A table of this template's stream.
+                        return get_att(resource)
+                            .is_some_and(|(id, attr)| attr == "StreamArn" && tables.contains(&id));
+                    }
+                    if action.starts_with("sqs:") {
+                        // A queue of this template, by ARN.
+                        return get_att(resource).is_some_and(|(id, attr)| {
+                            attr == "Arn"
+                                && resources.get(&id).map(|r| resource_type(r))
+                                    == Some("AWS::SQS::Queue")
+                        });
+                    }
                     if action.starts_with("dynamodb:") {
                         // A table of this template by ARN, or one of its indexes.
                         if let Some((id, attr)) = get_att(resource) {
@@ -936,13 +1024,16 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         }
 
         for action in granted.difference(called) {
+            if on_behalf.contains(action.as_str()) {
+                continue;
+            }
             problems.push(format!(
-                "IAM grants {action}, which the request-path code never calls"
+                "{function_id}: IAM grants {action}, which its code never calls"
             ));
         }
         for action in called.difference(&granted) {
             problems.push(format!(
-                "the code calls {action}, which the function's role does not grant"
+                "{function_id}: the code calls {action}, which the function's role does not grant"
             ));
         }
     }
@@ -1029,6 +1120,22 @@ fn template_grants_exactly_what_the_code_calls_and_keeps_its_data() {
         problems.is_empty(),
         "template.yaml (code calls {called:?}):\n  {}",
         problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_dispatcher_calls_what_its_role_is_checked_against_and_the_api_no_queue() {
+    let own = dispatcher_code_actions();
+    let declared: BTreeSet<String> = DISPATCHER_CALLS.iter().map(|a| (*a).to_owned()).collect();
+    assert!(
+        own.is_subset(&declared),
+        "src/dispatch/ calls {:?}, not in DISPATCHER_CALLS",
+        own.difference(&declared).collect::<Vec<_>>()
+    );
+    assert!(own.contains("sqs:SendMessage") && own.contains("sqs:ChangeMessageVisibility"));
+    assert!(
+        !called_actions().iter().any(|a| a.starts_with("sqs:")),
+        "the API function never touches the webhook queues"
     );
 }
 
@@ -1271,7 +1378,7 @@ fn an_action_the_code_does_not_call_is_rejected() {
     assert_caught(
         "Action: [dynamodb:Query, dynamodb:PutItem]",
         "Action: [dynamodb:Query, dynamodb:PutItem, dynamodb:Scan]",
-        "IAM grants dynamodb:Scan, which the request-path code never calls",
+        "Fn: IAM grants dynamodb:Scan, which its code never calls",
     );
     assert_caught(
         "Action: [dynamodb:Query, dynamodb:PutItem]",
@@ -1285,7 +1392,7 @@ fn an_action_the_code_calls_but_the_role_lacks_is_rejected() {
     assert_caught(
         "Action: [dynamodb:Query, dynamodb:PutItem]",
         "Action: [dynamodb:Query]",
-        "the code calls dynamodb:PutItem, which the function's role does not grant",
+        "Fn: the code calls dynamodb:PutItem, which the function's role does not grant",
     );
 }
 
@@ -1428,12 +1535,12 @@ fn kms_outside_the_signing_key_or_without_the_encryption_context_is_rejected() {
     assert_caught(
         "Action: [kms:Decrypt, kms:GenerateDataKey]",
         "Action: [kms:Decrypt, kms:GenerateDataKey, kms:Encrypt]",
-        "IAM grants kms:Encrypt, which the request-path code never calls",
+        "Fn: IAM grants kms:Encrypt, which its code never calls",
     );
     assert_caught(
         "Action: [kms:Decrypt, kms:GenerateDataKey]",
         "Action: [kms:Decrypt]",
-        "the code calls kms:GenerateDataKey, which the function's role does not grant",
+        "Fn: the code calls kms:GenerateDataKey, which the function's role does not grant",
     );
 
     let condition = "                Condition:\n                  ForAllValues:StringEquals: { kms:EncryptionContextKeys: [tenant_id, kid] }\n                  \"Null\": { kms:EncryptionContextKeys: \"false\" }\n";
@@ -1675,7 +1782,7 @@ fn s3_beyond_the_buckets_objects_is_rejected() {
     assert_caught(
         "Action: s3:GetObject",
         "Action: [s3:GetObject, s3:PutObject]",
-        "IAM grants s3:PutObject, which the request-path code never calls",
+        "Fn: IAM grants s3:PutObject, which its code never calls",
     );
     assert_caught(
         "Action: s3:GetObject",

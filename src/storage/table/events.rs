@@ -1,7 +1,9 @@
 //! The events table: what a sale left (`SALE#<sale id>`, the idempotency record), facts waiting for a sale or a
 //! subscription not seen yet (`MARKER#<sale id>`, `MARKER#SUB#<id>`, versioned), sign-in tokens
 //! (`SIGNIN#<token hash>`), rate-limit counters (`RATE#<counter>`) and session revocations
-//! (`SESSIONS#<address hash>`), the last three with a TTL.
+//! (`SESSIONS#<address hash>`), the last three with a TTL; the audit log and webhook outbox (`AUDIT#<event id>`,
+//! no TTL: kept as long as the licenses it is about) and webhook deliveries
+//! (`DELIVERY#<endpoint id>#<event id>`, kept 30 days after their last attempt).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -13,6 +15,21 @@ pub(crate) fn sale_event_sk(sale_id: &str) -> String {
 }
 
 pub(crate) const MARKER_SK_PREFIX: &str = "MARKER#";
+
+/// The audit log's items: event ids sort by time, so a partition's `AUDIT#` range reads newest first backwards.
+pub(crate) const AUDIT_SK_PREFIX: &str = "AUDIT#";
+
+pub(crate) fn audit_sk(event_id: &str) -> String {
+    format!("{AUDIT_SK_PREFIX}{event_id}")
+}
+
+pub(crate) fn delivery_sk(endpoint_id: &str, event_id: &str) -> String {
+    format!("DELIVERY#{endpoint_id}#{event_id}")
+}
+
+/// Delivery records are the dispatcher's working state and a recent history, not facts: kept this long after
+/// their last attempt.
+pub(crate) const DELIVERY_TTL_SECONDS: i64 = 30 * 24 * 3600;
 
 pub(crate) fn signin_sk(token_hash: &str) -> String {
     format!("SIGNIN#{token_hash}")

@@ -459,8 +459,23 @@ pub async fn payments(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.payments, tenant_id).await
 }
 
+/// The events table's items of a tenant but its audit log (idempotency records, markers, counters).
 pub async fn events(stack: &Stack, tenant_id: &str) -> Vec<Item> {
-    query_all(stack, &stack.tables.events, tenant_id).await
+    query_all(stack, &stack.tables.events, tenant_id)
+        .await
+        .into_iter()
+        .filter(|item| !s(item, "sk").starts_with("AUDIT#"))
+        .collect()
+}
+
+/// The types of a tenant's audit events, oldest first.
+pub async fn audit_types(stack: &Stack, tenant_id: &str) -> Vec<String> {
+    query_all(stack, &stack.tables.events, tenant_id)
+        .await
+        .iter()
+        .filter(|item| s(item, "sk").starts_with("AUDIT#"))
+        .map(|item| s(item, "type").to_owned())
+        .collect()
 }
 
 /// What DynamoDB's TTL would have done by `as_of` (unix seconds): deletes every item of the tenant, in every

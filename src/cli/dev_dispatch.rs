@@ -1,0 +1,49 @@
+//! `keystead dev dispatch`: the webhook dispatcher's own code on a developer's machine, fed from DynamoDB Local's
+//! stream and moto's SQS (`dispatch::local`), until stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::CliError;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::local::LocalFeed;
+
+/// How long to wait when a turn found nothing to do.
+const IDLE: Duration = Duration::from_millis(200);
+
+pub async fn run(
+    dispatcher: Arc<Dispatcher>,
+    sdk: &aws_config::SdkConfig,
+    events_table: &str,
+) -> Result<(), CliError> {
+    let mut feed = LocalFeed::new(sdk, events_table)
+        .await
+        .map_err(CliError::Config)?;
+    eprintln!(
+        "keystead dev dispatch: reading {} and the webhook queue (Ctrl-C stops)",
+        feed.stream_arn()
+    );
+    loop {
+        let turn = match feed.turn(&dispatcher).await {
+            Ok(turn) => turn,
+            // DynamoDB Local or moto busy or restarting: the same work is picked up on a later turn.
+            Err(err) => {
+                eprintln!("keystead dev dispatch: {err} (retrying)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if turn.queued > 0 {
+            eprintln!("keystead dev dispatch: {} deliveries queued", turn.queued);
+        }
+        if turn.attempted > 0 {
+            eprintln!(
+                "keystead dev dispatch: {} messages handled, {} kept for a later attempt",
+                turn.attempted, turn.kept
+            );
+        }
+        if turn.queued == 0 && turn.attempted == 0 {
+            tokio::time::sleep(IDLE).await;
+        }
+    }
+}

@@ -343,7 +343,7 @@ async fn doctor_is_green_on_a_healthy_stack() {
             .keystead(GOOD_TOKEN)
             .args(["doctor", t, "--api-url", &api.url]),
     );
-    assert!(human.contains("12 checks: 12 ok, 0 failed"), "{human}");
+    assert!(human.contains("13 checks: 13 ok, 0 failed"), "{human}");
     let (doc, code) = doctor(keystead().arg("doctor").env("KEYSTEAD_API_URL", &api.url));
     assert_eq!(not_ok(&doc), Vec::<String>::new(), "{doc:#}");
     assert_eq!(code, 0);

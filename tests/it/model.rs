@@ -601,6 +601,7 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
     if license.facts.iter().any(|f| !ids.insert(f.id.clone())) {
         return Err("a fact recorded twice".to_owned());
     }
+    audit_matches(clean, &t.tenant_id, &license).await?;
     let seats = license_table(clean, &t.tenant_id)
         .await
         .iter()
@@ -649,6 +650,66 @@ async fn run(history: &History, clean: &Stack) -> Result<(), String> {
     if mails > 1 + unanswered_sends || (always_active && mails == 0) {
         return Err(format!(
             "{mails} key emails ({unanswered_sends} sends whose answer was lost)"
+        ));
+    }
+    Ok(())
+}
+
+/// The audit log (the webhook outbox, issue 25) says exactly what happened: one `license.created`, one event per
+/// fact of the license and none for a fact it does not have (whatever was retried, duplicated or lost an answer),
+/// and its last picture of what the license grants is the license as stored.
+async fn audit_matches(
+    clean: &Stack,
+    tenant_id: &str,
+    license: &keystead::domain::License,
+) -> Result<(), String> {
+    let items = crate::common::audit_items(clean, tenant_id).await;
+    let events: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| serde_json::from_str(s(item, "payload")).unwrap())
+        .collect();
+    let of_type = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+    if of_type("license.created") != 1 {
+        return Err(format!(
+            "{} license.created events",
+            of_type("license.created")
+        ));
+    }
+    let mut facts: BTreeMap<String, usize> = BTreeMap::new();
+    for event in &events {
+        if let Some(id) = event["data"]["fact_id"].as_str() {
+            *facts.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    let stored: BTreeMap<String, usize> = license.facts.iter().map(|f| (f.id.clone(), 1)).collect();
+    if facts != stored {
+        return Err(format!(
+            "the audit log's facts differ from the license's:\n  events {facts:?}\n  license {stored:?}"
+        ));
+    }
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "license.created" || e["type"] == "license.updated")
+        .map(|e| &e["data"]);
+    let granted = |name: &str| last.map(|d| d[name].clone()).unwrap_or_default();
+    let want = serde_json::json!({
+        "status": license.status.as_str(),
+        "expires_at": license.expires_at,
+        "product_id": license.product_id.as_str(),
+        "activation_limit": license.activation_limit,
+        "quantity": license.quantity,
+    });
+    let got = serde_json::json!({
+        "status": granted("status"),
+        "expires_at": granted("expires_at"),
+        "product_id": granted("product_id"),
+        "activation_limit": granted("activation_limit"),
+        "quantity": granted("quantity"),
+    });
+    if want != got {
+        return Err(format!(
+            "the last license event says {got}, the license is {want}"
         ));
     }
     Ok(())

@@ -900,3 +900,69 @@ async fn an_endpoint_that_answers_410_is_disabled() {
         "{doctor}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_endpoint_holds_back_no_other_endpoint() {
+    let hooks = Hooks::new().await;
+    let t = common::seed(&hooks.stack, Seed::default()).await;
+    // One endpoint takes 8 s to answer each delivery; the other answers at once.
+    let slow = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let slow_port = slow.server_addr().to_ip().unwrap().port();
+    std::thread::spawn(move || {
+        for request in slow.incoming_requests() {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(8));
+                let _ = request.respond(tiny_http::Response::empty(200));
+            });
+        }
+    });
+    let fast = Receiver::start(0, 0.0);
+    hooks.add_endpoint(
+        &t.tenant_id,
+        &format!("http://127.0.0.1:{slow_port}/slow"),
+        &[],
+    );
+    let (_, secret) = hooks.add_endpoint(&t.tenant_id, &fast.url(), &[]);
+    fast.trust(&secret);
+    for _ in 0..3 {
+        assert_eq!(
+            common::send(&hooks.stack.app, &common::new_sale(&t))
+                .await
+                .status,
+            200
+        );
+    }
+    let expected = delivered_events(&hooks, &t.tenant_id).await.len();
+    let dispatcher = hooks.dispatcher(true);
+    let started = Instant::now();
+    // The first turn fans out twelve jobs (six events, two endpoints) and receives up to ten of them, slow ones
+    // among them: the fast endpoint's arrive while the slow ones are still waiting for their answers.
+    let mut feed = LocalFeed::new(&hooks.sdk, &hooks.tables.events)
+        .await
+        .unwrap();
+    let turning = {
+        let dispatcher = Arc::clone(&dispatcher);
+        tokio::spawn(async move {
+            for _ in 0..6 {
+                feed.turn(&dispatcher).await.unwrap();
+            }
+        })
+    };
+    let deadline = started + Duration::from_secs(60);
+    while fast.delivered().len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "the fast endpoint got everything"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fast_took = started.elapsed();
+    turning.await.unwrap();
+    assert!(
+        fast_took < Duration::from_secs(8) * 2,
+        "the fast endpoint waited on the slow one: {fast_took:?}"
+    );
+    eprintln!(
+        "fast endpoint: all {expected} events in {fast_took:?}, beside one taking 8 s an answer"
+    );
+}

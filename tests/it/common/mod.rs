@@ -468,12 +468,20 @@ pub async fn events(stack: &Stack, tenant_id: &str) -> Vec<Item> {
         .collect()
 }
 
-/// The types of a tenant's audit events, oldest first.
-pub async fn audit_types(stack: &Stack, tenant_id: &str) -> Vec<String> {
+/// A tenant's audit events (the webhook outbox), oldest first.
+pub async fn audit_items(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.events, tenant_id)
         .await
-        .iter()
+        .into_iter()
         .filter(|item| s(item, "sk").starts_with("AUDIT#"))
+        .collect()
+}
+
+/// The types of a tenant's audit events, oldest first.
+pub async fn audit_types(stack: &Stack, tenant_id: &str) -> Vec<String> {
+    audit_items(stack, tenant_id)
+        .await
+        .iter()
         .map(|item| s(item, "type").to_owned())
         .collect()
 }

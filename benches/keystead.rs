@@ -32,6 +32,8 @@ use serde_json::{Value, json};
 mod dispatch;
 #[path = "support/license_api.rs"]
 mod license_api;
+#[path = "support/signin.rs"]
+mod signin;
 #[path = "support/timing_proxy.rs"]
 mod timing_proxy;
 
@@ -243,6 +245,7 @@ impl Pings {
 struct Stats {
     n: usize,
     p50: f64,
+    p95: f64,
     p99: f64,
     max: f64,
 }
@@ -260,6 +263,7 @@ fn stats(samples: &mut [f64]) -> Stats {
     Stats {
         n: samples.len(),
         p50: at(0.50),
+        p95: at(0.95),
         p99: at(0.99),
         max: *samples.last().unwrap(),
     }
@@ -1121,6 +1125,18 @@ async fn main() {
         &pings.seeded.tenant_id,
         sold["license"]["key"].as_str().unwrap(),
         env_usize("BENCH_LICENSE_N", n),
+    )
+    .await;
+
+    // The portal's sign-in answers, buyers and strangers.
+    signin::section(
+        &mut report,
+        &app,
+        &store,
+        &ses,
+        &sdk,
+        &pings.seeded,
+        env_usize("BENCH_SIGNIN_N", 300),
     )
     .await;
 

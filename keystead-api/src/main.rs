@@ -1,7 +1,9 @@
 //! The Lambda function behind API Gateway: load configuration, build the clients once, serve the router. The same
 //! binary runs the scheduled reconciliation (`template.yaml`'s `KeysteadReconcileFunction`): an event that is not
 //! an API Gateway request but `{"keystead": "reconcile"}` reads recent sales from Gumroad and mints what no ping
-//! brought.
+//! brought; and an SQS event of the sign-in queue (`SigninRequests`) mails the sign-in links the portal queued
+//! (issue 24: the answer to a link request does the same work for every address; the lookup and the mail come
+//! after it).
 //!
 //! A single-threaded runtime: Lambda hands an execution environment one request at a time, so worker threads
 //! would only add start-up work and cross-thread wake-ups (BENCHMARKS.md, "Start-up").
@@ -25,6 +27,33 @@ struct Task {
     keystead: String,
 }
 
+/// An SQS event: the queued sign-in requests.
+#[derive(Deserialize)]
+struct Messages {
+    #[serde(rename = "Records")]
+    records: Vec<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(rename = "messageId")]
+    message_id: String,
+    body: String,
+}
+
+/// Mails each queued request's link; the answer names the messages to be given again (a storage or mail failure),
+/// SQS's partial batch response.
+async fn mail_links(app: &keystead::app::App, messages: Messages) -> serde_json::Value {
+    let mut failures = Vec::new();
+    for message in messages.records {
+        if let Err(err) = keystead::app::sign_in::mail_queued(app, &message.body).await {
+            tracing::error!(error = %err, "queued sign-in link failed (SQS gives it again)");
+            failures.push(serde_json::json!({ "itemIdentifier": message.message_id }));
+        }
+    }
+    serde_json::json!({ "batchItemFailures": failures })
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     keystead::telemetry::init();
@@ -40,6 +69,10 @@ async fn main() -> Result<(), Error> {
                 let request: LambdaRequest = serde_json::from_str(payload.get())?;
                 let response = http.call(LambdaEvent::new(request, context)).await?;
                 return Ok::<_, Error>(Answer::Http(response));
+            }
+            if payload.get().contains("\"Records\"") {
+                let messages: Messages = serde_json::from_str(payload.get())?;
+                return Ok(Answer::Task(mail_links(&app, messages).await));
             }
             let task: Task = serde_json::from_str(payload.get())?;
             match task.keystead.as_str() {

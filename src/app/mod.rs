@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::files::Bucket;
 use crate::mail::Mailer;
-use crate::portal::{MacKeys, Portal, PortalSettings, WithDownloads};
+use crate::portal::{LinkQueue, MacKeys, Portal, PortalSettings, WithDownloads};
 use crate::signing::{KeyVault, Keyring};
 use crate::storage::{Backend, TenantCache};
 use licenses::Checker;
@@ -52,6 +52,9 @@ pub struct App {
     pub edge_secret: Option<Arc<str>>,
     /// Failed authentications per tenant in this process (`ping_budget`).
     pub ping_budget: Arc<ping_budget::PingBudget>,
+    /// Where sign-in requests wait for their mail (`KEYSTEAD_SIGNIN_QUEUE_URL`); without one, the link is mailed
+    /// before the answer.
+    pub link_queue: Option<Arc<dyn LinkQueue>>,
 }
 
 impl App {
@@ -111,7 +114,14 @@ impl App {
                 .ok()
                 .filter(|secret| !secret.trim().is_empty())
                 .map(Arc::from),
+            link_queue: None,
         }
+    }
+
+    /// The same application mailing sign-in links after answering, from `queue`.
+    pub fn with_link_queue(mut self, queue: Arc<dyn LinkQueue>) -> Self {
+        self.link_queue = Some(queue);
+        self
     }
 
     /// The same application behind the WAF edge: only requests carrying `secret` are served.

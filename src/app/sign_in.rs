@@ -2,40 +2,123 @@
 //! portal's limits, and with the same answer whether or not it did), a confirmation page while the link works,
 //! and a session once it is used.
 
+use super::App;
 use crate::domain::{Email, Tenant, TenantId, sha256_hex};
 use crate::mail::Mailer;
 use crate::portal::{
-    Portal, PortalError, SIGNIN_LINK_LIFETIME, Session, new_signin_token, now_unix, pages,
+    LinkQueue, LinkRequest, Portal, PortalError, SIGNIN_LINK_LIFETIME, Session, new_signin_token,
+    now_unix, pages,
 };
 use crate::storage::Backend;
 
 /// What happened to a sign-in request. The buyer sees the same page whatever it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkOutcome {
+    /// Queued for the worker, which mails the link after the answer.
+    Queued,
     Sent,
     NoLicenses,
     Limited,
+    /// A queued request the worker could not use (not one of ours, or its tenant is gone): dropped.
+    Dropped,
 }
 
 impl LinkOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Sent => "sent",
             Self::NoLicenses => "no_licenses",
             Self::Limited => "rate_limited",
+            Self::Dropped => "dropped",
         }
     }
 }
 
-/// Emails a single-use sign-in link to `email` if it bought something from `tenant` and no limit is reached.
-/// `caller` is the requester's address (API Gateway's source IP), when known.
+/// Answers a request for a sign-in link to `email`: with a queue, the request is queued and the lookup and the
+/// mail come after the answer (`mail_queued`), so the answer does the same work, and takes the same time, for
+/// every address; without one, the link is mailed before answering. `caller` is the requester's address (API
+/// Gateway's source IP), when known: one caller trying many addresses is stopped here, before anything is queued.
 pub async fn request_link(
+    portal: &Portal,
+    store: &dyn Backend,
+    mailer: &dyn Mailer,
+    queue: Option<&dyn LinkQueue>,
+    tenant: &Tenant,
+    email: &Email,
+    caller: Option<&str>,
+) -> Result<LinkOutcome, PortalError> {
+    let quarter = now_unix() / 900;
+    if let Some(caller) = caller
+        && !store
+            .count_use(
+                &tenant.tenant_id,
+                &format!("ip#{}#{quarter}", sha256_hex(caller)),
+                portal.settings.per_ip,
+                (quarter + 2) * 900,
+            )
+            .await?
+    {
+        return Ok(LinkOutcome::Limited);
+    }
+    let Some(base) = portal.base_url() else {
+        return Err(PortalError::NotConfigured(
+            "the API's URL is not known yet (set KEYSTEAD_PUBLIC_URL)",
+        ));
+    };
+    match queue {
+        Some(queue) => {
+            let request = LinkRequest {
+                t: tenant.tenant_id.as_str().to_owned(),
+                email: email.as_str().to_owned(),
+                base,
+            };
+            queue.push(&request).await?;
+            Ok(LinkOutcome::Queued)
+        }
+        None => mail_link(portal, store, mailer, tenant, email, &base).await,
+    }
+}
+
+/// The worker's half of a queued request (`body`, an SQS message's): mails the link if the address bought
+/// something and no limit is reached. An error is worth another try (storage or mail failed); a body that is not
+/// a request, or a tenant that is gone, is dropped.
+pub async fn mail_queued(app: &App, body: &str) -> Result<LinkOutcome, PortalError> {
+    let Ok(request) = serde_json::from_str::<LinkRequest>(body) else {
+        return Ok(LinkOutcome::Dropped);
+    };
+    let (Ok(tenant_id), Ok(email)) = (TenantId::parse(&request.t), Email::parse(&request.email))
+    else {
+        return Ok(LinkOutcome::Dropped);
+    };
+    let Some(tenant) = app.tenants.tenant(app.store.as_ref(), &tenant_id).await? else {
+        return Ok(LinkOutcome::Dropped);
+    };
+    let outcome = mail_link(
+        &app.portal,
+        app.store.as_ref(),
+        app.mailer.as_ref(),
+        &tenant,
+        &email,
+        &request.base,
+    )
+    .await?;
+    tracing::info!(tenant = %tenant_id, to = %email.masked(), outcome = outcome.as_str(), "portal sign-in link mailed after the answer");
+    Ok(outcome)
+}
+
+#[cfg(feature = "cli")]
+pub use crate::portal::local_worker::mail_waiting;
+
+/// Emails a single-use sign-in link to `email`, pointing at `base`, if it bought something from `tenant` and no
+/// limit is reached.
+async fn mail_link(
     portal: &Portal,
     store: &dyn Backend,
     mailer: &dyn Mailer,
     tenant: &Tenant,
     email: &Email,
-    caller: Option<&str>,
+    base: &str,
 ) -> Result<LinkOutcome, PortalError> {
     let now = now_unix();
     let tenant_id = &tenant.tenant_id;
@@ -45,17 +128,6 @@ pub async fn request_link(
     let within = |counter: String, limit: u32, until: i64| async move {
         store.count_use(tenant_id, &counter, limit, until).await
     };
-    // One caller trying many addresses is stopped before any of them is looked up.
-    if let Some(caller) = caller
-        && !within(
-            format!("ip#{}#{quarter}", sha256_hex(caller)),
-            portal.settings.per_ip,
-            (quarter + 2) * 900,
-        )
-        .await?
-    {
-        return Ok(LinkOutcome::Limited);
-    }
     if !within(
         format!("email#{address}#{quarter}"),
         portal.settings.per_address,
@@ -93,11 +165,6 @@ pub async fn request_link(
     if !portal_mail_allowed(store, tenant_id, &to).await? {
         return Ok(LinkOutcome::Limited);
     }
-    let Some(base) = portal.base_url() else {
-        return Err(PortalError::NotConfigured(
-            "the API's URL is not known yet (set KEYSTEAD_PUBLIC_URL)",
-        ));
-    };
     let token = new_signin_token()?;
     store
         .put_signin(

@@ -38,7 +38,7 @@ pub enum DevCommand {
         name: String,
     },
     /// Create the webhook delivery queue and its dead-letter queue (SQS, moto's locally) as template.yaml's
-    /// WebhookQueue, and print the `export` lines for their URLs.
+    /// WebhookQueue, and the sign-in queue as its SigninQueue, and print the `export` lines for their URLs.
     CreateQueues {
         #[arg(long, default_value = "template.yaml")]
         template: String,
@@ -47,7 +47,8 @@ pub enum DevCommand {
         prefix: String,
     },
     /// Run the webhook dispatcher until stopped: the events table's stream (DynamoDB Local) fanned out to the
-    /// delivery queue, and the queue's jobs delivered (the same code as the deployed keystead-dispatch).
+    /// delivery queue, and the queue's jobs delivered (the same code as the deployed keystead-dispatch); and the
+    /// portal's queued sign-in links mailed (as the deployed function's SigninRequests event does).
     Dispatch,
 }
 
@@ -81,6 +82,32 @@ fn webhook_queue_spec(template: &str) -> Result<QueueSpec, String> {
             "RedrivePolicy.maxReceiveCount",
         )?,
     })
+}
+
+/// The attributes of template.yaml's `SigninQueue` a local queue copies (its visibility timeout and retention).
+fn signin_queue_attributes(
+    template: &str,
+) -> Result<Vec<(aws_sdk_sqs::types::QueueAttributeName, String)>, String> {
+    use aws_sdk_sqs::types::QueueAttributeName as Attr;
+    let doc: Value =
+        serde_yaml_ng::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let props = template_resources(&doc)?
+        .get("SigninQueue")
+        .and_then(|r| r.get("Properties"))
+        .ok_or("template.yaml has no SigninQueue with Properties")?;
+    [
+        (Attr::VisibilityTimeout, "VisibilityTimeout"),
+        (Attr::MessageRetentionPeriod, "MessageRetentionPeriod"),
+    ]
+    .into_iter()
+    .map(|(attr, name)| {
+        props
+            .get(name)
+            .and_then(Value::as_i64)
+            .map(|value| (attr, value.to_string()))
+            .ok_or_else(|| format!("template.yaml: SigninQueue has no {name}"))
+    })
+    .collect()
 }
 
 async fn create_queue(
@@ -403,19 +430,30 @@ pub async fn run(command: DevCommand, out: &mut Output) -> Result<(), CliError> 
                 ],
             )
             .await?;
-            let (queue_var, dlq_var) = (
+            let signin = create_queue(
+                &client,
+                &format!("{prefix}-signin"),
+                signin_queue_attributes(&text).map_err(CliError::Config)?,
+            )
+            .await?;
+            let (queue_var, dlq_var, signin_var) = (
                 crate::dispatch::queue::Queue::URL_ENV,
                 crate::dispatch::queue::Queue::DLQ_URL_ENV,
+                crate::portal::SqsLinkQueue::URL_ENV,
             );
             out.line(format!("export {queue_var}={queue}"));
             out.line(format!("export {dlq_var}={dlq}"));
-            out.document(serde_json::json!({ queue_var: queue, dlq_var: dlq }));
+            out.line(format!("export {signin_var}={signin}"));
+            out.document(serde_json::json!({ queue_var: queue, dlq_var: dlq, signin_var: signin }));
         }
         DevCommand::Dispatch => {
             let (sdk, tables) = super::configured().await?;
             let events = tables.events.clone();
             let dispatcher = crate::config::dispatcher(&sdk, tables).map_err(CliError::Config)?;
-            super::dev_dispatch::run(std::sync::Arc::new(dispatcher), &sdk, &events).await?;
+            let app = crate::config::app_from_env()
+                .await
+                .map_err(CliError::Config)?;
+            super::dev_dispatch::run(std::sync::Arc::new(dispatcher), app, &sdk, &events).await?;
         }
         DevCommand::VerifySender { email } => {
             let email = crate::domain::Email::parse(&email)?;

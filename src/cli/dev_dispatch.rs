@@ -1,5 +1,5 @@
 //! `keystead dev dispatch`: the webhook dispatcher's own code on a developer's machine, fed from DynamoDB Local's
-//! stream and moto's SQS (`dispatch::local`), until stopped.
+//! stream and moto's SQS (`dispatch::local`), until stopped; and the portal's sign-in queue's worker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ const IDLE: Duration = Duration::from_millis(200);
 
 pub async fn run(
     dispatcher: Arc<Dispatcher>,
+    app: crate::app::App,
     sdk: &aws_config::SdkConfig,
     events_table: &str,
 ) -> Result<(), CliError> {
@@ -20,7 +21,7 @@ pub async fn run(
         .await
         .map_err(CliError::Config)?;
     eprintln!(
-        "keystead dev dispatch: reading {} and the webhook queue (Ctrl-C stops)",
+        "keystead dev dispatch: reading {}, the webhook queue and the sign-in queue (Ctrl-C stops)",
         feed.stream_arn()
     );
     loop {
@@ -42,7 +43,14 @@ pub async fn run(
                 turn.attempted, turn.kept
             );
         }
-        if turn.queued == 0 && turn.attempted == 0 {
+        let mailed = match crate::app::sign_in::mail_waiting(&app).await {
+            Ok(mailed) => mailed,
+            Err(err) => {
+                eprintln!("keystead dev dispatch: sign-in queue: {err} (retrying)");
+                0
+            }
+        };
+        if turn.queued == 0 && turn.attempted == 0 && mailed == 0 {
             tokio::time::sleep(IDLE).await;
         }
     }

@@ -153,6 +153,7 @@ pub async fn run(args: DoctorArgs, out: &mut Output) -> Result<(), CliError> {
         check_sender(&ses, tenant, args.sender_identity.as_deref(), &mut list).await;
     }
     check_quota(&ses, &mut list).await;
+    check_suppression(&aws_sdk_sesv2::Client::new(&sdk), &region, &mut list).await;
     check_api(
         api_url.as_deref(),
         tenant_id.as_ref(),
@@ -648,6 +649,57 @@ async fn check_quota(ses: &SesAdmin, list: &mut Checklist) {
         );
     } else {
         list.ok("ses-quota", summary);
+    }
+}
+
+/// The account-level suppression list (SES v2's GetAccount), a backstop behind the stack's configuration set: on
+/// for bounces and complaints, SES sends nothing more to an address that bounced or complained, whichever mail of
+/// the account it was. Off is worth a warning, not a failure: keystead's own mail is covered by its configuration
+/// set either way.
+async fn check_suppression(sesv2: &aws_sdk_sesv2::Client, region: &str, list: &mut Checklist) {
+    use aws_sdk_sesv2::types::SuppressionListReason;
+    let account = match sesv2.get_account().send().await {
+        Ok(account) => account,
+        Err(err) => {
+            list.fail(
+                "ses-suppression",
+                sdk_error("SES v2 GetAccount", &err),
+                AWS_FIX,
+            );
+            return;
+        }
+    };
+    let on: Vec<&SuppressionListReason> = account
+        .suppression_attributes()
+        .map(|a| a.suppressed_reasons().iter().collect())
+        .unwrap_or_default();
+    let missing: Vec<&str> = [
+        (SuppressionListReason::Bounce, "bounces"),
+        (SuppressionListReason::Complaint, "complaints"),
+    ]
+    .iter()
+    .filter(|(reason, _)| !on.contains(&reason))
+    .map(|(_, name)| *name)
+    .collect();
+    if missing.is_empty() {
+        list.ok(
+            "ses-suppression",
+            format!("the account-level suppression list takes bounces and complaints in {region}"),
+        );
+    } else {
+        list.add(
+            "ses-suppression",
+            Status::Warn,
+            format!(
+                "the account-level suppression list does not take {} in {region}: the account's other mail can keep \
+                 sending to addresses that complained, and SES may pause the account's sending (every tenant's key \
+                 emails) when its complaint rate reaches 0.1%",
+                missing.join(" or ")
+            ),
+            vec![format!(
+                "aws sesv2 put-account-suppression-attributes --suppressed-reasons BOUNCE COMPLAINT --region {region}"
+            )],
+        );
     }
 }
 

@@ -132,14 +132,28 @@ pub async fn app_from_env() -> Result<App, String> {
     let vault: Arc<dyn crate::signing::KeyVault> = Arc::new(kms_vault(&sdk)?);
     // One cache of the tenants' data keys for the keys at rest and the portal.
     let keys = MacKeys::new(Arc::clone(&vault));
-    Ok(App::with_portal_keys(
+    let app = App::with_portal_keys(
         Arc::new(sealing_store(&sdk, tables, keys.clone())),
         Arc::new(ses_mailer(&sdk)),
         vault,
         crate::portal::PortalSettings::default(),
         files(&sdk),
         keys,
-    ))
+    );
+    Ok(match link_queue(&sdk) {
+        Some(queue) => app.with_link_queue(Arc::new(queue)),
+        None => app,
+    })
+}
+
+/// The queue sign-in requests wait in for their mail (`KEYSTEAD_SIGNIN_QUEUE_URL`, the stack's `SigninQueue`);
+/// `None` without one (links are then mailed before the answer).
+pub fn link_queue(sdk: &SdkConfig) -> Option<crate::portal::SqsLinkQueue> {
+    use crate::portal::SqsLinkQueue;
+    let url = std::env::var(SqsLinkQueue::URL_ENV)
+        .ok()
+        .filter(|url| !url.trim().is_empty())?;
+    Some(SqsLinkQueue::new(aws_sdk_sqs::Client::new(sdk), url))
 }
 
 /// The webhook dispatcher (`keystead-dispatch`, `keystead dev dispatch`) from the environment: the tables, the KMS

@@ -264,8 +264,8 @@ pub async fn signin_page(PortalTenant(tenant): PortalTenant) -> Response {
     html(pages::signin(&tenant.tenant_id, None))
 }
 
-/// `POST /portal/{tenant_id}/link`: the same answer whether or not the address bought anything (and, by the
-/// router's answer floor, after the same time).
+/// `POST /portal/{tenant_id}/link`: the same answer whether or not the address bought anything, after the same
+/// work (the request is queued; the lookup and the mail come after the answer) and the router's answer floor.
 pub async fn request_link(
     State(app): State<App>,
     PortalTenant(tenant): PortalTenant,
@@ -283,6 +283,7 @@ pub async fn request_link(
         &app.portal,
         app.store.as_ref(),
         app.mailer.as_ref(),
+        app.link_queue.as_deref(),
         &tenant,
         &email,
         caller.0.as_deref(),

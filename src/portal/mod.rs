@@ -3,6 +3,9 @@
 //! downloads. The HTTP adapter (`http::portal`) turns these into pages; nothing here knows about HTTP.
 
 mod keys_at_rest;
+mod link_queue;
+#[cfg(feature = "cli")]
+pub mod local_worker;
 pub mod pages;
 mod tokens;
 
@@ -19,6 +22,7 @@ use crate::signing::{KeyVault, VaultError};
 use crate::storage::{Backend, PortalStore, StoreError};
 
 pub use keys_at_rest::KeysAtRest;
+pub use link_queue::{LinkQueue, LinkRequest, SqsLinkQueue};
 pub use tokens::{
     DownloadGrant, GrantRefused, MAC_KID, MacKey, MacKeys, Session, new_signin_token,
 };
@@ -39,6 +43,8 @@ pub enum PortalError {
     Presign(String),
     #[error("{0}")]
     NotConfigured(&'static str),
+    #[error("the sign-in queue: {0}")]
+    Queue(String),
 }
 
 /// Limits and lifetimes of the portal. The defaults are what the README documents.

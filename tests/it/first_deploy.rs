@@ -323,6 +323,7 @@ async fn doctor_is_green_on_a_healthy_stack() {
             "ses-sender",
             "ses-sandbox",
             "ses-quota",
+            "ses-suppression",
             "api",
             "gumroad-subscriptions",
             "key-emails",
@@ -343,7 +344,7 @@ async fn doctor_is_green_on_a_healthy_stack() {
             .keystead(GOOD_TOKEN)
             .args(["doctor", t, "--api-url", &api.url]),
     );
-    assert!(human.contains("13 checks: 13 ok, 0 failed"), "{human}");
+    assert!(human.contains("14 checks: 14 ok, 0 failed"), "{human}");
     let (doc, code) = doctor(keystead().arg("doctor").env("KEYSTEAD_API_URL", &api.url));
     assert_eq!(not_ok(&doc), Vec::<String>::new(), "{doc:#}");
     assert_eq!(code, 0);
@@ -399,6 +400,55 @@ async fn doctor_is_green_on_a_healthy_stack() {
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(check(&doc, "gumroad-subscriptions")["status"], "skip");
     assert!(fixes(check(&doc, "gumroad-subscriptions")).contains("GUMROAD_ACCESS_TOKEN"));
+}
+
+/// The account-level suppression list (SES v2), read in a region of its own: moto keeps it per region, as AWS does.
+#[tokio::test]
+async fn doctor_warns_when_the_accounts_suppression_list_is_off() {
+    let region = "ap-southeast-2";
+    let sesv2 = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&common::sdk().await)
+            .region(aws_sdk_sesv2::config::Region::new(region))
+            .build(),
+    );
+    let suppression = |doc: &Value| check(doc, "ses-suppression").clone();
+    let reasons = |reasons: &[aws_sdk_sesv2::types::SuppressionListReason]| {
+        let sesv2 = sesv2.clone();
+        let reasons = reasons.to_vec();
+        async move {
+            sesv2
+                .put_account_suppression_attributes()
+                .set_suppressed_reasons(Some(reasons))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    use aws_sdk_sesv2::types::SuppressionListReason::{Bounce, Complaint};
+    reasons(&[Bounce, Complaint]).await;
+    let (doc, _) = doctor(keystead().arg("doctor").env("AWS_REGION", region));
+    let on = suppression(&doc);
+    assert_eq!(on["status"], "ok", "{doc:#}");
+    assert!(on["summary"].as_str().unwrap().contains(region), "{doc:#}");
+
+    reasons(&[Bounce]).await;
+    let (doc, _) = doctor(keystead().arg("doctor").env("AWS_REGION", region));
+    let off = suppression(&doc);
+    assert_eq!(off["status"], "warn", "{doc:#}");
+    assert!(
+        off["summary"]
+            .as_str()
+            .unwrap()
+            .contains("does not take complaints"),
+        "{doc:#}"
+    );
+    assert_eq!(
+        fixes(&off),
+        format!(
+            "aws sesv2 put-account-suppression-attributes --suppressed-reasons BOUNCE COMPLAINT --region {region}"
+        )
+    );
+    reasons(&[Bounce, Complaint]).await;
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use keystead::domain::{Email, TenantId};
 use keystead::storage::{PortalStore, Store};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// A sale to `buyer` of the seeded tenant's product; returns the key.
 async fn buy(app: &keystead::app::App, t: &common::Seeded, buyer: &str) -> String {
@@ -141,6 +142,134 @@ async fn past_the_limits_the_answer_is_the_same_and_no_mail_goes_out() {
     assert_eq!(sent, 2, "the tenant's hourly limit stops the third");
 }
 
+/// The answer to a link request does the same work for a buyer and a stranger, request for request (issue 24): it
+/// queues the request, and the lookup and the mail come after it. (The times are measured by `scripts/bench`,
+/// BENCHMARKS.md's "Sign-in answers".)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_answer_to_a_link_request_does_the_same_work_for_buyers_and_strangers() {
+    let stack = stack().await;
+    let faults = common::faults::Faults::new();
+    let sdk = common::sdk().await;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(faults.clone())
+            .build(),
+    );
+    let store = Arc::new(common::faulty_store(&faults).await);
+    let app = common::portal::portal_app_over(store, sqs, settings()).await;
+    let t = seed(&stack, Seed::default()).await;
+    let customer = buyer();
+    buy(&app, &t, &customer).await;
+    let nobody = stranger();
+    let link = |email: &str| {
+        common::portal::request(
+            "POST",
+            &format!("/portal/{}/link", t.tenant_id),
+            &[],
+            &[("email", email)],
+            None,
+        )
+    };
+
+    faults.take_sent();
+    let to_buyer = send(&app, &link(&customer)).await;
+    let buyer_work = faults.take_sent();
+    let to_stranger = send(&app, &link(&nobody)).await;
+    let stranger_work = faults.take_sent();
+    assert_eq!(
+        (to_buyer.status, &to_buyer.body),
+        (to_stranger.status, &to_stranger.body)
+    );
+    assert_eq!(
+        buyer_work, stranger_work,
+        "the same requests, in the same order"
+    );
+    assert_eq!(
+        buyer_work.iter().filter(|op| *op == "SendMessage").count(),
+        1,
+        "queued: {buyer_work:?}"
+    );
+    assert!(
+        !buyer_work.iter().any(|op| op == "SendEmail"),
+        "nothing mailed before the answer: {buyer_work:?}"
+    );
+    assert!(
+        signin_links(&customer).is_empty(),
+        "the mail comes after the answer"
+    );
+
+    // The worker looks the addresses up and mails the buyer, not the stranger.
+    assert_eq!(keystead::app::sign_in::mail_waiting(&app).await.unwrap(), 2);
+    assert_eq!(signin_links(&customer).len(), 1);
+    assert!(emails_to(&nobody).is_empty());
+    let cookie = {
+        let token = token_of(&signin_links(&customer)[0]);
+        let reply = post(
+            &app,
+            &format!("/portal/{}/signin", t.tenant_id),
+            &[("token", &token)],
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        cookie_of(&reply)
+    };
+    let page = get(
+        &app,
+        &format!("/portal/{}/licenses", t.tenant_id),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(
+        page.status, 200,
+        "the link mailed after the answer signs in: {}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn a_queued_sign_in_request_that_is_not_one_is_dropped_and_a_failed_mail_is_tried_again() {
+    let stack = stack().await;
+    let app = portal_app(&stack, settings()).await;
+    let t = seed(&stack, Seed::default()).await;
+    let customer = buyer();
+    buy(&app, &t, &customer).await;
+    use keystead::app::sign_in::{LinkOutcome, mail_queued};
+    for junk in [
+        "",
+        "{}",
+        "not json",
+        r#"{"t":"no-such-tenant","email":"a@example.com","base":"https://x"}"#,
+    ] {
+        assert_eq!(
+            mail_queued(&app, junk).await.unwrap(),
+            LinkOutcome::Dropped,
+            "{junk}"
+        );
+    }
+    let request =
+        serde_json::json!({"t": t.tenant_id, "email": customer, "base": BASE}).to_string();
+    // SES refuses the mail: an error, so SQS gives the message again...
+    let faults = common::faults::Faults::new();
+    let failing = {
+        let sdk = common::sdk().await;
+        let mailer = keystead::mail::SesMailer::from_config(
+            aws_sdk_ses::config::Builder::from(&sdk).interceptor(faults.clone()),
+        );
+        let mut app = app.clone();
+        app.mailer = Arc::new(mailer);
+        app
+    };
+    faults.add("SendEmail", None, common::faults::Fault::Refuse, 1);
+    assert!(mail_queued(&failing, &request).await.is_err());
+    // ...and the next try mails it.
+    assert_eq!(
+        mail_queued(&app, &request).await.unwrap(),
+        LinkOutcome::Sent
+    );
+    assert_eq!(signin_links(&customer).len(), 1);
+}
+
 #[tokio::test]
 async fn one_caller_trying_many_addresses_is_stopped_before_any_lookup() {
     let mut limits = settings();
@@ -164,10 +293,12 @@ async fn one_caller_trying_many_addresses_is_stopped_before_any_lookup() {
     // ...so its sixth request, for a real buyer, sends nothing and answers the same.
     let limited = send(&app, &from("198.51.100.9", &customer)).await;
     assert_eq!(limited.status, 200);
+    keystead::app::sign_in::mail_waiting(&app).await.unwrap();
     assert!(signin_links(&customer).is_empty());
     // The buyer, asking from elsewhere, gets the link.
     let own = send(&app, &from("192.0.2.44", &customer)).await;
     assert_eq!((own.status, &own.body), (limited.status, &limited.body));
+    keystead::app::sign_in::mail_waiting(&app).await.unwrap();
     assert_eq!(signin_links(&customer).len(), 1);
 }
 

@@ -35,6 +35,8 @@ const CLI_ONLY: &[&str] = &[
     "src/cli/",
     // `keystead dev dispatch`'s feed (DynamoDB Local's stream, moto's queue); Lambda feeds the deployed dispatcher.
     "src/dispatch/local.rs",
+    // Local mode's sign-in worker; Lambda receives the sign-in queue's messages for the deployed function.
+    "src/portal/local_worker.rs",
     "src/storage/admin.rs",
     "src/storage/schema.rs",
     "src/bin/keystead.rs",
@@ -716,18 +718,41 @@ fn template_problems(template: &str, called: &BTreeSet<String>) -> Vec<String> {
         problems.push("no AWS::Serverless::Function".to_owned());
         return problems;
     }
-    // Every function (the API's and the scheduled reconciliation's: one binary) is held to the same rules.
+    // The event sources Lambda reads for the functions of each role, and so what the role may do on their behalf
+    // (the API function and the scheduled reconciliation share one role: the API's SQS event is the role's).
+    let role_of = |function: &Value| {
+        function
+            .get("Properties")
+            .and_then(|p| p.get("Role"))
+            .map(|role| format!("{role:?}"))
+            .unwrap_or_default()
+    };
+    let mut role_sources: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, function) in &functions {
+        role_sources.entry(role_of(function)).or_default().extend(
+            function
+                .get("Properties")
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, e)| e.get("Type").and_then(Value::as_str).map(str::to_owned)),
+        );
+    }
+    // Every function of the API's binary (the API's and the scheduled reconciliation's) is held to the same rules;
+    // the dispatcher's binary to its own calls.
     for (function_id, function) in functions {
         let props = function.get("Properties").cloned().unwrap_or(Value::Null);
-        // The event sources Lambda reads for the function, and so what its role may do on their behalf.
-        let sources: BTreeSet<String> = props
-            .get("Events")
-            .and_then(Value::as_mapping)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, e)| e.get("Type").and_then(Value::as_str).map(str::to_owned))
-            .collect();
-        let dispatcher = sources.contains("DynamoDB") || sources.contains("SQS");
+        let sources = role_sources
+            .get(&role_of(function))
+            .cloned()
+            .unwrap_or_default();
+        let dispatcher = function
+            .get("Metadata")
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|b| b.get("Binary"))
+            .and_then(Value::as_str)
+            == Some("keystead-dispatch");
         let dispatcher_calls: BTreeSet<String> =
             DISPATCHER_CALLS.iter().map(|a| (*a).to_owned()).collect();
         let called = if dispatcher {
@@ -1124,7 +1149,7 @@ fn template_grants_exactly_what_the_code_calls_and_keeps_its_data() {
 }
 
 #[test]
-fn the_dispatcher_calls_what_its_role_is_checked_against_and_the_api_no_queue() {
+fn the_dispatcher_calls_what_its_role_is_checked_against_and_the_api_only_queues_sign_ins() {
     let own = dispatcher_code_actions();
     let declared: BTreeSet<String> = DISPATCHER_CALLS.iter().map(|a| (*a).to_owned()).collect();
     assert!(
@@ -1133,9 +1158,13 @@ fn the_dispatcher_calls_what_its_role_is_checked_against_and_the_api_no_queue() 
         own.difference(&declared).collect::<Vec<_>>()
     );
     assert!(own.contains("sqs:SendMessage") && own.contains("sqs:ChangeMessageVisibility"));
-    assert!(
-        !called_actions().iter().any(|a| a.starts_with("sqs:")),
-        "the API function never touches the webhook queues"
+    assert_eq!(
+        called_actions()
+            .iter()
+            .filter(|a| a.starts_with("sqs:"))
+            .collect::<Vec<_>>(),
+        ["sqs:SendMessage"],
+        "the API function only queues sign-in requests (Lambda receives them on its behalf)"
     );
 }
 

@@ -67,6 +67,7 @@ const WRITES: [&str; 5] = [
 pub struct Faults {
     rules: Arc<Mutex<Vec<Rule>>>,
     hits: Arc<Mutex<Vec<String>>>,
+    sent: Arc<Mutex<Vec<String>>>,
     hooks: Arc<Mutex<Vec<Before>>>,
     random: Arc<Mutex<Option<Chances>>>,
 }
@@ -123,6 +124,11 @@ impl Faults {
     /// Every fault injected so far, as "Operation: Fault".
     pub fn hits(&self) -> Vec<String> {
         self.hits.lock().unwrap().clone()
+    }
+
+    /// The operation of every request that left through these faults' clients, oldest first; emptied.
+    pub fn take_sent(&self) -> Vec<String> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
     }
 
     fn take(&self, operation: &str, body: &[u8]) -> Option<Fault> {
@@ -206,6 +212,7 @@ impl Intercept for Faults {
             .map(|m| m.name().to_owned())
             .unwrap_or_default();
         let body = context.request().body().bytes().unwrap_or_default();
+        self.sent.lock().unwrap().push(operation.clone());
         let hook = {
             let mut hooks = self.hooks.lock().unwrap();
             let found = hooks.iter().position(|before| {

@@ -11,17 +11,39 @@ use super::{Ping, Reply, Stack, emails_to, send, unique};
 /// Where links in the test's emails point (the in-process tests never follow them over the network).
 pub const BASE: &str = "https://portal.test";
 
-/// The application as `config::app_from_env` builds it, with `settings` and the local stack's bucket.
+/// The application as `config::app_from_env` builds it, with `settings`, the local stack's bucket and a sign-in
+/// queue of its own (in moto's SQS; `ask_for_link` works it, as the deployed function's SQS event would).
 pub async fn portal_app(stack: &Stack, settings: PortalSettings) -> App {
     let sdk = super::sdk().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    portal_app_over(Arc::new(stack.store.clone()), sqs, settings).await
+}
+
+/// The same over `store` and `sqs` (clients with faults or a record of their requests in them).
+pub async fn portal_app_over(
+    store: Arc<dyn keystead::storage::Backend>,
+    sqs: aws_sdk_sqs::Client,
+    settings: PortalSettings,
+) -> App {
+    let sdk = super::sdk().await;
+    let url = sqs
+        .create_queue()
+        .queue_name(unique("signin"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
     App::with_portal(
-        Arc::new(stack.store.clone()),
+        store,
         Arc::new(keystead::config::ses_mailer(&sdk)),
         Arc::new(keystead::config::kms_vault(&sdk).unwrap_or_else(|e| panic!("{e}"))),
         settings,
         keystead::config::files(&sdk),
     )
     .with_tenant_cache_ttl(std::time::Duration::ZERO)
+    .with_link_queue(Arc::new(keystead::portal::SqsLinkQueue::new(sqs, url)))
 }
 
 pub fn settings() -> PortalSettings {
@@ -70,14 +92,17 @@ pub async fn post(app: &App, path: &str, form: &[(&str, &str)], cookie: Option<&
     send(app, &request("POST", path, &[], form, cookie)).await
 }
 
+/// Asks for a sign-in link, then works the sign-in queue (the mail, if any, comes after the answer).
 pub async fn ask_for_link(app: &App, tenant: &str, email: &str) -> Reply {
-    post(
+    let reply = post(
         app,
         &format!("/portal/{tenant}/link"),
         &[("email", email)],
         None,
     )
-    .await
+    .await;
+    keystead::app::sign_in::mail_waiting(app).await.unwrap();
+    reply
 }
 
 /// The sign-in links mailed to `to`, oldest first.

@@ -980,6 +980,25 @@ async fn main() {
         sequential(&app, &pings, kind, 100).await;
     }
 
+    // `BENCH_PROFILE_SALES=<n>`: only n new sales, then stop, for a profiler (`perf record -p`) to see where a
+    // sale's time goes inside the function (BENCHMARKS.md, run 9).
+    if let Some(profile_n) = std::env::var("BENCH_PROFILE_SALES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        eprintln!(
+            "bench: profiling {profile_n} new sales (pid {})",
+            std::process::id()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let (mut samples, wrong) = sequential(&app, &pings, Kind::NewSale, profile_n).await;
+        eprintln!(
+            "bench: {profile_n} new sales, p50 {:.2} ms, {wrong} wrong",
+            stats(&mut samples).p50
+        );
+        return;
+    }
+
     // Requests per ping, from the interceptor.
     report.line("### AWS requests per ping (counted by an SDK interceptor)");
     report.line("");

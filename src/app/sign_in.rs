@@ -107,9 +107,6 @@ pub async fn mail_queued(app: &App, body: &str) -> Result<LinkOutcome, PortalErr
     Ok(outcome)
 }
 
-#[cfg(feature = "cli")]
-pub use crate::portal::local_worker::mail_waiting;
-
 /// Emails a single-use sign-in link to `email`, pointing at `base`, if it bought something from `tenant` and no
 /// limit is reached.
 async fn mail_link(

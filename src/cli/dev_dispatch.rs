@@ -43,7 +43,7 @@ pub async fn run(
                 turn.attempted, turn.kept
             );
         }
-        let mailed = match crate::app::sign_in::mail_waiting(&app).await {
+        let mailed = match super::signin_worker::mail_waiting(&app).await {
             Ok(mailed) => mailed,
             Err(err) => {
                 eprintln!("keystead dev dispatch: sign-in queue: {err} (retrying)");

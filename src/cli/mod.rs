@@ -14,6 +14,7 @@ mod product;
 mod product_file;
 mod s3;
 mod ses;
+pub mod signin_worker;
 mod tenant;
 mod webhook;
 

@@ -46,7 +46,7 @@ impl SqsLinkQueue {
     }
 }
 
-pub(super) fn failure<E: std::error::Error + 'static>(err: E) -> PortalError {
+fn failure<E: std::error::Error + 'static>(err: E) -> PortalError {
     PortalError::Queue(aws_sdk_sqs::error::DisplayErrorContext(&err).to_string())
 }
 

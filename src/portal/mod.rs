@@ -4,8 +4,6 @@
 
 mod keys_at_rest;
 mod link_queue;
-#[cfg(feature = "cli")]
-pub mod local_worker;
 pub mod pages;
 mod tokens;
 

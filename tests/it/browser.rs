@@ -344,7 +344,9 @@ async fn a_buyer_signs_in_frees_a_seat_replaces_the_key_and_downloads_in_a_real_
 
     // The queue's worker mails the link after the answer; open it from the mail SES received, and press
     // "Sign in".
-    keystead::app::sign_in::mail_waiting(&app).await.unwrap();
+    keystead::cli::signin_worker::mail_waiting(&app)
+        .await
+        .unwrap();
     let links = signin_links(&jane);
     assert_eq!(links.len(), 1);
     assert!(links[0].starts_with(&base));

@@ -199,7 +199,12 @@ async fn the_answer_to_a_link_request_does_the_same_work_for_buyers_and_stranger
     );
 
     // The worker looks the addresses up and mails the buyer, not the stranger.
-    assert_eq!(keystead::app::sign_in::mail_waiting(&app).await.unwrap(), 2);
+    assert_eq!(
+        keystead::cli::signin_worker::mail_waiting(&app)
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(signin_links(&customer).len(), 1);
     assert!(emails_to(&nobody).is_empty());
     let cookie = {
@@ -293,12 +298,16 @@ async fn one_caller_trying_many_addresses_is_stopped_before_any_lookup() {
     // ...so its sixth request, for a real buyer, sends nothing and answers the same.
     let limited = send(&app, &from("198.51.100.9", &customer)).await;
     assert_eq!(limited.status, 200);
-    keystead::app::sign_in::mail_waiting(&app).await.unwrap();
+    keystead::cli::signin_worker::mail_waiting(&app)
+        .await
+        .unwrap();
     assert!(signin_links(&customer).is_empty());
     // The buyer, asking from elsewhere, gets the link.
     let own = send(&app, &from("192.0.2.44", &customer)).await;
     assert_eq!((own.status, &own.body), (limited.status, &limited.body));
-    keystead::app::sign_in::mail_waiting(&app).await.unwrap();
+    keystead::cli::signin_worker::mail_waiting(&app)
+        .await
+        .unwrap();
     assert_eq!(signin_links(&customer).len(), 1);
 }
 

@@ -35,8 +35,6 @@ const CLI_ONLY: &[&str] = &[
     "src/cli/",
     // `keystead dev dispatch`'s feed (DynamoDB Local's stream, moto's queue); Lambda feeds the deployed dispatcher.
     "src/dispatch/local.rs",
-    // Local mode's sign-in worker; Lambda receives the sign-in queue's messages for the deployed function.
-    "src/portal/local_worker.rs",
     "src/storage/admin.rs",
     "src/storage/schema.rs",
     "src/bin/keystead.rs",

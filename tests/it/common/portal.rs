@@ -101,7 +101,9 @@ pub async fn ask_for_link(app: &App, tenant: &str, email: &str) -> Reply {
         None,
     )
     .await;
-    keystead::app::sign_in::mail_waiting(app).await.unwrap();
+    keystead::cli::signin_worker::mail_waiting(app)
+        .await
+        .unwrap();
     reply
 }
 

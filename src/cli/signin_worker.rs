@@ -2,10 +2,13 @@
 //! `SigninRequests` event does, reading moto's SQS itself. Lambda receives and deletes the messages in a
 //! deployment, so none of this is in the function.
 
-use super::link_queue::failure;
-use super::{PortalError, SqsLinkQueue};
 use crate::app::App;
 use crate::app::sign_in::mail_queued;
+use crate::portal::{PortalError, SqsLinkQueue};
+
+fn failure<E: std::error::Error + 'static>(err: E) -> PortalError {
+    PortalError::Queue(aws_sdk_sqs::error::DisplayErrorContext(&err).to_string())
+}
 
 /// Mails what waits in the application's sign-in queue now; how many requests it handled. A request whose mail
 /// failed stays, to come back after the queue's visibility timeout.

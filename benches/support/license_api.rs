@@ -146,6 +146,38 @@ struct Floor<'a> {
     tables: &'a Tables,
     tenant: String,
     key_hash: String,
+    /// The audit events (the webhook outbox, issue 25) keystead writes in the transactions of a new machine's
+    /// activation and of its deactivation: copies ride in the floor's transactions too.
+    activated: Item,
+    deactivated: Item,
+}
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+/// An audit event of `event_type` keystead wrote for the tenant (the newest is as good as any).
+async fn audit_item(
+    ddb: &aws_sdk_dynamodb::Client,
+    tables: &Tables,
+    tenant: &str,
+    event_type: &str,
+) -> Item {
+    let mut pages = ddb
+        .query()
+        .table_name(&tables.events)
+        .key_condition_expression("tenant_id = :t AND begins_with(sk, :p)")
+        .filter_expression("#type = :type")
+        .expression_attribute_names("#type", "type")
+        .expression_attribute_values(":t", AttributeValue::S(tenant.to_owned()))
+        .expression_attribute_values(":p", AttributeValue::S("AUDIT#".to_owned()))
+        .expression_attribute_values(":type", AttributeValue::S(event_type.to_owned()))
+        .into_paginator()
+        .items()
+        .send();
+    pages
+        .next()
+        .await
+        .unwrap_or_else(|| panic!("bench: no {event_type} event for {tenant}"))
+        .unwrap()
 }
 
 impl Floor<'_> {
@@ -170,6 +202,22 @@ impl Floor<'_> {
             .send()
             .await
             .unwrap();
+    }
+
+    /// A copy of `template` as a new audit event: one more put in the transaction, as keystead's.
+    fn audit_put(&self, template: &Item, i: usize) -> TransactWriteItem {
+        let mut item = template.clone();
+        item.insert(
+            "sk".to_owned(),
+            AttributeValue::S(format!("AUDIT#floor-{i}-{}", unique("e"))),
+        );
+        let put = Put::builder()
+            .table_name(&self.tables.events)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().put(put).build()
     }
 
     fn license_sk(&self) -> String {
@@ -267,6 +315,7 @@ impl Floor<'_> {
                     .transact_items(TransactWriteItem::builder().put(put).build())
                     .transact_items(self.seat(0))
                     .transact_items(TransactWriteItem::builder().update(budget).build())
+                    .transact_items(self.audit_put(&self.activated, i))
                     .send()
                     .await
                     .unwrap();
@@ -285,6 +334,7 @@ impl Floor<'_> {
                     .transact_write_items()
                     .transact_items(TransactWriteItem::builder().delete(delete).build())
                     .transact_items(self.seat(0))
+                    .transact_items(self.audit_put(&self.deactivated, i))
                     .send()
                     .await
                     .unwrap();
@@ -351,9 +401,11 @@ pub async fn section(
         tables,
         tenant: tenant.to_owned(),
         key_hash: keystead::domain::sha256_hex(key),
+        activated: audit_item(ddb, tables, tenant, "license.machine_activated").await,
+        deactivated: audit_item(ddb, tables, tenant, "license.machine_deactivated").await,
     };
     report.line(format!(
-        "### License API in-process, {n} sequential calls each, against its floor (the same DynamoDB calls straight from the SDK)"
+        "### License API in-process, {n} sequential calls each, against its floor (the same DynamoDB calls straight from the SDK, the audit events of the outbox included)"
     ));
     report.line("");
     report.line("| call | p50 ms | p99 ms | floor p50 ms | p50 / floor | DynamoDB requests per call | wrong answers |");

@@ -173,11 +173,10 @@ async fn audit_item(
         .into_paginator()
         .items()
         .send();
-    pages
-        .next()
-        .await
-        .unwrap_or_else(|| panic!("bench: no {event_type} event for {tenant}"))
-        .unwrap()
+    match pages.next().await {
+        Some(item) => item.unwrap(),
+        None => panic!("bench: no {event_type} event for {tenant}"),
+    }
 }
 
 impl Floor<'_> {

@@ -50,24 +50,8 @@ impl Hooks {
             events: names["KEYSTEAD_EVENTS_TABLE"].clone(),
         };
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let dlq_url = sqs
-            .create_queue()
-            .queue_name(format!("{prefix}-dlq"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_owned();
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("{prefix}-q"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_owned();
+        let dlq_url = common::create_queue(&sqs, &format!("{prefix}-dlq")).await;
+        let queue_url = common::create_queue(&sqs, &format!("{prefix}-q")).await;
         Self {
             stack: common::stack_with(&sdk, tables.clone()),
             sdk,
@@ -850,17 +834,26 @@ async fn only_public_https_targets_outside_local_mode() {
     );
 }
 
+/// A local endpoint answering every request with `status` after `delay` (each request on its own thread); its port.
+fn answering(status: u16, delay: Duration) -> u16 {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let _ = request.respond(tiny_http::Response::empty(status));
+            });
+        }
+    });
+    port
+}
+
 #[tokio::test]
 async fn an_endpoint_that_answers_410_is_disabled() {
     let hooks = Hooks::new().await;
     let t = common::seed(&hooks.stack, Seed::default()).await;
-    let gone = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = gone.server_addr().to_ip().unwrap().port();
-    std::thread::spawn(move || {
-        for request in gone.incoming_requests() {
-            let _ = request.respond(tiny_http::Response::empty(410));
-        }
-    });
+    let port = answering(410, Duration::ZERO);
     let (endpoint, _) =
         hooks.add_endpoint(&t.tenant_id, &format!("http://127.0.0.1:{port}/x"), &[]);
     assert_eq!(
@@ -906,16 +899,7 @@ async fn a_slow_endpoint_holds_back_no_other_endpoint() {
     let hooks = Hooks::new().await;
     let t = common::seed(&hooks.stack, Seed::default()).await;
     // One endpoint takes 8 s to answer each delivery; the other answers at once.
-    let slow = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let slow_port = slow.server_addr().to_ip().unwrap().port();
-    std::thread::spawn(move || {
-        for request in slow.incoming_requests() {
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_secs(8));
-                let _ = request.respond(tiny_http::Response::empty(200));
-            });
-        }
-    });
+    let slow_port = answering(200, Duration::from_secs(8));
     let fast = Receiver::start(0, 0.0);
     hooks.add_endpoint(
         &t.tenant_id,

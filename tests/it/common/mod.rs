@@ -468,6 +468,18 @@ pub async fn events(stack: &Stack, tenant_id: &str) -> Vec<Item> {
         .collect()
 }
 
+/// A new queue in moto's SQS; its URL.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned()
+}
+
 /// A tenant's audit events (the webhook outbox), oldest first.
 pub async fn audit_items(stack: &Stack, tenant_id: &str) -> Vec<Item> {
     query_all(stack, &stack.tables.events, tenant_id)

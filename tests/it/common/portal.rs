@@ -26,15 +26,7 @@ pub async fn portal_app_over(
     settings: PortalSettings,
 ) -> App {
     let sdk = super::sdk().await;
-    let url = sqs
-        .create_queue()
-        .queue_name(unique("signin"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let url = super::create_queue(&sqs, &unique("signin")).await;
     App::with_portal(
         store,
         Arc::new(keystead::config::ses_mailer(&sdk)),

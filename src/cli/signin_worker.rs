@@ -4,11 +4,7 @@
 
 use crate::app::App;
 use crate::app::sign_in::mail_queued;
-use crate::portal::{PortalError, SqsLinkQueue};
-
-fn failure<E: std::error::Error + 'static>(err: E) -> PortalError {
-    PortalError::Queue(aws_sdk_sqs::error::DisplayErrorContext(&err).to_string())
-}
+use crate::portal::{PortalError, SqsLinkQueue, queue_failure as failure};
 
 /// Mails what waits in the application's sign-in queue now; how many requests it handled. A request whose mail
 /// failed stays, to come back after the queue's visibility timeout.

@@ -204,18 +204,12 @@ async fn replay(
         if !wanted || (addressed.is_some() && addressed != Some(endpoint.endpoint_id.as_str())) {
             continue;
         }
-        let fresh = Delivery {
-            endpoint_id: endpoint.endpoint_id.clone(),
-            event_id: event.id.clone(),
-            event_type: event.kind.as_str().to_owned(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: None,
-            last_status: None,
-            last_error: None,
-            updated_at: rfc3339(now),
-            delivered_at: None,
-        };
+        let fresh = Delivery::pending(
+            &endpoint.endpoint_id,
+            &event.id,
+            event.kind.as_str(),
+            rfc3339(now),
+        );
         store
             .save_delivery(&event.tenant_id, &fresh, now.unix_timestamp())
             .await?;

@@ -145,18 +145,7 @@ impl Dispatcher {
         };
         let mut delivery = match self.store.delivery(&tenant_id, &job.e, &job.id).await? {
             Some(delivery) => delivery,
-            None => Delivery {
-                endpoint_id: job.e.clone(),
-                event_id: job.id.clone(),
-                event_type: event.kind.as_str().to_owned(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: None,
-                last_status: None,
-                last_error: None,
-                updated_at: rfc3339(now),
-                delivered_at: None,
-            },
+            None => Delivery::pending(&job.e, &job.id, event.kind.as_str(), rfc3339(now)),
         };
         match delivery.status {
             DeliveryStatus::Pending => {}

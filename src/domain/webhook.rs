@@ -130,6 +130,24 @@ pub struct Delivery {
     pub delivered_at: Option<String>,
 }
 
+impl Delivery {
+    /// A delivery not attempted yet, recorded at `now` (RFC 3339).
+    pub fn pending(endpoint_id: &str, event_id: &str, event_type: &str, now: String) -> Self {
+        Self {
+            endpoint_id: endpoint_id.to_owned(),
+            event_id: event_id.to_owned(),
+            event_type: event_type.to_owned(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: None,
+            last_status: None,
+            last_error: None,
+            updated_at: now,
+            delivered_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {

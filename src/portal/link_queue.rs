@@ -46,7 +46,8 @@ impl SqsLinkQueue {
     }
 }
 
-fn failure<E: std::error::Error + 'static>(err: E) -> PortalError {
+/// An SQS failure as the portal's error, with the SDK's whole context.
+pub(crate) fn failure<E: std::error::Error + 'static>(err: E) -> PortalError {
     PortalError::Queue(aws_sdk_sqs::error::DisplayErrorContext(&err).to_string())
 }
 

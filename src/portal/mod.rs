@@ -20,6 +20,8 @@ use crate::signing::{KeyVault, VaultError};
 use crate::storage::{Backend, PortalStore, StoreError};
 
 pub use keys_at_rest::KeysAtRest;
+#[cfg(feature = "cli")]
+pub(crate) use link_queue::failure as queue_failure;
 pub use link_queue::{LinkQueue, LinkRequest, SqsLinkQueue};
 pub use tokens::{
     DownloadGrant, GrantRefused, MAC_KID, MacKey, MacKeys, Session, new_signin_token,

@@ -20,6 +20,7 @@ pub mod ping_budget;
 pub mod receive_ping;
 pub mod reconcile;
 pub mod record_sale;
+pub mod releases;
 pub mod replace_key;
 pub mod sign_in;
 pub mod validate;
@@ -31,7 +32,7 @@ use crate::files::Bucket;
 use crate::mail::Mailer;
 use crate::portal::{LinkQueue, MacKeys, Portal, PortalSettings, WithDownloads};
 use crate::signing::{KeyVault, Keyring};
-use crate::storage::{Backend, TenantCache};
+use crate::storage::{Backend, ReleaseCache, TenantCache};
 use licenses::Checker;
 
 /// The function's state, built once per process and shared by every request.
@@ -55,6 +56,8 @@ pub struct App {
     /// Where sign-in requests wait for their mail (`KEYSTEAD_SIGNIN_QUEUE_URL`); without one, the link is mailed
     /// before the answer.
     pub link_queue: Option<Arc<dyn LinkQueue>>,
+    /// Each product's releases for a short while: a feed is one read of the license.
+    pub releases: Arc<ReleaseCache>,
 }
 
 impl App {
@@ -115,6 +118,7 @@ impl App {
                 .filter(|secret| !secret.trim().is_empty())
                 .map(Arc::from),
             link_queue: None,
+            releases: Arc::default(),
         }
     }
 
@@ -139,6 +143,7 @@ impl App {
     /// The same application with tenants re-read after `ttl` (tests that change a product or a key use zero).
     pub fn with_tenant_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.tenants = Arc::new(TenantCache::new(ttl));
+        self.releases = Arc::new(ReleaseCache::new(ttl));
         self
     }
 

@@ -12,6 +12,7 @@ mod migrate;
 mod output;
 mod product;
 mod product_file;
+mod release;
 mod s3;
 mod ses;
 pub mod signin_worker;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Signed outbound webhooks: endpoints, secrets, deliveries, replays.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Releases and the license-gated update feeds: publish, list, publish a draft, yank.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
     /// What happened to a tenant's licenses and who did it, newest first.
     Audit(webhook::AuditArgs),
     /// Local development helpers used by infra/local/up and the tests.
@@ -81,6 +85,7 @@ pub enum Command {
 /// commands that change licenses record their own events, the webhook commands theirs).
 fn seller_action(command: &Command) -> Option<(String, &'static str)> {
     use product::ProductCommand as P;
+    use release::ReleaseCommand as R;
     use tenant::TenantCommand as T;
     Some(match command {
         Command::Tenant(T::Create { tenant_id, .. }) => (tenant_id.clone(), "tenant create"),
@@ -99,6 +104,11 @@ fn seller_action(command: &Command) -> Option<(String, &'static str)> {
         Command::Product(P::Map { tenant_id, .. }) => (tenant_id.clone(), "product map"),
         Command::Product(P::Unmap { tenant_id, .. }) => (tenant_id.clone(), "product unmap"),
         Command::Product(P::File { tenant_id, .. }) => (tenant_id.clone(), "product file"),
+        Command::Release(R::Publish(args)) => (args.tenant_id.clone(), "release publish"),
+        Command::Release(R::PublishDraft { tenant_id, .. }) => {
+            (tenant_id.clone(), "release publish-draft")
+        }
+        Command::Release(R::Yank { tenant_id, .. }) => (tenant_id.clone(), "release yank"),
         _ => return None,
     })
 }
@@ -442,6 +452,7 @@ async fn run_command(command: Command, out: &mut Output) -> Result<(), CliError>
         Command::Doctor(args) => doctor::run(args, out).await,
         Command::Migrate(cmd) => migrate::run(cmd, out).await,
         Command::Webhook(cmd) => webhook::run(cmd, out).await,
+        Command::Release(cmd) => release::run(cmd, out).await,
         Command::Audit(args) => webhook::audit(args, out).await,
         Command::Dev(cmd) => dev::run(cmd, out).await,
     }

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::tenant::load;
 use super::{CliError, Output, store};
+use crate::domain::releases::AfterExpiry;
 use crate::domain::{
     EmailKey, KeyPrefix, KeySource, MAX_SEATS, Permalink, Product, ProductId, TenantId, Variant,
     VariantMapping, format_duration, parse_duration, parse_entitlements, rfc3339,
@@ -72,6 +73,22 @@ pub enum ProductCommand {
         /// Send the key email: `always`, `never`, or `default` (always for keystead keys, never for Gumroad's).
         #[arg(long, value_parser = ["always", "never", "default"])]
         email_key: Option<String>,
+        /// The Sparkle public key its macOS apps pin (`SUPublicEDKey`, base64); `release publish` then refuses a
+        /// `--sparkle-signature` that does not verify with it. `none` removes it.
+        #[arg(long)]
+        sparkle_public_key: Option<String>,
+        /// The Tauri updater public key its apps pin (`plugins.updater.pubkey`, base64 of the minisign key file);
+        /// `release publish` then refuses a `--tauri-signature` that does not verify with it. `none` removes it.
+        #[arg(long)]
+        tauri_public_key: Option<String>,
+        /// What an expired license keeps of the releases: `keep-released` (default: those made before it
+        /// expired), `nothing` or `everything`.
+        #[arg(long, value_parser = ["keep-released", "nothing", "everything"])]
+        after_expiry: Option<String>,
+        /// A license that never expires gets the releases made within this long of its purchase (e.g. 365d),
+        /// or `forever` (default).
+        #[arg(long)]
+        updates_for: Option<String>,
     },
     /// Delete a product that no permalink maps to any more. Its licenses stay valid.
     Delete {
@@ -140,8 +157,43 @@ fn optional_duration(raw: &str, none_word: &str) -> Result<Option<u64>, CliError
     }
 }
 
+/// A public key flag of `product set`: checked by `check`, or `none` to remove it.
+fn optional_key(
+    raw: &str,
+    check: fn(&str) -> Result<String, CliError>,
+) -> Result<Option<String>, CliError> {
+    match raw.trim() {
+        "none" => Ok(None),
+        key => check(key).map(Some),
+    }
+}
+
+/// `--updates-for`: whole days (`365d`, at most ten years), or `forever`.
+fn update_window(raw: &str) -> Result<Option<u32>, CliError> {
+    let raw = raw.trim();
+    if raw == "forever" {
+        return Ok(None);
+    }
+    raw.strip_suffix('d')
+        .and_then(|days| days.parse::<u32>().ok())
+        .filter(|days| (1..=3650).contains(days))
+        .map(Some)
+        .ok_or_else(|| {
+            CliError::Invalid(format!(
+                "invalid --updates-for '{}': a number of days such as 365d (at most 3650d), or `forever`",
+                crate::gumroad::one_line(raw)
+            ))
+        })
+}
+
 fn product_json(tenant_id: &TenantId, product: &Product) -> serde_json::Value {
     json!({
+        "releases": {
+            "after_expiry": product.releases.after_expiry.as_str(),
+            "updates_for": product.releases.updates_for_days.map(|d| format!("{d}d")),
+            "sparkle_public_key": product.releases.sparkle_public_key,
+            "tauri_public_key": product.releases.tauri_public_key,
+        },
         "key_source": product.key_source.as_str(),
         "email_key": if product.emails_key() { "always" } else { "never" },
         "seat_lease": product.seat_lease_seconds.map(format_duration),
@@ -203,6 +255,7 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 entitlements: parse_entitlements(entitlements.as_deref().unwrap_or_default())?,
                 created_at: rfc3339(OffsetDateTime::now_utc()),
                 file: None,
+                releases: Default::default(),
                 v: 0,
             };
             let store = store().await?;
@@ -234,9 +287,26 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
             token_ttl,
             key_source,
             email_key,
+            sparkle_public_key,
+            tauri_public_key,
+            after_expiry,
+            updates_for,
         } => {
             let tenant_id = TenantId::parse(&tenant_id)?;
             let product_id = ProductId::parse(&product_id)?;
+            let sparkle_public_key = sparkle_public_key
+                .as_deref()
+                .map(|raw| optional_key(raw, super::release::sparkle_public_key))
+                .transpose()?;
+            let tauri_public_key = tauri_public_key
+                .as_deref()
+                .map(|raw| optional_key(raw, super::release::tauri_public_key))
+                .transpose()?;
+            let after_expiry = after_expiry
+                .as_deref()
+                .map(AfterExpiry::parse)
+                .transpose()?;
+            let updates_for = updates_for.as_deref().map(update_window).transpose()?;
             let seat_lease = seat_lease
                 .as_deref()
                 .map(|raw| optional_duration(raw, "off"))
@@ -292,6 +362,19 @@ pub async fn run(command: ProductCommand, out: &mut Output) -> Result<(), CliErr
                 }
                 if let Some(email_key) = email_key.as_deref() {
                     product.email_key = EmailKey::parse(email_key);
+                }
+                let releases = &mut product.releases;
+                if let Some(key) = sparkle_public_key.clone() {
+                    releases.sparkle_public_key = key;
+                }
+                if let Some(key) = tauri_public_key.clone() {
+                    releases.tauri_public_key = key;
+                }
+                if let Some(after_expiry) = after_expiry {
+                    releases.after_expiry = after_expiry;
+                }
+                if let Some(days) = updates_for {
+                    releases.updates_for_days = days;
                 }
                 let replaced = store
                     .replace_product(&tenant_id, &product)

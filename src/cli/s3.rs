@@ -68,7 +68,14 @@ impl S3 {
         })
     }
 
-    fn send(&self, method: &str, key: &str, query: &str, body: &[u8]) -> Result<Answer, CliError> {
+    /// Signs and sends one request; the answer's body is the caller's to read.
+    fn call(
+        &self,
+        method: &str,
+        key: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, CliError> {
         let url = self.bucket.url(key, query);
         let instructions = sign_request(
             &self.bucket.region,
@@ -87,10 +94,13 @@ impl S3 {
         let request = request
             .body(body.to_vec())
             .map_err(|e| failed(method, &e.to_string()))?;
-        let mut response = self
-            .agent
+        self.agent
             .run(request)
-            .map_err(|e| failed(method, &e.to_string()))?;
+            .map_err(|e| failed(method, &e.to_string()))
+    }
+
+    fn send(&self, method: &str, key: &str, query: &str, body: &[u8]) -> Result<Answer, CliError> {
+        let mut response = self.call(method, key, query, body)?;
         let etag = response
             .headers()
             .get("etag")
@@ -104,6 +114,35 @@ impl S3 {
             .read_to_string()
             .unwrap_or_default();
         Ok(Answer { status, etag, body })
+    }
+
+    /// The size of the object at `key`, or `None` when there is none.
+    pub fn object_size(&self, key: &str) -> Result<Option<u64>, CliError> {
+        let response = self.call("HEAD", key, "", b"")?;
+        match response.status().as_u16() {
+            404 | 403 => Ok(None),
+            200 => Ok(response
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
+            status => Err(failed("HeadObject", &format!("HTTP {status}"))),
+        }
+    }
+
+    /// The whole object at `key` (an earlier release's file, to make a patch from).
+    pub fn get(&self, key: &str) -> Result<Vec<u8>, CliError> {
+        let mut response = self.call("GET", key, "", b"")?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(failed("GetObject", &format!("HTTP {status} for {key}")));
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(4 * 1024 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| failed("GetObject", &e.to_string()))
     }
 
     fn expect(&self, what: &str, answer: Answer) -> Result<Answer, CliError> {

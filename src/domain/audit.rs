@@ -38,12 +38,14 @@ pub enum EventType {
     SellerLicenseResumed,
     SellerLicenseReinstated,
     SellerLicenseExtended,
+    /// `keystead release publish` (or `publish-draft`): a release reached the feeds.
+    ReleasePublished,
     /// Any other seller action through the CLI (a tenant, product or webhook changed).
     SellerCommand,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 21] = [
         Self::LicenseCreated,
         Self::LicenseUpdated,
         Self::LicenseKeyReplaced,
@@ -63,6 +65,7 @@ impl EventType {
         Self::SellerLicenseResumed,
         Self::SellerLicenseReinstated,
         Self::SellerLicenseExtended,
+        Self::ReleasePublished,
         Self::SellerCommand,
     ];
 
@@ -87,6 +90,7 @@ impl EventType {
             Self::SellerLicenseResumed => "seller.license_resumed",
             Self::SellerLicenseReinstated => "seller.license_reinstated",
             Self::SellerLicenseExtended => "seller.license_extended",
+            Self::ReleasePublished => "release.published",
             Self::SellerCommand => "seller.command",
         }
     }

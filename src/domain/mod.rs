@@ -8,6 +8,7 @@ mod gumroad;
 mod ids;
 mod key;
 mod records;
+pub mod releases;
 mod tiers;
 pub mod webhook;
 

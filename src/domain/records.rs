@@ -199,6 +199,9 @@ pub struct Product {
     /// The file buyers download (`keystead product file`); `None` until one is uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<super::ProductFile>,
+    /// What its releases need: the keys its apps pin, what expired and perpetual licenses get (issue 26).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub releases: super::releases::ReleaseSettings,
     /// Bumped by every write to the product; `product set` writes only over the version it read.
     #[serde(default)]
     pub v: u64,
@@ -227,6 +230,7 @@ impl Product {
             email_key: None,
             created_at,
             file: None,
+            releases: Default::default(),
             v: 0,
         }
     }
@@ -445,6 +449,10 @@ pub struct License {
     /// Bumped by every write to the license; a read-modify-write of it is conditioned on the value it read.
     #[serde(default)]
     pub v: u64,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn one() -> u32 {

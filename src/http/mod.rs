@@ -4,11 +4,13 @@
 //! extractors in, one use case from `crate::app` called, its answer or its error enum rendered.
 
 mod extract;
+mod feeds;
 mod gumroad_verify;
 mod jwks;
 mod layers;
 mod license_api;
 mod portal;
+mod releases;
 mod render;
 mod webhook;
 
@@ -57,6 +59,13 @@ route_table! {
     key_set: [
         get "/v1/{tenant_id}/jwks.json" => jwks::get,
     ]
+    releases: [
+        get "/v1/{tenant_id}/products/{product_id}/appcast.xml" => releases::appcast,
+        get "/v1/{tenant_id}/products/{product_id}/tauri/{target}/{arch}/{current_version}" => releases::tauri,
+        get "/v1/{tenant_id}/products/{product_id}/electron/{file}" => releases::electron,
+        get "/v1/{tenant_id}/products/{product_id}/releases" => releases::list,
+        get "/v1/{tenant_id}/products/{product_id}/releases/{version}/{filename}" => releases::download,
+    ]
     compat: [
         post "/gumroad/{tenant_id}/v2/licenses/verify" => gumroad_verify::verify,
     ]
@@ -85,6 +94,7 @@ pub fn router(app: App) -> Router {
         .merge(s.gumroad.route_layer(deadline(webhook::on_timeout)))
         .merge(s.license_api.route_layer(deadline(license_api::on_timeout)))
         .merge(s.key_set.route_layer(deadline(jwks::on_timeout)))
+        .merge(s.releases.route_layer(deadline(releases::on_timeout)))
         .merge(s.compat.route_layer(deadline(gumroad_verify::on_timeout)))
         .merge(
             s.portal_link
@@ -120,7 +130,11 @@ impl App {
             .headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/") || ct.starts_with("application/json"));
+            .is_some_and(|ct| {
+                ct.starts_with("text/")
+                    || ct.starts_with("application/json")
+                    || ct.starts_with("application/rss+xml")
+            });
         let body = match (bytes.is_empty(), text) {
             (true, _) => lambda_http::Body::Empty,
             (false, true) => lambda_http::Body::Text(String::from_utf8_lossy(&bytes).into_owned()),

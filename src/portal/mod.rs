@@ -165,6 +165,11 @@ impl Portal {
 
     /// The presigned S3 URL a download redirects to.
     pub async fn presign(&self, file: &ProductFile) -> Result<String, PortalError> {
+        self.presign_object(&file.s3_key, &file.name).await
+    }
+
+    /// The presigned S3 URL of any object of the bucket, saved as `name`.
+    pub async fn presign_object(&self, key: &str, name: &str) -> Result<String, PortalError> {
         let (bucket, credentials) = self
             .files
             .as_ref()
@@ -175,8 +180,8 @@ impl Portal {
             .map_err(|e| PortalError::Presign(e.to_string()))?;
         bucket
             .presigned_get_object()
-            .key(&file.s3_key)
-            .filename(&file.name)
+            .key(key)
+            .filename(name)
             .expires_in(PRESIGNED_LIFETIME)
             .sign(&credentials, SystemTime::now())
             .map_err(|e| PortalError::Presign(e.0))

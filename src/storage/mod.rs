@@ -8,6 +8,7 @@ mod cache;
 mod dynamo;
 mod events;
 mod portal;
+mod releases;
 #[cfg(feature = "cli")]
 mod schema;
 mod sdk;
@@ -26,6 +27,7 @@ pub use cache::TenantCache;
 pub use dynamo::{DynamoStore, Tables};
 pub use events::{EventStore, Written};
 pub use portal::{MAX_MACHINES_TO_FREE, PortalStore, Replaced};
+pub use releases::{ReleaseCache, ReleaseStore};
 #[cfg(feature = "cli")]
 pub use schema::{TableSpec, create_tables, table_specs};
 pub use sdk::backoff;
@@ -47,8 +49,14 @@ pub enum StoreError {
 }
 
 /// Every port the function uses, implemented together by `DynamoStore`.
-pub trait Backend: Store + EventStore + ActivationStore + SigningKeyStore + PortalStore {}
-impl<T: Store + EventStore + ActivationStore + SigningKeyStore + PortalStore> Backend for T {}
+pub trait Backend:
+    Store + EventStore + ActivationStore + SigningKeyStore + PortalStore + ReleaseStore
+{
+}
+impl<T: Store + EventStore + ActivationStore + SigningKeyStore + PortalStore + ReleaseStore> Backend
+    for T
+{
+}
 
 /// Everything one sale writes, committed together or not at all.
 #[derive(Debug, Clone)]

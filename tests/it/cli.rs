@@ -313,7 +313,9 @@ fn products_are_created_mapped_unmapped_and_deleted() {
         doc,
         json!({"tenant_id": t, "product_id": "lite", "name": "Lite", "key_prefix": "LITE",
                "activation_limit": 3, "duration_days": null, "entitlements": [],
-               "seat_lease": null, "token_ttl": null, "key_source": "keystead", "email_key": "always"})
+               "seat_lease": null, "token_ttl": null, "key_source": "keystead", "email_key": "always",
+               "releases": {"after_expiry": "keep-released", "updates_for": null,
+                            "sparkle_public_key": null, "tauri_public_key": null}})
     );
 
     let human = ok(&[

@@ -28,6 +28,7 @@ mod portal;
 mod properties;
 mod read_back;
 mod reconcile;
+mod releases;
 mod router;
 mod sale_kinds;
 mod template;

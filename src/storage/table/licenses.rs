@@ -70,3 +70,18 @@ pub(crate) fn status_at(item: &Item, now: &str) -> LicenseStatus {
         other => other,
     }
 }
+
+/// A product's releases (issue 26): `RELEASE#<product>#`, then `<version>#<platform>#<arch>`.
+pub(crate) fn release_prefix(product_id: &str) -> String {
+    format!("RELEASE#{product_id}#")
+}
+
+pub(crate) fn release_sk(release: &crate::domain::releases::Release) -> String {
+    format!(
+        "{}{}#{}#{}",
+        release_prefix(release.product_id.as_str()),
+        release.version,
+        release.platform,
+        release.arch
+    )
+}

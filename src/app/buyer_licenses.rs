@@ -40,11 +40,15 @@ pub async fn buyer_licenses(
         } else {
             None
         };
+        let releases = portal
+            .release_links(store, tenant, &license, PAGE_LINK_LIFETIME, now)
+            .await?;
         views.push(LicenseView {
             license,
             status,
             machines,
             download,
+            releases,
         });
     }
     Ok(views)

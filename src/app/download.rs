@@ -4,6 +4,7 @@
 use time::OffsetDateTime;
 
 use super::App;
+use crate::domain::releases::{Access, Asset, access};
 use crate::domain::{LicenseId, LicenseStatus, Tenant, effective_status};
 use crate::portal::{self, DownloadGrant, GrantRefused, PortalError};
 
@@ -63,15 +64,32 @@ pub async fn download(
         Err(GrantRefused::Expired) => return Ok(Err(DownloadRefused::ExpiredLink)),
     };
     let license = match app.store.get_license(tenant_id, &grant.key_hash).await? {
-        Some(license) if license.product_id == grant.product_id => license,
+        Some(license) if tenant.same_product_family(&grant.product_id, &license.product_id) => {
+            license
+        }
         _ => return Ok(Err(DownloadRefused::NoLicense)),
     };
-    match effective_status(&license, now) {
-        LicenseStatus::Active => {}
-        status => return Ok(Err(DownloadRefused::NotActive(status))),
-    }
-    let Some(file) = portal::product_file(tenant, &license) else {
-        return Ok(Err(DownloadRefused::NoFile));
+    let (s3_key, name) = match &grant.release_file {
+        None => {
+            if license.product_id != grant.product_id {
+                return Ok(Err(DownloadRefused::NoLicense));
+            }
+            match effective_status(&license, now) {
+                LicenseStatus::Active => {}
+                status => return Ok(Err(DownloadRefused::NotActive(status))),
+            }
+            let Some(file) = portal::product_file(tenant, &license) else {
+                return Ok(Err(DownloadRefused::NoFile));
+            };
+            (file.s3_key.clone(), file.name.clone())
+        }
+        Some((version, name)) => {
+            match release_file(app, tenant, &license, &grant.product_id, version, name, now).await?
+            {
+                Ok(asset) => (asset.s3_key, asset.name),
+                Err(refused) => return Ok(Err(refused)),
+            }
+        }
     };
     let day = now.unix_timestamp() / 86_400;
     let counted = app
@@ -86,9 +104,54 @@ pub async fn download(
     if !counted {
         return Ok(Err(DownloadRefused::TooMany));
     }
-    let url = app.portal.presign(file).await?;
+    let url = app.portal.presign_object(&s3_key, &name).await?;
     Ok(Ok(Granted {
         url,
         license_id: license.license_id,
     }))
+}
+
+/// A release's file the license may still have: the release published and in reach of the license (the same
+/// rules as the feeds, in the release's own channel).
+async fn release_file(
+    app: &App,
+    tenant: &Tenant,
+    license: &crate::domain::License,
+    product_id: &crate::domain::ProductId,
+    version: &str,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<Result<Asset, DownloadRefused>, PortalError> {
+    let Some(product) = tenant.products.get(product_id) else {
+        return Ok(Err(DownloadRefused::NoFile));
+    };
+    let entitlements = tenant
+        .products
+        .get(&license.product_id)
+        .map(|p| p.entitlements.clone())
+        .unwrap_or_default();
+    let releases = app
+        .releases
+        .releases(app.store.as_ref(), &tenant.tenant_id, product_id)
+        .await?;
+    let mut refused = DownloadRefused::NoFile;
+    for release in releases.iter().filter(|r| r.version == version) {
+        let Some(asset) = release.file(name) else {
+            continue;
+        };
+        match access(
+            license,
+            &entitlements,
+            &product.releases,
+            release,
+            release.channel,
+            now,
+        ) {
+            Access::Granted => return Ok(Ok(asset.clone())),
+            Access::NotActive(status) => refused = DownloadRefused::NotActive(status),
+            Access::Expired => refused = DownloadRefused::NotActive(LicenseStatus::Expired),
+            _ => {}
+        }
+    }
+    Ok(Err(refused))
 }

@@ -44,13 +44,17 @@ impl ProductFile {
 
     /// `12.3 MB`, `512 KB`, `80 bytes`.
     pub fn human_size(&self) -> String {
-        let size = self.size as f64;
-        if self.size >= 1_000_000 {
-            format!("{:.1} MB", size / 1_000_000.0)
-        } else if self.size >= 1_000 {
-            format!("{:.0} KB", size / 1_000.0)
+        Self::human_size_of(self.size)
+    }
+
+    pub fn human_size_of(size: u64) -> String {
+        let bytes = size as f64;
+        if size >= 1_000_000 {
+            format!("{:.1} MB", bytes / 1_000_000.0)
+        } else if size >= 1_000 {
+            format!("{:.0} KB", bytes / 1_000.0)
         } else {
-            format!("{} bytes", self.size)
+            format!("{size} bytes")
         }
     }
 }

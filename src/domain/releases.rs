@@ -377,6 +377,14 @@ impl Release {
     }
 }
 
+/// When a release came out: its publication, else its creation.
+pub fn released_at(release: &Release) -> &str {
+    release
+        .published_at
+        .as_deref()
+        .unwrap_or(&release.created_at)
+}
+
 /// What a license keeps once it has expired (`product set --after-expiry`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -570,5 +578,115 @@ mod tests {
         assert!(Arch::Universal.runs_on(Arch::Aarch64));
         assert!(Arch::Universal.runs_on(Arch::X86_64));
         assert!(!Arch::X86_64.runs_on(Arch::Aarch64));
+    }
+
+    fn license(status: &str, created: &str, expires: Option<&str>) -> License {
+        let doc = serde_json::json!({
+            "license_id": "lic_1", "tenant_id": "acme", "product_id": "myapp", "product_name": "MyApp",
+            "key": "ACME-00000-00000-00000-00000-00000-00000", "key_hash": "h", "status": status,
+            "activation_limit": 3, "buyer_email": "jane@example.com", "sale_id": "s1", "source": "gumroad",
+            "created_at": created, "email_status": "sent", "expires_at": expires,
+        });
+        serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn release(created: &str, channel: Channel, entitlements: &[&str]) -> Release {
+        Release {
+            product_id: crate::domain::ProductId::parse("myapp").unwrap_or_else(|e| panic!("{e}")),
+            version: "1.0.0".to_owned(),
+            platform: Platform::Linux,
+            arch: Arch::X86_64,
+            channel,
+            build: None,
+            notes: None,
+            min_os: None,
+            critical: false,
+            entitlements: entitlements.iter().map(|e| (*e).to_owned()).collect(),
+            status: ReleaseStatus::Published,
+            created_at: created.to_owned(),
+            published_at: None,
+            files: Vec::new(),
+        }
+    }
+
+    fn at(raw: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(raw, &Rfc3339).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn access_follows_keygens_rules() {
+        let now = at("2027-01-01T00:00:00Z");
+        let settings = ReleaseSettings::default();
+        let stable = Channel::Stable;
+        let active = license("active", "2026-01-01T00:00:00Z", None);
+        let before = release("2026-03-01T00:00:00Z", stable, &[]);
+        let after = release("2026-09-01T00:00:00Z", stable, &[]);
+        let grant =
+            |l: &License, r: &Release, s: &ReleaseSettings| access(l, &[], s, r, stable, now);
+        assert_eq!(grant(&active, &after, &settings), Access::Granted);
+        // Expired in June: keeps what was made before (inclusive), by default.
+        let expired = license(
+            "active",
+            "2026-01-01T00:00:00Z",
+            Some("2026-06-01T00:00:00Z"),
+        );
+        assert_eq!(grant(&expired, &before, &settings), Access::Granted);
+        assert_eq!(grant(&expired, &after, &settings), Access::Expired);
+        let on_the_day = release("2026-06-01T00:00:00Z", stable, &[]);
+        assert_eq!(grant(&expired, &on_the_day, &settings), Access::Granted);
+        let nothing = ReleaseSettings {
+            after_expiry: AfterExpiry::Nothing,
+            ..settings.clone()
+        };
+        assert_eq!(grant(&expired, &before, &nothing), Access::Expired);
+        let everything = ReleaseSettings {
+            after_expiry: AfterExpiry::Everything,
+            ..settings.clone()
+        };
+        assert_eq!(grant(&expired, &after, &everything), Access::Granted);
+        // Not yet expired: everything, whatever the setting.
+        let later = license(
+            "active",
+            "2026-01-01T00:00:00Z",
+            Some("2028-01-01T00:00:00Z"),
+        );
+        assert_eq!(grant(&later, &after, &nothing), Access::Granted);
+        // A perpetual license with a 100-day update window: what came within it.
+        let window = ReleaseSettings {
+            updates_for_days: Some(100),
+            ..settings.clone()
+        };
+        assert_eq!(grant(&active, &before, &window), Access::Granted);
+        assert_eq!(grant(&active, &after, &window), Access::OutsideUpdateWindow);
+        // Suspended and revoked: nothing; drafts and yanked releases: never.
+        for status in ["suspended", "revoked"] {
+            let l = license(status, "2026-01-01T00:00:00Z", None);
+            assert!(
+                matches!(grant(&l, &before, &settings), Access::NotActive(_)),
+                "{status}"
+            );
+        }
+        let mut yanked = before.clone();
+        yanked.status = ReleaseStatus::Yanked;
+        assert_eq!(grant(&active, &yanked, &settings), Access::Unlisted);
+        // Channels and entitlements.
+        let beta = release("2026-03-01T00:00:00Z", Channel::Beta, &[]);
+        assert_eq!(grant(&active, &beta, &settings), Access::OtherChannel);
+        assert_eq!(
+            access(&active, &[], &settings, &beta, Channel::Alpha, now),
+            Access::Granted
+        );
+        let pro = release("2026-03-01T00:00:00Z", stable, &["pro", "cloud"]);
+        assert_eq!(grant(&active, &pro, &settings), Access::MissingEntitlement);
+        let some = ["pro".to_owned()];
+        assert_eq!(
+            access(&active, &some, &settings, &pro, stable, now),
+            Access::MissingEntitlement
+        );
+        let both = ["cloud".to_owned(), "pro".to_owned()];
+        assert_eq!(
+            access(&active, &both, &settings, &pro, stable, now),
+            Access::Granted
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 
-use crate::domain::releases::{Asset, AssetKind, Channel, Platform, Release};
+use crate::domain::releases::{Asset, AssetKind, Channel, Platform, Release, released_at};
 
 /// Where a release's files download from: the download route, with the key when the updater sent it in the URL.
 pub struct Links {
@@ -55,14 +55,6 @@ fn xml_escape(text: &str) -> String {
 
 fn parsed(at: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(at, &Rfc3339).ok()
-}
-
-/// When a release came out: its publication, else its creation.
-fn released_at(release: &Release) -> &str {
-    release
-        .published_at
-        .as_deref()
-        .unwrap_or(&release.created_at)
 }
 
 /// Sparkle's appcast: one `<item>` per macOS release, newest first, with its deltas. Sparkle picks among them

@@ -153,6 +153,7 @@ impl Portal {
             key_hash: license.key_hash.clone(),
             product_id: license.product_id.clone(),
             expires_at: now + lifetime,
+            release_file: None,
         }
         .token(&key, &tenant.tenant_id);
         Ok(Some(DownloadLink {
@@ -188,6 +189,92 @@ impl Portal {
     }
 }
 
+impl Portal {
+    /// The stable releases `license` may have, of its product and of the products of its family (its tiers),
+    /// newest first, each installer with a download link good for `lifetime` seconds.
+    pub async fn release_links(
+        &self,
+        store: &dyn Backend,
+        tenant: &Tenant,
+        license: &License,
+        lifetime: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ReleaseView>, PortalError> {
+        use crate::domain::releases::{Access, Channel, access, released_at};
+        let Some(base) = self.base_url() else {
+            return Ok(Vec::new());
+        };
+        if self.files.is_none() {
+            return Ok(Vec::new());
+        }
+        let entitlements = tenant
+            .products
+            .get(&license.product_id)
+            .map(|p| p.entitlements.clone())
+            .unwrap_or_default();
+        let mut shown = Vec::new();
+        for product in tenant
+            .products
+            .values()
+            .filter(|p| tenant.same_product_family(&p.product_id, &license.product_id))
+        {
+            for release in store
+                .releases(&tenant.tenant_id, &product.product_id)
+                .await?
+            {
+                let granted = access(
+                    license,
+                    &entitlements,
+                    &product.releases,
+                    &release,
+                    Channel::Stable,
+                    now,
+                ) == Access::Granted;
+                if granted && let Some(version) = release.parsed_version() {
+                    shown.push((version, product.product_id.clone(), release));
+                }
+            }
+        }
+        shown
+            .sort_by(|(a, _, ra), (b, _, rb)| b.cmp(a).then_with(|| ra.platform.cmp(&rb.platform)));
+        shown.truncate(RELEASES_SHOWN);
+        if shown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.for_tenant(store, &tenant.tenant_id).await?;
+        let expires_at = now.unix_timestamp() + lifetime;
+        Ok(shown
+            .into_iter()
+            .map(|(_, product_id, release)| ReleaseView {
+                files: release
+                    .files
+                    .iter()
+                    .filter(|f| matches!(f.kind, crate::domain::releases::AssetKind::Installer))
+                    .map(|file| {
+                        let token = DownloadGrant {
+                            key_hash: license.key_hash.clone(),
+                            product_id: product_id.clone(),
+                            expires_at,
+                            release_file: Some((release.version.clone(), file.name.clone())),
+                        }
+                        .token(&key, &tenant.tenant_id);
+                        DownloadLink {
+                            url: format!("{base}/portal/{}/download/{token}", tenant.tenant_id),
+                            name: file.name.clone(),
+                            size: ProductFile::human_size_of(file.size),
+                            sha256: file.sha256.clone(),
+                        }
+                    })
+                    .collect(),
+                target: format!("{} {}", release.platform, release.arch),
+                released_at: released_at(&release).to_owned(),
+                notes: release.notes.clone(),
+                version: release.version,
+            })
+            .collect())
+    }
+}
+
 pub fn product_file<'t>(tenant: &'t Tenant, license: &License) -> Option<&'t ProductFile> {
     tenant
         .products
@@ -205,7 +292,21 @@ pub struct LicenseView {
     pub status: LicenseStatus,
     pub machines: Vec<Activation>,
     pub download: Option<DownloadLink>,
+    /// The stable releases the license may download, newest first (issue 26).
+    pub releases: Vec<ReleaseView>,
 }
+
+/// A release as the portal lists it: its version, target, notes and installers' download links.
+pub struct ReleaseView {
+    pub version: String,
+    pub target: String,
+    pub notes: Option<String>,
+    pub released_at: String,
+    pub files: Vec<DownloadLink>,
+}
+
+/// The portal lists at most this many releases per license (the newest).
+pub const RELEASES_SHOWN: usize = 10;
 
 /// The key emails of a process that knows where the portal is carry the product's download link.
 pub struct WithDownloads {

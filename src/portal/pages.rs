@@ -93,7 +93,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5re
 .notice.problem{border-color:#a3161a;background:#fdecec}\
 table{border-collapse:collapse;width:100%;margin:.4rem 0}th,td{text-align:left;padding:.45rem .3rem;border-bottom:1px solid #dde1e7;vertical-align:middle}\
 .actions{display:flex;flex-wrap:wrap;gap:.6rem;align-items:center;margin-top:.8rem}form{margin:0}\
-.muted{color:#4a5260;font-size:.95rem}.check{display:flex;gap:.5rem;align-items:flex-start;font-weight:400}\
+.muted{color:#4a5260;font-size:.95rem}.notes{white-space:pre-line}.check{display:flex;gap:.5rem;align-items:flex-start;font-weight:400}\
 .top{display:flex;justify-content:space-between;align-items:center;gap:1rem;flex-wrap:wrap}\
 caption{text-align:left}@media (max-width:520px){th.hide,td.hide{display:none}}";
 
@@ -265,6 +265,29 @@ pub fn licenses(
                             a href=(download.url) { "Download " (download.name) } " (" (download.size) ")"
                             br;
                             span class="muted" { "SHA-256: " code { (download.sha256) } }
+                        }
+                    }
+                    @if !view.releases.is_empty() {
+                        details open[view.download.is_none()] {
+                            summary { "Versions you can download" }
+                            @for release in &view.releases {
+                                div class="release" {
+                                    p {
+                                        strong { (release.version) } " "
+                                        span class="muted" { (release.target) " · " (day(&release.released_at)) }
+                                    }
+                                    @if let Some(notes) = &release.notes {
+                                        p class="notes" { (notes) }
+                                    }
+                                    @for file in &release.files {
+                                        p {
+                                            a href=(file.url) { "Download " (file.name) } " (" (file.size) ")"
+                                            br;
+                                            span class="muted" { "SHA-256: " code { (file.sha256) } }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                     @if !view.machines.is_empty() {

@@ -222,6 +222,8 @@ pub struct DownloadGrant {
     pub key_hash: KeyHash,
     pub product_id: ProductId,
     pub expires_at: i64,
+    /// A release's file (version, file name) rather than the product's file (issue 26).
+    pub release_file: Option<(String, String)>,
 }
 
 /// Why a download token was refused.
@@ -237,7 +239,13 @@ impl DownloadGrant {
         key.seal(
             "download",
             tenant,
-            &format!("{}|{}|{}", self.expires_at, self.product_id, self.key_hash),
+            &match &self.release_file {
+                None => format!("{}|{}|{}", self.expires_at, self.product_id, self.key_hash),
+                Some((version, name)) => format!(
+                    "{}|{}|{}|{version}|{name}",
+                    self.expires_at, self.product_id, self.key_hash
+                ),
+            },
         )
     }
 
@@ -250,11 +258,16 @@ impl DownloadGrant {
         let payload = key
             .open("download", tenant, token)
             .ok_or(GrantRefused::Invalid)?;
-        let mut parts = payload.splitn(3, '|');
+        let mut parts = payload.splitn(5, '|');
         let (Some(expires_at), Some(product_id), Some(key_hash)) =
             (parts.next(), parts.next(), parts.next())
         else {
             return Err(GrantRefused::Invalid);
+        };
+        let release_file = match (parts.next(), parts.next()) {
+            (None, None) => None,
+            (Some(version), Some(name)) => Some((version.to_owned(), name.to_owned())),
+            _ => return Err(GrantRefused::Invalid),
         };
         let expires_at: i64 = expires_at.parse().map_err(|_| GrantRefused::Invalid)?;
         let product_id = ProductId::parse(product_id).map_err(|_| GrantRefused::Invalid)?;
@@ -265,6 +278,7 @@ impl DownloadGrant {
             key_hash: KeyHash::from_stored(key_hash),
             product_id,
             expires_at,
+            release_file,
         })
     }
 }
@@ -329,6 +343,7 @@ mod tests {
             key_hash: KeyHash::from_stored("ab".repeat(32)),
             product_id: ProductId::parse("app").unwrap_or_else(|e| panic!("{e}")),
             expires_at: 500,
+            release_file: None,
         };
         let token = grant.token(&key, &acme);
         assert_eq!(
@@ -344,5 +359,14 @@ mod tests {
             Err(GrantRefused::Invalid)
         );
         assert!(Session::from_cookie(&token, &key, &acme, 1).is_none());
+        let release = DownloadGrant {
+            release_file: Some(("1.2.0".to_owned(), "MyApp.dmg".to_owned())),
+            ..grant
+        };
+        let token = release.token(&key, &acme);
+        assert_eq!(
+            DownloadGrant::from_token(&token, &key, &acme, 1),
+            Ok(release)
+        );
     }
 }

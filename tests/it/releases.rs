@@ -953,3 +953,70 @@ async fn an_ended_subscription_keeps_what_was_released_before_it_ended_as_the_pr
         Ok(2)
     );
 }
+
+#[tokio::test]
+async fn the_portal_lists_the_versions_a_license_may_download_and_serves_them() {
+    let stack = stack().await;
+    let app = portal_app(&stack, settings()).await;
+    let seller = Seller::new(&stack).await;
+    let t = &seller.t;
+    let customer = buyer();
+    let reply = send(
+        &app,
+        &common::Ping::new(
+            &t.tenant_id,
+            Some(&t.token),
+            sale_body(&sale_id(), &customer),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v1 = build(30_000, 1);
+    let notes = seller.write("notes.txt", b"Dark mode.");
+    let mac = seller.write("MyApp-1.0.0.dmg", &v1);
+    seller.publish(
+        "1.0.0",
+        ("darwin", "universal"),
+        &[&mac],
+        &["--notes", notes.to_str().unwrap()],
+    );
+    let beta = seller.write("MyApp-1.1.0-beta.1.dmg", &build(30_000, 2));
+    seller.publish(
+        "1.1.0-beta.1",
+        ("darwin", "universal"),
+        &[&beta],
+        &["--channel", "beta"],
+    );
+
+    let cookie = crate::common::portal::sign_in(&app, &t.tenant_id, &customer).await;
+    let page = crate::common::portal::get(
+        &app,
+        &format!("/portal/{}/licenses", t.tenant_id),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Versions you can download") && page.body.contains("Dark mode."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Download MyApp-1.0.0.dmg"));
+    assert!(
+        !page.body.contains("1.1.0-beta.1"),
+        "the portal lists the stable channel"
+    );
+    let marker = format!("https://portal.test/portal/{}/download/", t.tenant_id);
+    let start = page.body.find(&marker).unwrap();
+    let end = page.body[start..].find('"').unwrap() + start;
+    let link = page.body[start + "https://portal.test".len()..end].to_owned();
+    let download = crate::common::portal::get(&app, &link, None).await;
+    assert_eq!(download.status, 302, "{}", download.body);
+    assert_eq!(fetch(download.header("location").unwrap(), None).1, v1);
+    // Yanked: the link gives nothing any more.
+    cli_support::ok(&["release", "yank", &t.tenant_id, "myapp", "1.0.0"]);
+    assert_eq!(
+        crate::common::portal::get(&app, &link, None).await.status,
+        404
+    );
+}

@@ -32,6 +32,8 @@ use serde_json::{Value, json};
 mod dispatch;
 #[path = "support/license_api.rs"]
 mod license_api;
+#[path = "support/releases.rs"]
+mod releases;
 #[path = "support/signin.rs"]
 mod signin;
 #[path = "support/timing_proxy.rs"]
@@ -169,28 +171,96 @@ fn sale_body(sale_id: &str, email: &str, test: bool) -> String {
     fields.join("&")
 }
 
-/// The API Gateway HTTP API (payload 2.0) event of a ping.
-fn event(tenant: &str, token: &str, body: &str) -> String {
-    let path = format!("/webhooks/gumroad/{tenant}");
-    json!({
+/// The release feeds and downloads (issue 26), on licenses sold for it (a license may start 100 downloads a day,
+/// so the downloads rotate over enough of them), and the patch sizes when `BENCH_PATCH_DIR` names the binaries.
+#[allow(clippy::too_many_arguments)]
+async fn releases_section(
+    report: &mut Report,
+    app: &Router,
+    pings: &Pings,
+    store: &DynamoStore,
+    ddb: &aws_sdk_dynamodb::Client,
+    ddb_count: &Counter,
+    ses: &aws_sdk_ses::Client,
+    sdk: &aws_config::SdkConfig,
+    tables: &Tables,
+    n: usize,
+) {
+    let n = env_usize("BENCH_RELEASES_N", n);
+    let mut keys = Vec::new();
+    for _ in 0..n / 90 + 2 {
+        let (status, body) = invoke(app, &pings.event(Kind::NewSale)).await.parts();
+        assert_eq!(status, 200, "{body}");
+        let sold: Value = serde_json::from_str(&body).unwrap();
+        keys.push(sold["license"]["key"].as_str().unwrap().to_owned());
+    }
+    releases::section(
+        report,
+        store,
+        (ddb, ddb_count),
+        ses,
+        sdk,
+        tables,
+        &pings.seeded.tenant_id,
+        &keys,
+        n,
+    )
+    .await;
+    if let Ok(dir) = std::env::var("BENCH_PATCH_DIR") {
+        releases::patches(report, std::path::Path::new(&dir));
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event: `query` is the raw query string, `headers` as sent.
+fn api_event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    let mut event = json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": format!("token={}", enc(token)),
-        "queryStringParameters": {"token": token},
-        "headers": {"content-type": "application/x-www-form-urlencoded", "user-agent": "Gumroad"},
+        "rawQueryString": query,
+        "headers": headers,
         "requestContext": {
             "accountId": "123456789012", "apiId": "local", "domainName": "local.example",
             "domainPrefix": "local",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "203.0.113.7", "userAgent": "Gumroad"},
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.7", "userAgent": "bench"},
             "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
             "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
         },
         "body": body,
         "isBase64Encoded": false,
-    })
-    .to_string()
+    });
+    if !query.is_empty() {
+        let parameters: serde_json::Map<String, Value> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), json!(v)))
+            .collect();
+        event["queryStringParameters"] = Value::Object(parameters);
+    }
+    event.to_string()
+}
+
+/// The API Gateway HTTP API (payload 2.0) event of a ping.
+fn event(tenant: &str, token: &str, body: &str) -> String {
+    api_event(
+        "POST",
+        &format!("/webhooks/gumroad/{tenant}"),
+        &format!("token={}", enc(token)),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("user-agent", "Gumroad"),
+        ],
+        body,
+    )
 }
 
 struct Seeded {
@@ -979,6 +1049,23 @@ async fn main() {
     for kind in Kind::ALL {
         sequential(&app, &pings, kind, 100).await;
     }
+    // `BENCH_ONLY=releases`: the release feeds and patches alone (issue 26).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("releases") {
+        releases_section(
+            &mut report,
+            &app,
+            &pings,
+            &store,
+            &ddb,
+            &ddb_count,
+            &ses,
+            &sdk,
+            &tables,
+            n,
+        )
+        .await;
+        return;
+    }
 
     // `BENCH_PROFILE_SALES=<n>`: only n new sales, then stop, for a profiler (`perf record -p`) to see where a
     // sale's time goes inside the function (BENCHMARKS.md, run 9).
@@ -1181,6 +1268,20 @@ async fn main() {
         &sdk,
         &pings.seeded,
         env_usize("BENCH_SIGNIN_N", 300),
+    )
+    .await;
+
+    releases_section(
+        &mut report,
+        &app,
+        &pings,
+        &store,
+        &ddb,
+        &ddb_count,
+        &ses,
+        &sdk,
+        &tables,
+        n,
     )
     .await;
 

@@ -14,19 +14,13 @@ use serde_json::{Value, json};
 use super::{Counter, Report, invoke, ms, stats, unique};
 
 fn api_event(path: &str, content_type: &str, body: &str) -> String {
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": content_type, "user-agent": "bench-app"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "local.example", "domainPrefix": "local",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7",
-                     "userAgent": "bench-app"},
-            "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
-            "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
-        },
-        "body": body, "isBase64Encoded": false,
-    })
-    .to_string()
+    super::api_event(
+        "POST",
+        path,
+        "",
+        &[("content-type", content_type), ("user-agent", "bench-app")],
+        body,
+    )
 }
 
 fn call(tenant: &str, action: &str, body: Value) -> String {

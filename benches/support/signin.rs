@@ -10,7 +10,6 @@ use keystead::app::App;
 use keystead::mail::SesMailer;
 use keystead::portal::{PortalSettings, SqsLinkQueue};
 use keystead::storage::DynamoStore;
-use serde_json::json;
 
 use super::{Report, Seeded, event, invoke, ms, sale_body, stats, unique};
 
@@ -18,23 +17,19 @@ use super::{Report, Seeded, event, invoke, ms, sale_body, stats, unique};
 const BUYERS: usize = 50;
 
 fn link_event(tenant: &str, email: &str) -> String {
-    let path = format!("/portal/{tenant}/link");
     let body = form_urlencoded::Serializer::new(String::new())
         .append_pair("email", email)
         .finish();
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/x-www-form-urlencoded", "host": "portal.bench"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "portal.bench", "domainPrefix": "portal",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9",
-                     "userAgent": "bench-browser"},
-            "requestId": unique("req"), "routeKey": "$default", "stage": "$default",
-            "time": "04/May/2026:19:38:56 +0000", "timeEpoch": 1_777_923_536_000_i64
-        },
-        "body": body, "isBase64Encoded": false,
-    })
-    .to_string()
+    super::api_event(
+        "POST",
+        &format!("/portal/{tenant}/link"),
+        "",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("host", "portal.bench"),
+        ],
+        &body,
+    )
 }
 
 /// The portal's application over the bench's store and mailer: limits out of the way, no answer floor.

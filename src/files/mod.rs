@@ -2,6 +2,9 @@
 //! alone, so the function can hand out presigned downloads without linking the S3 SDK. The CLI's uploads sign
 //! their requests with the same code.
 
+#[cfg(feature = "cli")]
+pub mod patch;
+
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;

@@ -140,6 +140,21 @@ async fn pings_and_license_calls_log_tenant_sale_and_outcome_but_no_secret() {
         request.path = format!("/v1/{}/licenses/{action}", t.tenant_id);
         assert!(matches!(send(&stack.app, &request).await.status, 200 | 404));
     }
+    // The app's updater reads the release feeds, with the key in the URL (as electron-updater and Sparkle can) and
+    // in a header.
+    for (path, query, header) in [
+        ("releases", vec![("key", key.clone())], None),
+        ("appcast.xml", vec![], Some(format!("Bearer {key}"))),
+    ] {
+        let mut request = Ping::new(&t.tenant_id, None, "");
+        request.method = "GET";
+        request.path = format!("/v1/{}/products/myapp/{path}", t.tenant_id);
+        request.query = query;
+        if let Some(header) = header {
+            request = request.header("authorization", header);
+        }
+        assert_eq!(send(&stack.app, &request).await.status, 200);
+    }
     // A refund revokes the license.
     let refund = sale_body(&sale, &buyer)
         .replace("refunded=false", "refunded=true")
@@ -194,6 +209,10 @@ async fn pings_and_license_calls_log_tenant_sale_and_outcome_but_no_secret() {
     assert!(has_line(
         &lines,
         &json!({"tenant": t.tenant_id, "action": "activate", "outcome": "ok"})
+    ));
+    assert!(has_line(
+        &lines,
+        &json!({"tenant": t.tenant_id, "feed": "json", "outcome": "ok"})
     ));
     assert!(has_line(
         &lines,

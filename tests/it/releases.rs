@@ -285,9 +285,22 @@ async fn each_updater_reads_its_feed_and_gets_the_files_the_license_may_have() {
     let beta = build(400_000, 3);
     seller.publish_mac("1.0.0", &v100, &["--build", "100"]);
     let notes = seller.write("notes.txt", b"Faster & smaller <3");
-    let published = seller.publish_mac(
+    // 1.1.0 with a Sparkle delta from build 100 (each signed by the seller's sign_update, installer first).
+    let installer = seller.write("MyApp-1.1.0.app.tar.gz", &v110);
+    let sig = seller.write(
+        "MyApp-1.1.0.app.tar.gz.sig",
+        seller.keys.tauri_sign(&v110).as_bytes(),
+    );
+    let delta_bytes = b"BinaryDelta 100 -> 110".to_vec();
+    let delta = seller.write("MyApp-110-100.delta", &delta_bytes);
+    let (sparkle, sparkle_delta) = (
+        seller.keys.sparkle_sign(&v110),
+        seller.keys.sparkle_sign(&delta_bytes),
+    );
+    let published = seller.publish(
         "1.1.0",
-        &v110,
+        ("darwin", "universal"),
+        &[&installer, &delta],
         &[
             "--build",
             "110",
@@ -296,6 +309,14 @@ async fn each_updater_reads_its_feed_and_gets_the_files_the_license_may_have() {
             "--min-os",
             "12.0.0",
             "--critical",
+            "--sparkle-signature",
+            &sparkle,
+            "--sparkle-signature",
+            &sparkle_delta,
+            "--tauri-signature",
+            sig.to_str().unwrap(),
+            "--delta-from",
+            "100",
         ],
     );
     let files: Vec<&str> = published["files"]
@@ -308,6 +329,7 @@ async fn each_updater_reads_its_feed_and_gets_the_files_the_license_may_have() {
         files,
         [
             "MyApp-1.1.0.app.tar.gz",
+            "MyApp-110-100.delta",
             "MyApp-1.1.0.app.tar.gz.from-1.0.0.patch"
         ]
     );
@@ -395,6 +417,33 @@ async fn each_updater_reads_its_feed_and_gets_the_files_the_license_may_have() {
     assert_eq!(bytes, v110);
     let signature =
         ed25519_dalek::Signature::from_slice(&STANDARD.decode(signature).unwrap()).unwrap();
+    seller
+        .keys
+        .sparkle
+        .verifying_key()
+        .verify_strict(&bytes, &signature)
+        .unwrap();
+    // The delta, under <sparkle:deltas>, from build 100, signed for its own bytes.
+    let deltas = newest
+        .children()
+        .find(|c| c.has_tag_name((SPARKLE, "deltas")))
+        .unwrap();
+    let delta = deltas
+        .children()
+        .find(|c| c.has_tag_name("enclosure"))
+        .unwrap();
+    assert_eq!(delta.attribute((SPARKLE, "deltaFrom")), Some("100"));
+    assert!(
+        delta
+            .attribute("url")
+            .unwrap()
+            .ends_with("/releases/1.1.0/MyApp-110-100.delta")
+    );
+    let bytes = download(&app, t, &key, "1.1.0", "MyApp-110-100.delta").await;
+    let signature = STANDARD
+        .decode(delta.attribute((SPARKLE, "edSignature")).unwrap())
+        .unwrap();
+    let signature = ed25519_dalek::Signature::from_slice(&signature).unwrap();
     seller
         .keys
         .sparkle
@@ -793,6 +842,16 @@ async fn access_follows_channels_entitlements_yanks_suspensions_and_seats() {
         Ok(["1.3.0", "1.2.0", "1.0.0"].map(str::to_owned).to_vec())
     );
     cli_support::ok(&["release", "yank", &t.tenant_id, "myapp", "1.3.0"]);
+    // Each publication (drafts once published) is a `release.published` event for the webhooks.
+    let published = common::audit_types(&stack, &t.tenant_id)
+        .await
+        .into_iter()
+        .filter(|kind| kind == "release.published")
+        .count();
+    assert_eq!(
+        published, 6,
+        "five published at once, and the draft when it was published"
+    );
     assert_eq!(
         seen(&app, t, &key, "stable", None).await,
         Ok(["1.2.0", "1.0.0"].map(str::to_owned).to_vec())

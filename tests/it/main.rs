@@ -15,6 +15,7 @@ mod cli;
 mod first_deploy;
 mod hostile;
 mod import;
+mod kits;
 mod leases;
 mod license_api;
 mod lifecycle;

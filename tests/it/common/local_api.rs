@@ -16,15 +16,36 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub fn start() -> Self {
+        Self::serve(false)
+    }
+
+    /// The function with the portal's settings and the local bucket, so that downloads redirect to moto's S3;
+    /// links point to this server.
+    pub fn start_with_downloads() -> Self {
+        Self::serve(true)
+    }
+
+    fn serve(downloads: bool) -> Self {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let addr = server.server_addr().to_ip().unwrap();
         let serving = Arc::clone(&server);
+        let base = format!("http://{addr}");
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            let app = runtime.block_on(super::stack()).app;
+            let app = runtime.block_on(async {
+                let stack = super::stack().await;
+                if !downloads {
+                    return stack.app;
+                }
+                let settings = keystead::portal::PortalSettings {
+                    public_url: Some(base),
+                    ..super::portal::settings()
+                };
+                super::portal::portal_app(&stack, settings).await
+            });
             for mut request in serving.incoming_requests() {
                 let mut body = Vec::new();
                 let _ = request.as_reader().read_to_end(&mut body);

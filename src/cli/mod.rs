@@ -105,10 +105,8 @@ fn seller_action(command: &Command) -> Option<(String, &'static str)> {
         Command::Product(P::Unmap { tenant_id, .. }) => (tenant_id.clone(), "product unmap"),
         Command::Product(P::File { tenant_id, .. }) => (tenant_id.clone(), "product file"),
         Command::Release(R::Publish(args)) => (args.tenant_id.clone(), "release publish"),
-        Command::Release(R::PublishDraft { tenant_id, .. }) => {
-            (tenant_id.clone(), "release publish-draft")
-        }
-        Command::Release(R::Yank { tenant_id, .. }) => (tenant_id.clone(), "release yank"),
+        Command::Release(R::PublishDraft(v)) => (v.tenant_id.clone(), "release publish-draft"),
+        Command::Release(R::Yank(v)) => (v.tenant_id.clone(), "release yank"),
         _ => return None,
     })
 }

@@ -34,25 +34,21 @@ pub enum ReleaseCommand {
         product_id: String,
     },
     /// Publish a draft (every platform of the version, or the one named).
-    PublishDraft {
-        tenant_id: String,
-        product_id: String,
-        version: String,
-        #[arg(long)]
-        platform: Option<String>,
-        #[arg(long)]
-        arch: Option<String>,
-    },
+    PublishDraft(Versions),
     /// Withdraw a release from every feed and download (every platform of the version, or the one named).
-    Yank {
-        tenant_id: String,
-        product_id: String,
-        version: String,
-        #[arg(long)]
-        platform: Option<String>,
-        #[arg(long)]
-        arch: Option<String>,
-    },
+    Yank(Versions),
+}
+
+/// The releases of one version a status change applies to: every platform and arch, or those named.
+#[derive(Debug, clap::Args)]
+pub struct Versions {
+    pub(crate) tenant_id: String,
+    product_id: String,
+    version: String,
+    #[arg(long, value_parser = ["darwin", "windows", "linux"])]
+    platform: Option<String>,
+    #[arg(long, value_parser = ["aarch64", "x86_64", "universal"])]
+    arch: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -239,16 +235,6 @@ fn read_local(path: &Path) -> Result<Local, CliError> {
 /// Patches are made from this many earlier releases of the same platform and arch.
 const PATCHES_FROM: usize = 3;
 
-fn targets(
-    platform: Option<&str>,
-    arch: Option<&str>,
-) -> Result<(Option<Platform>, Option<Arch>), CliError> {
-    Ok((
-        platform.map(Platform::parse).transpose()?,
-        arch.map(Arch::parse).transpose()?,
-    ))
-}
-
 pub async fn run(command: ReleaseCommand, out: &mut Output) -> Result<(), CliError> {
     match command {
         ReleaseCommand::Publish(args) => {
@@ -337,32 +323,18 @@ pub async fn run(command: ReleaseCommand, out: &mut Output) -> Result<(), CliErr
             );
             Ok(())
         }
-        ReleaseCommand::PublishDraft {
-            tenant_id,
-            product_id,
-            version,
-            platform,
-            arch,
-        } => {
+        ReleaseCommand::PublishDraft(versions) => {
             change_status(
-                (&tenant_id, &product_id, &version),
-                targets(platform.as_deref(), arch.as_deref())?,
+                versions,
                 ReleaseStatus::Draft,
                 ReleaseStatus::Published,
                 out,
             )
             .await
         }
-        ReleaseCommand::Yank {
-            tenant_id,
-            product_id,
-            version,
-            platform,
-            arch,
-        } => {
+        ReleaseCommand::Yank(versions) => {
             change_status(
-                (&tenant_id, &product_id, &version),
-                targets(platform.as_deref(), arch.as_deref())?,
+                versions,
                 ReleaseStatus::Published,
                 ReleaseStatus::Yanked,
                 out,
@@ -761,15 +733,20 @@ async fn announce(store: &DynamoStore, tenant_id: &TenantId, release: &Release) 
 }
 
 async fn change_status(
-    (tenant_id, product_id, version): (&str, &str, &str),
-    (platform, arch): (Option<Platform>, Option<Arch>),
+    versions: Versions,
     from: ReleaseStatus,
     to: ReleaseStatus,
     out: &mut Output,
 ) -> Result<(), CliError> {
-    let tenant_id = TenantId::parse(tenant_id)?;
-    let product_id = ProductId::parse(product_id)?;
-    let version = Version::parse(version)?;
+    let tenant_id = TenantId::parse(&versions.tenant_id)?;
+    let product_id = ProductId::parse(&versions.product_id)?;
+    let version = Version::parse(&versions.version)?;
+    let platform = versions
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()?;
+    let arch = versions.arch.as_deref().map(Arch::parse).transpose()?;
     let store = store().await?;
     known_product(&store, &tenant_id, &product_id).await?;
     let matching: Vec<Release> = store

@@ -102,6 +102,20 @@ impl Seller {
         }
     }
 
+    /// `product set` with the public keys the seller's apps pin.
+    fn pin_keys(&self) {
+        cli_support::ok(&[
+            "product",
+            "set",
+            &self.t.tenant_id,
+            "myapp",
+            "--sparkle-public-key",
+            &self.keys.sparkle_public(),
+            "--tauri-public-key",
+            &self.keys.tauri_public(),
+        ]);
+    }
+
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -269,16 +283,7 @@ async fn each_updater_reads_its_feed_and_gets_the_files_the_license_may_have() {
     let app = portal_app(&stack, settings()).await;
     let seller = Seller::new(&stack).await;
     let t = &seller.t;
-    cli_support::ok(&[
-        "product",
-        "set",
-        &t.tenant_id,
-        "myapp",
-        "--sparkle-public-key",
-        &seller.keys.sparkle_public(),
-        "--tauri-public-key",
-        &seller.keys.tauri_public(),
-    ]);
+    seller.pin_keys();
     // Two platforms and three channels; 1.1.0 patches from 1.0.0.
     let v100 = build(400_000, 1);
     let v110 = build(400_000, 2);
@@ -660,16 +665,7 @@ async fn a_signature_that_does_not_verify_with_the_pinned_key_publishes_nothing(
     let stack = stack().await;
     let seller = Seller::new(&stack).await;
     let t = &seller.t;
-    cli_support::ok(&[
-        "product",
-        "set",
-        &t.tenant_id,
-        "myapp",
-        "--sparkle-public-key",
-        &seller.keys.sparkle_public(),
-        "--tauri-public-key",
-        &seller.keys.tauri_public(),
-    ]);
+    seller.pin_keys();
     let bytes = build(50_000, 1);
     let file = seller.write("MyApp.zip", &bytes);
     // Signed with another key (the classic way to break every user's updates).

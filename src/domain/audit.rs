@@ -397,7 +397,8 @@ mod tests {
         }
         assert!(!EventType::SellerCommand.delivered());
         assert!(EventType::SaleRefunded.delivered());
-        assert_eq!(EventType::catalogue().count(), 13);
+        assert!(EventType::ReleasePublished.delivered());
+        assert_eq!(EventType::catalogue().count(), 14);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub trait LeaseStore: Send + Sync {
     fn clear(&self) -> std::io::Result<()>;
 }
 
-/// A JSON file, written atomically (a temporary file renamed over it).
+/// A JSON file, written atomically (a temporary file renamed over it), readable by the user only.
 pub struct FileLeaseStore {
     path: PathBuf,
 }
@@ -38,8 +38,8 @@ impl FileLeaseStore {
         Self { path: path.into() }
     }
 
-    /// `<data dir>/keystead/<tenant>/<product>/lease.json`: `$XDG_DATA_HOME` (or `~/.local/share`) on Linux,
-    /// `~/Library/Application Support` on macOS, `%APPDATA%` on Windows.
+    /// `<data dir>/<tenant>/<product>/lease.json` (as the other kits keep it): `$XDG_DATA_HOME` (or
+    /// `~/.local/share`) on Linux, `~/Library/Application Support` on macOS, `%APPDATA%` on Windows.
     pub fn default_for(tenant: &str, product: &str) -> std::io::Result<Self> {
         let home = || std::env::var_os("HOME").map(PathBuf::from);
         let base = if cfg!(target_os = "windows") {
@@ -77,8 +77,13 @@ impl LeaseStore for FileLeaseStore {
             std::fs::create_dir_all(dir)?;
         }
         let text = serde_json::to_string(stored).map_err(std::io::Error::other)?;
+        // Readable by the user only: the file holds a license key.
         let temporary = self.path.with_extension("json.tmp");
-        std::fs::write(&temporary, text)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&temporary)?, text.as_bytes())?;
         std::fs::rename(&temporary, &self.path)
     }
 

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::App;
-use crate::domain::releases::{Access, Asset, access};
+use crate::domain::releases::{Access, Asset, FileRefused, access, granted_file};
 use crate::domain::{LicenseId, LicenseStatus, Tenant, effective_status};
 use crate::portal::{self, DownloadGrant, GrantRefused, PortalError};
 
@@ -134,24 +134,24 @@ async fn release_file(
         .releases
         .releases(app.store.as_ref(), &tenant.tenant_id, product_id)
         .await?;
-    let mut refused = DownloadRefused::NoFile;
-    for release in releases.iter().filter(|r| r.version == version) {
-        let Some(asset) = release.file(name) else {
-            continue;
-        };
-        match access(
+    let granted = granted_file(&releases, version, name, |release| {
+        access(
             license,
             &entitlements,
             &product.releases,
             release,
             release.channel,
             now,
-        ) {
-            Access::Granted => return Ok(Ok(asset.clone())),
-            Access::NotActive(status) => refused = DownloadRefused::NotActive(status),
-            Access::Expired => refused = DownloadRefused::NotActive(LicenseStatus::Expired),
-            _ => {}
+        )
+    });
+    Ok(match granted {
+        Ok(asset) => Ok(asset.clone()),
+        Err(FileRefused::Refused(Access::NotActive(status))) => {
+            Err(DownloadRefused::NotActive(status))
         }
-    }
-    Ok(Err(refused))
+        Err(FileRefused::Refused(Access::Expired)) => {
+            Err(DownloadRefused::NotActive(LicenseStatus::Expired))
+        }
+        Err(_) => Err(DownloadRefused::NoFile),
+    })
 }

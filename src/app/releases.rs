@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use super::App;
 use super::licenses::{self, LicenseApiError, LicenseRequest};
 use crate::domain::releases::{
-    Access, Arch, Asset, Channel, Platform, Release, ReleaseSettings, ReleaseStatus, Version,
-    access, newest,
+    Access, Arch, Asset, Channel, FileRefused, Platform, Release, ReleaseSettings, Version, access,
+    granted_file, newest,
 };
 use crate::domain::{License, ProductId, Tenant, TenantId};
 use crate::portal::PortalError;
@@ -158,9 +158,9 @@ pub async fn reader(app: &App, caller: &Caller<'_>) -> Result<Reader, FeedError>
 
 /// Suspended and revoked licenses get nothing, not even the feed.
 fn access_status(license: &License) -> Option<&'static str> {
+    use crate::domain::LicenseStatus::{Revoked, Suspended};
     match crate::domain::effective_status(license, OffsetDateTime::now_utc()) {
-        crate::domain::LicenseStatus::Suspended => Some("License suspended"),
-        crate::domain::LicenseStatus::Revoked => Some("License revoked"),
+        status @ (Suspended | Revoked) => Some(reason(Access::NotActive(status))),
         _ => None,
     }
 }
@@ -241,38 +241,23 @@ pub async fn download(
         .await?;
     let version = Version::parse(version).map_err(|_| FeedError::NotFound("Unknown version"))?;
     let now = OffsetDateTime::now_utc();
-    let mut refusal = None;
-    let mut found = false;
-    for release in all.iter().filter(|r| {
-        r.status == ReleaseStatus::Published
-            && r.parsed_version()
-                .is_some_and(|v| v == version && v.as_str() == version.as_str())
-    }) {
-        found = true;
-        let Some(asset) = release.file(filename) else {
-            continue;
-        };
-        // The right to a file is the right to its release in the channel it was published in.
-        match reader.access(release, release.channel, now) {
-            Access::Granted => {
-                count_download(app, reader, now).await?;
-                let url = app
-                    .portal
-                    .presign_object(&asset.s3_key, &asset.name)
-                    .await?;
-                return Ok(Download {
-                    url,
-                    asset: asset.clone(),
-                });
-            }
-            refused => refusal = Some(refused),
-        }
-    }
-    match (found, refusal) {
-        (false, _) => Err(FeedError::NotFound("Unknown version")),
-        (true, None) => Err(FeedError::NotFound("Unknown file")),
-        (true, Some(refused)) => Err(FeedError::Forbidden(reason(refused))),
-    }
+    let asset = granted_file(&all, version.as_str(), filename, |release| {
+        reader.access(release, release.channel, now)
+    })
+    .map_err(|refused| match refused {
+        FileRefused::UnknownVersion => FeedError::NotFound("Unknown version"),
+        FileRefused::UnknownFile => FeedError::NotFound("Unknown file"),
+        FileRefused::Refused(access) => FeedError::Forbidden(reason(access)),
+    })?;
+    count_download(app, reader, now).await?;
+    let url = app
+        .portal
+        .presign_object(&asset.s3_key, &asset.name)
+        .await?;
+    Ok(Download {
+        url,
+        asset: asset.clone(),
+    })
 }
 
 async fn count_download(app: &App, reader: &Reader, now: OffsetDateTime) -> Result<(), FeedError> {

@@ -512,6 +512,43 @@ pub fn access(
     }
 }
 
+/// Why a release's file is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRefused {
+    /// No published release of that version.
+    UnknownVersion,
+    /// The version has no file of that name.
+    UnknownFile,
+    Refused(Access),
+}
+
+/// The file `name` of a published release of `version` (any platform) that `access` grants; the right to a file is
+/// the right to its release. Used by the feeds' download and by the portal's.
+pub fn granted_file<'r>(
+    releases: &'r [Release],
+    version: &str,
+    name: &str,
+    access: impl Fn(&Release) -> Access,
+) -> Result<&'r Asset, FileRefused> {
+    let mut refused = FileRefused::UnknownVersion;
+    for release in releases
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Published && r.version == version)
+    {
+        let Some(asset) = release.file(name) else {
+            if refused == FileRefused::UnknownVersion {
+                refused = FileRefused::UnknownFile;
+            }
+            continue;
+        };
+        match access(release) {
+            Access::Granted => return Ok(asset),
+            other => refused = FileRefused::Refused(other),
+        }
+    }
+    Err(refused)
+}
+
 /// The newest of `releases` by version (then by creation), if any.
 pub fn newest<'r>(releases: impl IntoIterator<Item = &'r Release>) -> Option<&'r Release> {
     releases

@@ -64,9 +64,45 @@ impl Counter {
 #[derive(Debug, Clone)]
 struct Counting(Arc<Counter>);
 
+/// Nanoseconds spent inside DynamoDB operations (from before a request is serialised to after its answer is
+/// read), summed over operations: `BENCH_PROFILE_LICENSE` splits a call's time at the SDK's boundary with it.
+static SDK_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// When the operation started, kept in its config bag.
+#[derive(Debug, Clone)]
+struct Started(Instant);
+
+impl aws_smithy_types::config_bag::Storable for Started {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
 impl Intercept for Counting {
     fn name(&self) -> &'static str {
         "keystead-bench-counter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(Started(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Started(at)) = cfg.load::<Started>() {
+            let nanos = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            SDK_NANOS.fetch_add(nanos, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     fn read_before_transmit(
@@ -978,6 +1014,14 @@ fn latency_row(report: &mut Report, label: &str, samples: &mut [f64], wrong: usi
     s
 }
 
+/// The key of a license sold now: the license API's section and its profile work on one.
+async fn sold_key(app: &Router, pings: &Pings) -> String {
+    let (status, body) = invoke(app, &pings.event(Kind::NewSale)).await.parts();
+    assert_eq!(status, 200, "{body}");
+    let sold: Value = serde_json::from_str(&body).unwrap();
+    sold["license"]["key"].as_str().unwrap().to_owned()
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo test --all-targets` (the test command) runs bench targets too, without `--bench`: the benchmark
@@ -1067,6 +1111,22 @@ async fn main() {
         return;
     }
 
+    // `BENCH_ONLY=license`: the license API's section alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("license") {
+        license_api::section(
+            &mut report,
+            &app,
+            &ddb,
+            &ddb_count,
+            &tables,
+            &pings.seeded.tenant_id,
+            &sold_key(&app, &pings).await,
+            env_usize("BENCH_LICENSE_N", n),
+        )
+        .await;
+        return;
+    }
+
     // `BENCH_PROFILE_SALES=<n>`: only n new sales, then stop, for a profiler (`perf record -p`) to see where a
     // sale's time goes inside the function (BENCHMARKS.md, run 9).
     if let Some(profile_n) = std::env::var("BENCH_PROFILE_SALES")
@@ -1083,6 +1143,25 @@ async fn main() {
             "bench: {profile_n} new sales, p50 {:.2} ms, {wrong} wrong",
             stats(&mut samples).p50
         );
+        return;
+    }
+
+    // `BENCH_PROFILE_LICENSE=<n>`: only n license API calls of one kind (`BENCH_PROFILE_CASE`, 0 = validate, the
+    // order of the license API's table), then stop, for a profiler.
+    if let Some(profile_n) = std::env::var("BENCH_PROFILE_LICENSE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        license_api::profile(
+            &app,
+            &ddb,
+            &tables,
+            &pings.seeded.tenant_id,
+            &sold_key(&app, &pings).await,
+            env_usize("BENCH_PROFILE_CASE", 0),
+            profile_n,
+        )
+        .await;
         return;
     }
 
@@ -1244,9 +1323,6 @@ async fn main() {
     report.line("");
 
     // The license API, on one license the bench sold above.
-    let (status, body) = invoke(&app, &pings.event(Kind::NewSale)).await.parts();
-    assert_eq!(status, 200, "{body}");
-    let sold: Value = serde_json::from_str(&body).unwrap();
     license_api::section(
         &mut report,
         &app,
@@ -1254,7 +1330,7 @@ async fn main() {
         &ddb_count,
         &tables,
         &pings.seeded.tenant_id,
-        sold["license"]["key"].as_str().unwrap(),
+        &sold_key(&app, &pings).await,
         env_usize("BENCH_LICENSE_N", n),
     )
     .await;

@@ -2,6 +2,7 @@
 //! the Gumroad-compatible verify, in-process, each against its own floor (the bare DynamoDB calls it cannot avoid),
 //! with DynamoDB requests per call counted by the interceptor.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{
@@ -348,6 +349,103 @@ impl Floor<'_> {
             }
         }
         ms(started.elapsed())
+    }
+}
+
+/// `BENCH_PROFILE_LICENSE`: `n` calls of case `which`, each followed by its floor's round, and nothing else (for a
+/// profiler); then each side's p50 split into the time inside DynamoDB operations (the interceptor's
+/// `SDK_NANOS`, meaningful for calls whose operations run one after another) and the rest, and the same request
+/// to an unknown tenant, which keystead answers with no I/O at all.
+pub async fn profile(
+    app: &Router,
+    ddb: &aws_sdk_dynamodb::Client,
+    tables: &Tables,
+    tenant: &str,
+    key: &str,
+    which: usize,
+    n: usize,
+) {
+    let held = call(
+        tenant,
+        "activate",
+        json!({"key": key, "machine_id": "bench-held"}),
+    );
+    let (status, body) = invoke(app, &held).await.parts();
+    assert!(
+        lease_ok(status, &body),
+        "bench: activate answered {status} {body}"
+    );
+    let case = &cases(tenant, key)[which];
+    let activated = audit_item(ddb, tables, tenant, "license.machine_activated").await;
+    let floor = Floor {
+        ddb,
+        tables,
+        tenant: tenant.to_owned(),
+        key_hash: keystead::domain::sha256_hex(key),
+        deactivated: activated.clone(),
+        activated,
+    };
+    eprintln!(
+        "bench: profiling {n} × {} (pid {})",
+        case.label,
+        std::process::id()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let in_sdk = || super::SDK_NANOS.swap(0, Ordering::SeqCst) as f64 / 1e6;
+    // Total, inside the SDK, outside it: keystead's calls and the floor's rounds.
+    let (mut ours, mut floors) = (Split::default(), Split::default());
+    for i in 0..n {
+        let event = (case.request)(i);
+        in_sdk();
+        let started = Instant::now();
+        let answered = invoke(app, &event).await;
+        ours.push(ms(started.elapsed()), in_sdk());
+        let (status, body) = answered.parts();
+        assert!(
+            (case.ok)(status, &body),
+            "bench: {} answered {status} {body}",
+            case.label
+        );
+        let total = floor.round(which, i).await;
+        floors.push(total, in_sdk());
+    }
+    let unknown = call("x", "validate", json!({"key": key, "product_id": "myapp"}));
+    let mut no_io = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        std::hint::black_box(invoke(app, &unknown).await);
+        no_io.push(ms(started.elapsed()));
+    }
+    eprintln!("bench: keystead: {}", ours.summary());
+    eprintln!("bench: floor: {}", floors.summary());
+    eprintln!(
+        "bench: a validate for an unknown tenant (no I/O): p50 {:.3} ms",
+        stats(&mut no_io).p50
+    );
+}
+
+/// Call times split at the SDK's boundary.
+#[derive(Default)]
+struct Split {
+    total: Vec<f64>,
+    inside: Vec<f64>,
+    outside: Vec<f64>,
+}
+
+impl Split {
+    fn push(&mut self, total: f64, inside: f64) {
+        self.total.push(total);
+        self.inside.push(inside);
+        self.outside.push(total - inside);
+    }
+
+    fn summary(&mut self) -> String {
+        format!(
+            "p50 {:.3} ms, inside DynamoDB operations p50 {:.3} ms, outside them p50 {:.3} ms",
+            stats(&mut self.total).p50,
+            stats(&mut self.inside).p50,
+            stats(&mut self.outside).p50
+        )
     }
 }
 

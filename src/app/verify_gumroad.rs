@@ -83,7 +83,7 @@ pub async fn verify(
         .ok_or(VerifyError::NotFound)?;
     let key = LicenseKey::from_string(key.to_owned());
     let license = store
-        .license_to_check(&tenant_id, &key.hash())
+        .license_to_verify(&tenant_id, &key.hash())
         .await?
         .ok_or(VerifyError::NotFound)?;
     if !same_product(&license, request) {

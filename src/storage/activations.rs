@@ -50,10 +50,19 @@ pub struct SeatBudget {
 
 #[async_trait]
 pub trait ActivationStore: Store {
-    /// The license the key hash names, as a check needs it: its key left sealed (a check looks keys up by hash
-    /// and never answers with one), so the license API's path makes no KMS call. Never write back or show what
-    /// this returns: its `key` is empty when the key is sealed.
+    /// The license the key hash names, as a check needs it: its state, its key left sealed (a check looks keys
+    /// up by hash and never answers with one, so the license API's path makes no KMS call), without its facts
+    /// (the state derived from them is stored beside them) and without Gumroad's description of the sale, which
+    /// only the Gumroad-compatible verify answers with (`license_to_verify`). Never write back or show what this
+    /// returns: its `key` is empty when the key is sealed, its `facts` always.
     async fn license_to_check(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+    ) -> Result<Option<License>, StoreError>;
+
+    /// `license_to_check` with Gumroad's description of the sale (`License::gumroad`) kept.
+    async fn license_to_verify(
         &self,
         tenant_id: &TenantId,
         key_hash: &KeyHash,
@@ -134,7 +143,18 @@ impl ActivationStore for DynamoStore {
     ) -> Result<Option<License>, StoreError> {
         self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
             .await?
-            .map(DynamoStore::license_unopened)
+            .map(|item| DynamoStore::license_unopened(item, &["facts", "gumroad"]))
+            .transpose()
+    }
+
+    async fn license_to_verify(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+    ) -> Result<Option<License>, StoreError> {
+        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
+            .await?
+            .map(|item| DynamoStore::license_unopened(item, &["facts"]))
             .transpose()
     }
 

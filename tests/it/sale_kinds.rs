@@ -417,6 +417,11 @@ async fn a_downgrade_waits_for_effective_as_of_and_then_applies_on_its_own() {
     assert_eq!(before["activation_limit"], 25);
     assert_eq!(before["entitlements"], json!(["export", "sync", "render"]));
     assert_eq!(ping(&stack, &t, downgrade).await.json()["duplicate"], true);
+    let items = licenses(&stack, &t.tenant_id).await;
+    let facts_before = license_items(&items)[0]
+        .get("facts")
+        .cloned()
+        .expect("the license keeps its facts");
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = api(
@@ -439,6 +444,12 @@ async fn a_downgrade_waits_for_effective_as_of_and_then_applies_on_its_own() {
         "applied to the record by the first read after it was due"
     );
     assert!(!stored.contains_key("pending_change"));
+    assert_eq!(
+        stored.get("facts"),
+        Some(&facts_before),
+        "a check reads a license without its facts and Gumroad's purchase, and writes neither away"
+    );
+    assert!(stored.contains_key("gumroad"));
 }
 
 #[tokio::test]

@@ -134,6 +134,21 @@ pub trait ActivationStore: Store {
     async fn deactivate(&self, license: &License, machine_id: &str) -> Result<bool, StoreError>;
 }
 
+impl DynamoStore {
+    /// The license the key hash names, read for a check: see `license_unopened`.
+    async fn license_unopened_at(
+        &self,
+        tenant_id: &TenantId,
+        key_hash: &KeyHash,
+        unread: &[&str],
+    ) -> Result<Option<License>, StoreError> {
+        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
+            .await?
+            .map(|item| DynamoStore::license_unopened(item, unread))
+            .transpose()
+    }
+}
+
 #[async_trait]
 impl ActivationStore for DynamoStore {
     async fn license_to_check(
@@ -141,10 +156,8 @@ impl ActivationStore for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
-        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
-            .await?
-            .map(|item| DynamoStore::license_unopened(item, &["facts", "gumroad"]))
-            .transpose()
+        self.license_unopened_at(tenant_id, key_hash, &["facts", "gumroad"])
+            .await
     }
 
     async fn license_to_verify(
@@ -152,10 +165,8 @@ impl ActivationStore for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
-        self.read_item(&self.tables.licenses, tenant_id, &license_sk(key_hash))
-            .await?
-            .map(|item| DynamoStore::license_unopened(item, &["facts"]))
-            .transpose()
+        self.license_unopened_at(tenant_id, key_hash, &["facts"])
+            .await
     }
 
     async fn activation(

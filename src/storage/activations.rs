@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem, Update}
 use super::dynamo::DynamoStore;
 use super::sdk::{Item, conditional, from_item, n, request_token, s, to_item};
 use super::table::events::rate_sk;
-use super::table::licenses::{activation_sk, license_sk, status_at};
+use super::table::licenses::{
+    FACTS_ATTR, GUMROAD_PURCHASE_ATTR, activation_sk, license_sk, status_at,
+};
 use super::{Store, StoreError};
 use crate::domain::{Activation, KeyHash, License, LicenseStatus, PlanChange, TenantId};
 
@@ -156,7 +158,7 @@ impl ActivationStore for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
-        self.license_unopened_at(tenant_id, key_hash, &["facts", "gumroad"])
+        self.license_unopened_at(tenant_id, key_hash, &[FACTS_ATTR, GUMROAD_PURCHASE_ATTR])
             .await
     }
 
@@ -165,7 +167,7 @@ impl ActivationStore for DynamoStore {
         tenant_id: &TenantId,
         key_hash: &KeyHash,
     ) -> Result<Option<License>, StoreError> {
-        self.license_unopened_at(tenant_id, key_hash, &["facts"])
+        self.license_unopened_at(tenant_id, key_hash, &[FACTS_ATTR])
             .await
     }
 

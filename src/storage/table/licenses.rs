@@ -7,6 +7,12 @@ use crate::storage::sdk::{Item, s};
 
 pub(crate) const LICENSE_SK_PREFIX: &str = "LICENSE#";
 
+/// A license item's history (`License::facts`): a check reads the state derived from it, stored beside it.
+pub(crate) const FACTS_ATTR: &str = "facts";
+
+/// Gumroad's description of the sale (`License::gumroad`): only the Gumroad-compatible verify answers with it.
+pub(crate) const GUMROAD_PURCHASE_ATTR: &str = "gumroad";
+
 pub(crate) fn license_sk(key_hash: &KeyHash) -> String {
     format!("{LICENSE_SK_PREFIX}{key_hash}")
 }

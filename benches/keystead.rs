@@ -17,15 +17,13 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use axum::Router;
 use keystead::app::App;
 use keystead::domain::{
     Email, KeyPrefix, License, Permalink, Product, ProductId, Tenant, TenantId, WebhookToken,
 };
+use keystead::http::Api;
 use keystead::mail::SesMailer;
 use keystead::storage::{DynamoStore, Tables};
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Context, LambdaEvent, Service};
 use serde_json::{Value, json};
 
 #[path = "support/dispatch.rs"]
@@ -212,7 +210,7 @@ fn sale_body(sale_id: &str, email: &str, test: bool) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn releases_section(
     report: &mut Report,
-    app: &Router,
+    app: &Api,
     pings: &Pings,
     store: &DynamoStore,
     ddb: &aws_sdk_dynamodb::Client,
@@ -415,21 +413,14 @@ impl Report {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The handler in-process, through lambda_http's own adapter (event JSON in, response JSON out).
+// The handler in-process, through the function's API Gateway adapter (event JSON in, response JSON out).
 
-/// One ping through the handler behind `lambda_http`'s own adapter (the service `lambda_http::run` drives).
-async fn invoke(app: &Router, event: &str) -> Answered {
-    let mut service = lambda_http::Adapter::from(app.clone());
-    let payload: LambdaRequest = serde_json::from_str(event).unwrap();
-    std::future::poll_fn(|cx| service.poll_ready(cx))
-        .await
-        .unwrap();
-    let response = service
-        .call(LambdaEvent::new(payload, Context::default()))
-        .await
-        .unwrap();
+/// One request through the router behind the function's adapter (`keystead::http::gateway`, what the function's
+/// handler calls for an API Gateway event).
+async fn invoke(app: &Api, event: &str) -> Answered {
+    let answer = app.answer(event).await.unwrap();
     // The bytes the runtime would post back (lambda_runtime serialises the response with `to_vec`).
-    Answered(serde_json::to_vec(&response).unwrap())
+    Answered(serde_json::to_vec(&answer).unwrap())
 }
 
 /// A function's answer as the Lambda runtime sends it; read back (status, body) only outside the timed part.
@@ -445,7 +436,7 @@ impl Answered {
 }
 
 /// Sends `n` pings of a kind one after another; latencies in ms and the number answered wrongly.
-async fn sequential(app: &Router, pings: &Pings, kind: Kind, n: usize) -> (Vec<f64>, usize) {
+async fn sequential(app: &Api, pings: &Pings, kind: Kind, n: usize) -> (Vec<f64>, usize) {
     let mut samples = Vec::with_capacity(n);
     let mut wrong = 0;
     for _ in 0..n {
@@ -1015,7 +1006,7 @@ fn latency_row(report: &mut Report, label: &str, samples: &mut [f64], wrong: usi
 }
 
 /// The key of a license sold now: the license API's section and its profile work on one.
-async fn sold_key(app: &Router, pings: &Pings) -> String {
+async fn sold_key(app: &Api, pings: &Pings) -> String {
     let (status, body) = invoke(app, &pings.event(Kind::NewSale)).await.parts();
     assert_eq!(status, 200, "{body}");
     let sold: Value = serde_json::from_str(&body).unwrap();
@@ -1201,7 +1192,7 @@ async fn main() {
 
     // Latency in-process.
     report.line(format!(
-        "### Ping latency in-process (lambda_http adapter, API Gateway v2 event JSON in, response JSON out), {n} sequential pings each"
+        "### Ping latency in-process (the function's adapter, API Gateway v2 event JSON in, response JSON out), {n} sequential pings each"
     ));
     report.line("");
     report.line("| ping | n | p50 ms | p99 ms | max ms | wrong answers |");
@@ -1369,8 +1360,7 @@ async fn main() {
     report.line("| senders | pings | pings/s | p50 ms | p99 ms | max ms | wrong answers |");
     report.line("|---:|---:|---:|---:|---:|---:|---:|");
     for senders in [1usize, 8, 32] {
-        // On one thread, as the function runs (a current-thread runtime); lambda_http's response conversion is
-        // not `Send`, so the senders are local tasks.
+        // On one thread, as the function runs (a current-thread runtime): the senders are local tasks.
         let local = tokio::task::LocalSet::new();
         let issued = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
-use axum::Router;
+use keystead::http::Api;
 use keystead::storage::Tables;
 use serde_json::{Value, json};
 
@@ -336,13 +336,20 @@ impl Floor<'_> {
             _ => {
                 self.get(self.license_sk()).await;
                 let [(a, av), (b, bv)] = self.key(self.license_sk());
+                // The use counted as keystead counts it: once per request (a retried attempt is not counted
+                // again), answering with the new count.
                 self.ddb
                     .update_item()
                     .table_name(&self.tables.licenses)
                     .key(a, av)
                     .key(b, bv)
-                    .update_expression("ADD floor_uses :one")
+                    .update_expression("ADD floor_uses :one, floor_v :one SET floor_rq = :token")
+                    .condition_expression(
+                        "attribute_exists(sk) AND (attribute_not_exists(floor_rq) OR floor_rq <> :token)",
+                    )
                     .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .expression_attribute_values(":token", AttributeValue::S(unique("floor")))
+                    .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
                     .send()
                     .await
                     .unwrap();
@@ -357,7 +364,7 @@ impl Floor<'_> {
 /// `SDK_NANOS`, meaningful for calls whose operations run one after another) and the rest, and the same request
 /// to an unknown tenant, which keystead answers with no I/O at all.
 pub async fn profile(
-    app: &Router,
+    app: &Api,
     ddb: &aws_sdk_dynamodb::Client,
     tables: &Tables,
     tenant: &str,
@@ -453,7 +460,7 @@ impl Split {
 #[allow(clippy::too_many_arguments)]
 pub async fn section(
     report: &mut Report,
-    app: &Router,
+    app: &Api,
     ddb: &aws_sdk_dynamodb::Client,
     ddb_count: &Counter,
     tables: &Tables,

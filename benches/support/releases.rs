@@ -150,7 +150,7 @@ impl Floor<'_> {
 /// its floor.
 type Case<'a> = (
     &'a str,
-    &'a axum::Router,
+    &'a keystead::http::Api,
     Box<dyn Fn(usize) -> String + 'a>,
     u16,
     &'a str,

@@ -38,7 +38,7 @@ fn portal(
     ses: &aws_sdk_ses::Client,
     sdk: &aws_config::SdkConfig,
     queue: Option<SqsLinkQueue>,
-) -> axum::Router {
+) -> keystead::http::Api {
     let settings = PortalSettings {
         public_url: Some("https://portal.bench".to_owned()),
         per_address: u32::MAX,
@@ -61,7 +61,7 @@ fn portal(
 
 pub async fn section(
     report: &mut Report,
-    router: &axum::Router,
+    router: &keystead::http::Api,
     store: &DynamoStore,
     ses: &aws_sdk_ses::Client,
     sdk: &aws_config::SdkConfig,

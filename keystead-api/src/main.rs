@@ -8,8 +8,7 @@
 //! A single-threaded runtime: Lambda hands an execution environment one request at a time, so worker threads
 //! would only add start-up work and cross-thread wake-ups (BENCHMARKS.md, "Start-up").
 
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Error, LambdaEvent, Service, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -58,17 +57,16 @@ async fn mail_links(app: &keystead::app::App, messages: Messages) -> serde_json:
 async fn main() -> Result<(), Error> {
     keystead::telemetry::init();
     let app = keystead::config::app_from_env().await?;
-    let http = lambda_http::Adapter::from(keystead::http::router(app.clone()));
+    let api = keystead::http::router(app.clone());
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| {
-        let (mut http, app) = (http.clone(), app.clone());
+        let (api, app) = (api.clone(), app.clone());
         async move {
-            let LambdaEvent { payload, context } = event;
+            let payload = event.payload;
             // API Gateway's events carry a requestContext; a scheduled task's input does not (a scan of a few
-            // kilobytes, then one parse, as lambda_http would do).
+            // kilobytes, then one parse).
             if payload.get().contains("\"requestContext\"") {
-                let request: LambdaRequest = serde_json::from_str(payload.get())?;
-                let response = http.call(LambdaEvent::new(request, context)).await?;
-                return Ok::<_, Error>(Answer::Http(response));
+                let answer = api.answer(payload.get()).await?;
+                return Ok::<_, Error>(Answer::Http(answer));
             }
             if payload.get().contains("\"Records\"") {
                 let messages: Messages = serde_json::from_str(payload.get())?;
@@ -84,5 +82,5 @@ async fn main() -> Result<(), Error> {
             }
         }
     });
-    lambda_http::lambda_runtime::run(handler).await
+    lambda_runtime::run(handler).await
 }

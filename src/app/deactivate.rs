@@ -2,10 +2,11 @@
 
 use super::licenses::{Checker, LicenseApiError, LicenseRequest, find_with_tenant, machine_id};
 
+/// Fields in the order of their names: the answer is written as it is, in the order the README shows.
 #[derive(Debug, serde::Serialize)]
 pub struct Deactivation {
-    pub deactivated: bool,
     pub activations: u32,
+    pub deactivated: bool,
 }
 
 /// Frees a machine's seat; `deactivated: false` when it held none.

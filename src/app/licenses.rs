@@ -157,24 +157,25 @@ async fn with_due_change(
         .ok_or(StoreError::NotFound)
 }
 
+/// Fields in the order of their names: the answer is written as it is, in the order the README shows.
 #[derive(Debug, serde::Serialize)]
 pub struct Validation {
-    pub valid: bool,
-    pub status: &'static str,
-    pub product_id: ProductId,
-    pub expires_at: Option<String>,
-    pub activation_limit: u32,
-    pub activations: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activated: Option<bool>,
+    pub activation_limit: u32,
+    pub activations: u32,
     /// What the license's product unlocks, as the product says now.
     pub entitlements: Vec<String>,
-    /// When the machine's seat ends unless renewed (products with a seat lease).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seat_expires_at: Option<String>,
+    pub expires_at: Option<String>,
     /// The signed answer an app can check offline; only for an active license and a machine holding a seat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<String>,
+    pub product_id: ProductId,
+    /// When the machine's seat ends unless renewed (products with a seat lease).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat_expires_at: Option<String>,
+    pub status: &'static str,
+    pub valid: bool,
 }
 
 /// A license together with its tenant as last read, and the license's product if it still exists.

@@ -45,7 +45,7 @@ pub struct App {
     /// The signing keys this process has opened: KMS is asked once per key.
     pub keyring: Arc<Keyring>,
     /// Gumroad's API, for reading sales back (`GUMROAD_API_URL`, default Gumroad's own).
-    pub gumroad_api: String,
+    pub gumroad_api: Arc<str>,
     /// The buyer's portal: its MAC keys, limits, and the bucket downloads come from.
     pub portal: Arc<Portal>,
     /// With the WAF edge (`EdgeProtection=waf`), the secret CloudFront adds to every request it forwards
@@ -110,7 +110,8 @@ impl App {
             gumroad_api: std::env::var("GUMROAD_API_URL")
                 .ok()
                 .filter(|url| !url.trim().is_empty())
-                .unwrap_or_else(|| crate::gumroad::readback::DEFAULT_API_URL.to_owned()),
+                .unwrap_or_else(|| crate::gumroad::readback::DEFAULT_API_URL.to_owned())
+                .into(),
             portal,
             ping_budget: Arc::default(),
             edge_secret: std::env::var("KEYSTEAD_EDGE_SECRET")
@@ -136,7 +137,7 @@ impl App {
 
     /// The same application reading sales back from another Gumroad API base (tests use a fake Gumroad).
     pub fn with_gumroad_api(mut self, base: &str) -> Self {
-        self.gumroad_api = base.to_owned();
+        self.gumroad_api = base.into();
         self
     }
 

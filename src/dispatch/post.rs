@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{Method, Request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use lambda_http::http::{Method, Request};
 
 use super::target::{CheckedResolver, check_url};
 

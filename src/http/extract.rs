@@ -11,6 +11,8 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use base64::Engine;
 
+use super::gateway::Gateway;
+
 /// The path's named segments (`{tenant_id}`, `{license_id}`, `{token}`), percent-decoded. Never refuses: a
 /// segment that is not UTF-8 reads as empty, which no tenant, license or token matches.
 #[derive(Debug, Default)]
@@ -137,15 +139,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = match parts
+        let ip = parts
             .extensions
-            .get::<lambda_http::request::RequestContext>()
-        {
-            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
-                context.http.source_ip.clone()
-            }
-            _ => None,
-        };
+            .get::<Gateway>()
+            .and_then(|gateway| gateway.source_ip.clone());
         Ok(Self(ip.filter(|ip| !ip.is_empty())))
     }
 }

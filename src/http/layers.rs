@@ -4,13 +4,16 @@
 
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::ALLOW;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
 
 use super::extract::Segments;
+use super::gateway::Gateway;
 use super::render;
 use crate::app::App;
 
@@ -30,11 +33,11 @@ pub async fn deadline(
     request: Request,
     next: Next,
 ) -> Response {
-    // The route's template, never the path itself: a download link's path carries its token.
-    let route = route.as_ref().map_or("", MatchedPath::as_str).to_owned();
     match crate::deadline::within(DEADLINE, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
+            // The route's template, never the path itself: a download link's path carries its token.
+            let route = route.as_ref().map_or("", MatchedPath::as_str);
             tracing::error!(
                 tenant = segments.tenant(),
                 route,
@@ -74,15 +77,16 @@ fn came_through_edge(request: &Request, secret: &str) -> bool {
 /// The header the WAF edge's CloudFront distribution adds (`template.yaml`, `EdgeDistribution`).
 pub const EDGE_HEADER: &str = "x-keystead-edge";
 
-/// The outermost layer: refuses requests that bypassed the WAF edge when there is one, remembers the API's domain
-/// from API Gateway's request context (links in emails point there), logs the request's route, status and time at
-/// debug level, and gives a 405 our `Allow` header.
-pub async fn edge(State(app): State<App>, request: Request, next: Next) -> Response {
-    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) =
-        request
-            .extensions()
-            .get::<lambda_http::request::RequestContext>()
-        && let Some(domain) = context.domain_name.as_deref()
+/// What every request meets first, around the table of routes: refuses requests that bypassed the WAF edge when
+/// there is one, remembers the API's domain from API Gateway's request context (links in emails point there),
+/// logs the request's method, status and time at debug level, and gives a 405 our `Allow` header. (A plain
+/// function rather than a layer: a router's `layer` wraps each route, before a 405 gets its `Allow`, and one
+/// more router level around the table cost every request a boxed service and future.)
+pub async fn edge(app: &App, routes: &Router, request: Request) -> Response {
+    if let Some(domain) = request
+        .extensions()
+        .get::<Gateway>()
+        .and_then(|gateway| gateway.domain_name.as_deref())
     {
         app.portal.saw_domain(domain);
     }
@@ -94,7 +98,10 @@ pub async fn edge(State(app): State<App>, request: Request, next: Next) -> Respo
     }
     let started = Instant::now();
     let method = request.method().clone();
-    let mut response = next.run(request).await;
+    let mut response = match routes.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         allow_without_head(&mut response);
     }

@@ -99,7 +99,7 @@ fn answer<T: serde::Serialize>(
     let result = result.map_err(ApiError::from);
     let outcome = result.as_ref().map_or_else(ApiError::outcome, |_| "ok");
     tracing::info!(tenant, action, outcome, "license api");
-    Ok(render::json(StatusCode::OK, &serde_json::json!(result?)))
+    Ok(render::json_of(StatusCode::OK, &result?))
 }
 
 /// `POST /v1/{tenant_id}/licenses/{validate|activate|deactivate}`: the call is the path's last segment (the
@@ -119,5 +119,51 @@ pub async fn call(
             "deactivate",
             deactivate(checker, tenant, &body).await,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::app::deactivate::Deactivation;
+    use crate::app::licenses::Validation;
+    use crate::domain::ProductId;
+
+    /// What the answer was when it went through a `Value` (keys sorted) and what it is now, written straight from
+    /// its type.
+    fn both<T: serde::Serialize>(answer: &T) -> (String, String) {
+        let direct = serde_json::to_string(answer).unwrap_or_default();
+        (direct, serde_json::json!(answer).to_string())
+    }
+
+    #[test]
+    fn answers_keep_their_keys_sorted() {
+        let full = Validation {
+            activated: Some(true),
+            activation_limit: 3,
+            activations: 1,
+            entitlements: vec!["pro".to_owned()],
+            expires_at: Some("2027-01-01T00:00:00Z".to_owned()),
+            lease: Some("lease".to_owned()),
+            product_id: ProductId::parse("myapp").unwrap_or_else(|e| panic!("{e}")),
+            seat_expires_at: Some("2026-12-08T00:00:00Z".to_owned()),
+            status: "active",
+            valid: true,
+        };
+        let bare = Validation {
+            activated: None,
+            expires_at: None,
+            lease: None,
+            seat_expires_at: None,
+            entitlements: Vec::new(),
+            product_id: full.product_id.clone(),
+            ..full
+        };
+        let deactivation = Deactivation {
+            activations: 0,
+            deactivated: true,
+        };
+        for (direct, via_value) in [both(&bare), both(&full), both(&deactivation)] {
+            assert_eq!(direct, via_value);
+        }
     }
 }

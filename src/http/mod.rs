@@ -5,6 +5,7 @@
 
 mod extract;
 mod feeds;
+pub mod gateway;
 mod gumroad_verify;
 mod jwks;
 mod layers;
@@ -16,7 +17,6 @@ mod webhook;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use tower::ServiceExt;
 
 use crate::app::App;
 use layers::OnTimeout;
@@ -85,9 +85,9 @@ route_table! {
     ]
 }
 
-/// The router: each surface's routes under its own deadline answer, the sign-in form under the answer floor, and
-/// the edge layer around everything.
-pub fn router(app: App) -> Router {
+/// The function's HTTP side: the table of routes, each surface's under its own deadline answer and the sign-in
+/// form under the answer floor, behind the edge (what every request meets first, `layers::edge`).
+pub fn router(app: App) -> Api {
     let deadline = |on_timeout| from_fn_with_state(OnTimeout(on_timeout), layers::deadline);
     let s = surfaces();
     let routes = Router::new()
@@ -105,41 +105,28 @@ pub fn router(app: App) -> Router {
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
         .with_state(app.clone());
-    // The edge wraps the whole table (a router's `layer` wraps each route, before a 405 gets its `Allow`).
-    Router::new()
-        .fallback_service(routes)
-        .layer(from_fn_with_state(app, layers::edge))
+    Api { app, routes }
+}
+
+/// The router behind the edge: what the function serves. Cloning it is cheap.
+#[derive(Clone)]
+pub struct Api {
+    app: App,
+    routes: Router,
+}
+
+impl Api {
+    /// Answers one API Gateway event (its JSON text). Fails only for an event that is not an HTTP API request.
+    pub async fn answer(&self, event: &str) -> Result<gateway::Answer, gateway::GatewayError> {
+        let request = gateway::request(event)?;
+        gateway::answer(layers::edge(&self.app, &self.routes, request).await).await
+    }
 }
 
 impl App {
-    /// Answers one request through the router, in `lambda_http`'s types (tests and the bench call this; the
-    /// function serves `router` itself). Never fails and never panics on input.
-    pub async fn handle(
-        &self,
-        request: lambda_http::Request,
-    ) -> lambda_http::Response<lambda_http::Body> {
-        let response = match router(self.clone()).oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
-        let text = parts
-            .headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.starts_with("text/")
-                    || ct.starts_with("application/json")
-                    || ct.starts_with("application/rss+xml")
-            });
-        let body = match (bytes.is_empty(), text) {
-            (true, _) => lambda_http::Body::Empty,
-            (false, true) => lambda_http::Body::Text(String::from_utf8_lossy(&bytes).into_owned()),
-            (false, false) => lambda_http::Body::Binary(bytes.to_vec()),
-        };
-        lambda_http::Response::from_parts(parts, body)
+    /// Answers one API Gateway event (its JSON) as the function does (tests call this; the function and the bench
+    /// build the router once). Fails only for an event that is not an HTTP API request.
+    pub async fn handle(&self, event: &str) -> Result<gateway::Answer, gateway::GatewayError> {
+        router(self.clone()).answer(event).await
     }
 }

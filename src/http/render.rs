@@ -14,6 +14,18 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
         .into_response()
 }
 
+/// A JSON answer written straight from its type (whose fields are declared in the order of their names, as a
+/// `Value`'s keys would come out).
+pub fn json_of<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "answer not serialisable");
+            unavailable()
+        }
+    }
+}
+
 /// `{"error": message}`, the license API's and the webhook's refusal.
 pub fn error(status: StatusCode, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": message }))

@@ -76,23 +76,17 @@ fn serve(app: App, port: u16, runtime: tokio::runtime::Handle) {
             if !params.is_empty() {
                 event["queryStringParameters"] = Value::Object(params);
             }
-            let lambda_request = lambda_http::request::from_str(&event.to_string()).unwrap();
-            let response = runtime.block_on(app.handle(lambda_request));
-            let status = response.status().as_u16();
+            let response = runtime.block_on(app.handle(&event.to_string())).unwrap();
+            let status = response.status.as_u16();
             let mut reply_headers = Vec::new();
-            for (name, value) in response.headers() {
+            for (name, value) in &response.headers {
                 reply_headers.push(
                     tiny_http::Header::from_bytes(name.as_str().as_bytes(), value.as_bytes())
                         .unwrap(),
                 );
             }
-            let bytes: Vec<u8> = match response.into_body() {
-                lambda_http::Body::Empty => Vec::new(),
-                lambda_http::Body::Text(text) => text.into_bytes(),
-                lambda_http::Body::Binary(bytes) => bytes,
-                _ => Vec::new(),
-            };
-            let mut reply = tiny_http::Response::from_data(bytes).with_status_code(status);
+            let mut reply =
+                tiny_http::Response::from_data(response.body.to_vec()).with_status_code(status);
             for header in reply_headers {
                 reply.add_header(header);
             }

@@ -132,15 +132,8 @@ async fn twenty_concurrent_activations_on_three_seats_give_exactly_three() {
         .event()
         .to_string();
         tasks.spawn(async move {
-            let response = app
-                .handle(lambda_http::request::from_str(&event).unwrap())
-                .await;
-            let status = response.status().as_u16();
-            let body = match response.into_body() {
-                lambda_http::Body::Text(text) => text,
-                _ => String::new(),
-            };
-            (status, body)
+            let reply = Reply::from(app.handle(&event).await.unwrap());
+            (reply.status, reply.body)
         });
     }
     let (mut ok, mut full) = (0, 0);

@@ -50,22 +50,17 @@ impl LocalApi {
                 let mut body = Vec::new();
                 let _ = request.as_reader().read_to_end(&mut body);
                 let event = event(&request, &body);
-                let lambda_request = lambda_http::request::from_str(&event.to_string()).unwrap();
-                let response = runtime.block_on(app.handle(lambda_request));
-                let status = response.status().as_u16();
+                let response = runtime.block_on(app.handle(&event.to_string())).unwrap();
+                let status = response.status.as_u16();
                 let headers: Vec<tiny_http::Header> = response
-                    .headers()
+                    .headers
                     .iter()
                     .filter_map(|(name, value)| {
                         tiny_http::Header::from_bytes(name.as_str(), value.as_bytes()).ok()
                     })
                     .collect();
-                let bytes = match response.into_body() {
-                    lambda_http::Body::Text(text) => text.into_bytes(),
-                    lambda_http::Body::Binary(bytes) => bytes,
-                    _ => Vec::new(),
-                };
-                let mut reply = tiny_http::Response::from_data(bytes).with_status_code(status);
+                let mut reply =
+                    tiny_http::Response::from_data(response.body.to_vec()).with_status_code(status);
                 for header in headers {
                     reply.add_header(header);
                 }

@@ -399,29 +399,30 @@ impl Reply {
 }
 
 pub async fn send(app: &App, ping: &Ping<'_>) -> Reply {
-    let request = lambda_http::request::from_str(&ping.event().to_string()).unwrap();
-    let response = app.handle(request).await;
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let status = response.status().as_u16();
-    let body = match response.into_body() {
-        lambda_http::Body::Empty => String::new(),
-        lambda_http::Body::Text(text) => text,
-        lambda_http::Body::Binary(bytes) => String::from_utf8(bytes).unwrap(),
-        _ => String::new(),
-    };
-    Reply {
-        status,
-        headers,
-        body,
+    Reply::from(app.handle(&ping.event().to_string()).await.unwrap())
+}
+
+impl From<keystead::http::gateway::Answer> for Reply {
+    fn from(answer: keystead::http::gateway::Answer) -> Self {
+        let headers = answer
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let body = match answer.text {
+            true => String::from_utf8_lossy(&answer.body).into_owned(),
+            false => String::from_utf8(answer.body.to_vec()).unwrap(),
+        };
+        Reply {
+            status: answer.status.as_u16(),
+            headers,
+            body,
+        }
     }
 }
 

@@ -1102,19 +1102,16 @@ async fn main() {
         return;
     }
 
-    // `BENCH_ONLY=license`: the license API's section alone.
+    // The license API's section, on one license the bench sells for it: alone with `BENCH_ONLY=license`, else
+    // after the sales.
+    let license_section = async |report: &mut Report| {
+        let key = sold_key(&app, &pings).await;
+        let n = env_usize("BENCH_LICENSE_N", n);
+        let tenant = &pings.seeded.tenant_id;
+        license_api::section(report, &app, &ddb, &ddb_count, &tables, tenant, &key, n).await;
+    };
     if std::env::var("BENCH_ONLY").as_deref() == Ok("license") {
-        license_api::section(
-            &mut report,
-            &app,
-            &ddb,
-            &ddb_count,
-            &tables,
-            &pings.seeded.tenant_id,
-            &sold_key(&app, &pings).await,
-            env_usize("BENCH_LICENSE_N", n),
-        )
-        .await;
+        license_section(&mut report).await;
         return;
     }
 
@@ -1313,18 +1310,7 @@ async fn main() {
     ));
     report.line("");
 
-    // The license API, on one license the bench sold above.
-    license_api::section(
-        &mut report,
-        &app,
-        &ddb,
-        &ddb_count,
-        &tables,
-        &pings.seeded.tenant_id,
-        &sold_key(&app, &pings).await,
-        env_usize("BENCH_LICENSE_N", n),
-    )
-    .await;
+    license_section(&mut report).await;
 
     // The portal's sign-in answers, buyers and strangers.
     signin::section(

@@ -99,7 +99,7 @@ fn answer<T: serde::Serialize>(
     let result = result.map_err(ApiError::from);
     let outcome = result.as_ref().map_or_else(ApiError::outcome, |_| "ok");
     tracing::info!(tenant, action, outcome, "license api");
-    Ok(render::json_of(StatusCode::OK, &result?))
+    Ok(render::json(StatusCode::OK, &result?))
 }
 
 /// `POST /v1/{tenant_id}/licenses/{validate|activate|deactivate}`: the call is the path's last segment (the

@@ -868,7 +868,11 @@ async fn the_sample_events_are_real_api_gateway_events() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let response = (stack.app.handle(&text).await).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let response = stack
+            .app
+            .handle(&text)
+            .await
+            .unwrap_or_else(|e| panic!("{path:?}: {e}"));
         // Their placeholder token and key match nothing here: the tenant-agnostic refusals prove they parse.
         assert!(
             matches!(response.status.as_u16(), 400 | 404),

@@ -1,5 +1,5 @@
 //! Writes the app kits' shared test vectors (issue 27) into `kits/vectors/` (or the directory given): leases and a
-//! JWKS made by keystead's own signing code (`keystead_verify::sign`, what the license API signs leases with), the
+//! JWKS made by keystead's own signing code (`keystead::signing::Signer`, what the license API signs leases with), the
 //! hostile ones built from them, and a release patch made by `release publish`'s own code. Every kit's unit tests
 //! run all of them; `tests/it/kits.rs` checks that the committed files are what this program makes.
 //!
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keystead_verify::ed25519_dalek::SigningKey;
-use keystead_verify::{Jwk, Jwks, LeaseClaims, sign};
+use keystead::signing::Signer;
+use keystead_verify::{Jwk, Jwks, LeaseClaims};
 use serde_json::{Value, json};
 
 /// The instant the vectors are checked at (2027-01-15T08:00:00Z): kits pass it instead of reading the clock.
@@ -42,12 +42,13 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("kits/vectors"));
     std::fs::create_dir_all(&dir).expect("the vectors' directory");
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let other = SigningKey::from_bytes(&[43; 32]);
+    let key = Signer::from_seed(KID, &[42; 32]).expect("a key");
+    let other = Signer::from_seed("k-unknown", &[43; 32]).expect("a key");
+    let public_key: [u8; 32] = key.public_key().try_into().expect("32 bytes");
     let jwks = Jwks {
-        keys: vec![Jwk::ed25519(KID, key.verifying_key().as_bytes())],
+        keys: vec![Jwk::ed25519(KID, &public_key)],
     };
-    let lease = |claims: &LeaseClaims| sign(KID, claims, &key).expect("a lease");
+    let lease = |claims: &LeaseClaims| key.sign(claims).expect("a lease");
     let valid = lease(&claims());
     let mut cases = vec![json!({"name": "valid", "lease": valid, "error": null})];
     let mut case = |name: &str, token: String, error: &str| {
@@ -111,7 +112,7 @@ fn main() {
     );
     case(
         "unknown_kid",
-        sign("k-unknown", &claims(), &other).expect("a lease"),
+        other.sign(&claims()).expect("a lease"),
         "unknown_kid",
     );
     let claims_json = serde_json::to_value(claims()).expect("claims");
@@ -126,8 +127,7 @@ fn main() {
     let input = format!("{}.{}", segment(&hs_header), segment(&claims_json));
     let mac = {
         use hmac::{KeyInit, Mac};
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.verifying_key().as_bytes())
-            .expect("an HMAC key");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&public_key).expect("an HMAC key");
         mac.update(input.as_bytes());
         mac.finalize().into_bytes()
     };

@@ -1,6 +1,7 @@
 //! Tenant signing keys and the leases they sign. Each tenant has an Ed25519 key whose private half is sealed under
 //! a data key from KMS (`vault`); a process opens a key once and keeps it (`Keyring`), so a lease costs no AWS call
-//! after the tenant's first. The lease format itself is defined once, in the `keystead-verify` crate apps use.
+//! after the tenant's first. The lease format itself is defined once, in the `keystead-verify` crate apps use; the
+//! signature is AWS-LC's Ed25519 (`Signer`).
 
 mod vault;
 
@@ -9,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use keystead_verify::ed25519_dalek::SigningKey;
 use keystead_verify::{Jwk, Jwks, LeaseClaims};
 use time::OffsetDateTime;
 
@@ -114,17 +115,27 @@ pub async fn seal_new(
     vault: &dyn KeyVault,
     tenant_id: &TenantId,
     now: OffsetDateTime,
-) -> Result<(SealedSigningKey, SigningKey), SigningError> {
+) -> Result<(SealedSigningKey, Signer), SigningError> {
     let kid = random_id("k")?
         .replace('_', "")
         .chars()
         .take(12)
         .collect::<String>();
-    let seed = random_bytes::<32>()?;
-    let key = SigningKey::from_bytes(&seed);
-    let sealed = seal(vault, tenant_id, &kid, &seed).await?;
+    seal_key(vault, tenant_id, kid, &random_bytes::<32>()?, now).await
+}
+
+/// Seals the key whose private half is `seed`, as `kid`.
+async fn seal_key(
+    vault: &dyn KeyVault,
+    tenant_id: &TenantId,
+    kid: String,
+    seed: &[u8; 32],
+    now: OffsetDateTime,
+) -> Result<(SealedSigningKey, Signer), SigningError> {
+    let signer = Signer::from_seed(&kid, seed)?;
+    let sealed = seal(vault, tenant_id, &kid, seed).await?;
     let record = SealedSigningKey {
-        public_key: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+        public_key: URL_SAFE_NO_PAD.encode(signer.public_key()),
         sealed_data_key: sealed.sealed_data_key,
         nonce: sealed.nonce,
         sealed_private_key: sealed.ciphertext,
@@ -134,7 +145,7 @@ pub async fn seal_new(
         ttl: None,
         kid,
     };
-    Ok((record, key))
+    Ok((record, signer))
 }
 
 /// Opens a sealed signing key, checked against its stored public key.
@@ -142,7 +153,7 @@ pub async fn open(
     vault: &dyn KeyVault,
     tenant_id: &TenantId,
     sealed: &SealedSigningKey,
-) -> Result<SigningKey, SigningError> {
+) -> Result<Signer, SigningError> {
     let secret = SealedSecret {
         kid: sealed.kid.clone(),
         sealed_data_key: sealed.sealed_data_key.clone(),
@@ -153,14 +164,14 @@ pub async fn open(
         .await?
         .try_into()
         .map_err(|_| SigningError::Corrupt(format!("private key length of key {}", sealed.kid)))?;
-    let key = SigningKey::from_bytes(&seed);
-    if URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()) != sealed.public_key {
+    let signer = Signer::from_seed(&sealed.kid, &seed)?;
+    if URL_SAFE_NO_PAD.encode(signer.public_key()) != sealed.public_key {
         return Err(SigningError::Corrupt(format!(
             "public key of key {}",
             sealed.kid
         )));
     }
-    Ok(key)
+    Ok(signer)
 }
 
 /// The tenant's published keys as a JWKS: the current one and the retired ones whose leases may still be valid.
@@ -179,16 +190,42 @@ pub fn jwks(tenant: &Tenant, now: OffsetDateTime) -> Jwks {
     Jwks { keys }
 }
 
-/// A key that is ready to sign, with its `kid`.
+/// A key that is ready to sign, with its `kid`. The signature is AWS-LC's Ed25519, which the function links anyway
+/// for TLS: it signs a lease in about half of ed25519-dalek's time (BENCHMARKS.md, run 13). Ed25519 is
+/// deterministic, so a lease's bytes are what any implementation makes of the same key and claims (a unit test holds
+/// them to `keystead_verify::sign`'s).
 pub struct Signer {
     pub kid: String,
-    key: SigningKey,
+    key: Ed25519KeyPair,
 }
 
 impl Signer {
+    /// The signer of the key whose private half (RFC 8032's 32-byte seed) is `seed`.
+    pub fn from_seed(kid: &str, seed: &[u8; 32]) -> Result<Self, SigningError> {
+        let key = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|e| SigningError::Corrupt(format!("private key of key {kid}: {e}")))?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            key,
+        })
+    }
+
+    /// The public half, as the JWKS publishes it.
+    pub fn public_key(&self) -> &[u8] {
+        self.key.public_key().as_ref()
+    }
+
+    /// A lease: the JWS compact serialization `keystead-verify` defines, signed with this key.
     pub fn sign(&self, claims: &LeaseClaims) -> Result<String, SigningError> {
-        keystead_verify::sign(&self.kid, claims, &self.key)
-            .map_err(|e| SigningError::Corrupt(format!("lease claims do not serialize: {e}")))
+        let input = keystead_verify::signing_input(&self.kid, claims)
+            .map_err(|e| SigningError::Corrupt(format!("lease claims do not serialize: {e}")))?;
+        let signature = self
+            .key
+            .try_sign(input.as_bytes())
+            .ok()
+            .and_then(|signature| <[u8; 64]>::try_from(signature.as_ref()).ok())
+            .ok_or_else(|| SigningError::Corrupt(format!("key {} did not sign", self.kid)))?;
+        Ok(keystead_verify::assemble(&input, &signature))
     }
 }
 
@@ -255,14 +292,8 @@ impl Keyring {
         if let Some(signer) = self.cached(tenant_id, &sealed.kid) {
             return Ok(signer);
         }
-        let key = open(self.vault.as_ref(), tenant_id, sealed).await?;
-        Ok(self.keep(
-            tenant_id,
-            Signer {
-                kid: sealed.kid.clone(),
-                key,
-            },
-        ))
+        let signer = open(self.vault.as_ref(), tenant_id, sealed).await?;
+        Ok(self.keep(tenant_id, signer))
     }
 
     /// The key that signs `tenant`'s leases now. A tenant made before leases existed gets its first key here.
@@ -276,19 +307,13 @@ impl Keyring {
             return self.opened(&tenant.tenant_id, sealed).await;
         }
         let tenant_id = tenant.tenant_id.clone();
-        let (sealed, key) =
+        let (sealed, signer) =
             seal_new(self.vault.as_ref(), &tenant_id, OffsetDateTime::now_utc()).await?;
         let installed = store.install_signing_key(&tenant_id, &sealed, None).await?;
         tenants.forget(&tenant_id);
         if installed {
             tracing::info!(tenant = %tenant_id, kid = %sealed.kid, "first signing key made");
-            return Ok(self.keep(
-                &tenant_id,
-                Signer {
-                    kid: sealed.kid,
-                    key,
-                },
-            ));
+            return Ok(self.keep(&tenant_id, signer));
         }
         // Another request made the tenant's first key at the same moment: use theirs.
         let fresh = tenants
@@ -341,19 +366,16 @@ mod tests {
     async fn a_sealed_key_opens_only_under_its_own_tenant_and_kid() {
         let acme = TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
         let other = TenantId::parse("other").unwrap_or_else(|e| panic!("{e}"));
-        let (sealed, key) = seal_new(&FakeVault, &acme, OffsetDateTime::now_utc())
+        let seed = [9u8; 32];
+        let now = OffsetDateTime::now_utc();
+        let (sealed, key) = seal_key(&FakeVault, &acme, "kid000000000".to_owned(), &seed, now)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(sealed.kid.len(), 12);
-        assert!(
-            !sealed
-                .sealed_private_key
-                .contains(&STANDARD.encode(key.to_bytes()))
-        );
+        assert!(!sealed.sealed_private_key.contains(&STANDARD.encode(seed)));
         let opened = open(&FakeVault, &acme, &sealed)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(opened.to_bytes(), key.to_bytes());
+        assert_eq!(opened.public_key(), key.public_key());
         assert!(open(&FakeVault, &other, &sealed).await.is_err());
         let mut tampered = sealed.clone();
         tampered.public_key = URL_SAFE_NO_PAD.encode([1u8; 32]);
@@ -361,5 +383,49 @@ mod tests {
         let mut swapped = sealed.clone();
         swapped.kid = "otherkid0000".to_owned();
         assert!(open(&FakeVault, &acme, &swapped).await.is_err());
+
+        let (fresh, _) = seal_new(&FakeVault, &acme, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fresh.kid.len(), 12);
+        assert_ne!(fresh.public_key, sealed.public_key);
+    }
+
+    /// AWS-LC's signature is the one ed25519-dalek makes (through `keystead_verify::sign`), and apps verify it.
+    #[test]
+    fn a_lease_is_the_same_bytes_as_keystead_verify_signs() {
+        let seed = [42u8; 32];
+        let signer = Signer::from_seed("k1", &seed).unwrap_or_else(|e| panic!("{e}"));
+        let dalek = keystead_verify::ed25519_dalek::SigningKey::from_bytes(&seed);
+        assert_eq!(signer.public_key(), dalek.verifying_key().as_bytes());
+        let claims = LeaseClaims {
+            iss: "acme".to_owned(),
+            sub: "lic_1".to_owned(),
+            product_id: "myapp".to_owned(),
+            machine_id: "machine-1".to_owned(),
+            status: "active".to_owned(),
+            entitlements: vec!["pro".to_owned()],
+            license_expires_at: None,
+            iat: 1_800_000_000,
+            exp: 1_800_086_400,
+            nonce: Some("n1".to_owned()),
+        };
+        let lease = signer.sign(&claims).unwrap_or_else(|e| panic!("{e}"));
+        let expected =
+            keystead_verify::sign("k1", &claims, &dalek).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lease, expected);
+        let mut keys = keystead_verify::PublicKeys::new();
+        keys.insert("k1", *dalek.verifying_key().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected = keystead_verify::Expected {
+            tenant_id: "acme",
+            product_id: "myapp",
+            other_products: &[],
+            machine_id: "machine-1",
+            nonce: Some("n1"),
+        };
+        let verified = keystead_verify::verify(&lease, &keys, &expected, 1_800_000_100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verified.sub, "lic_1");
     }
 }

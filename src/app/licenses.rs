@@ -27,7 +27,7 @@ pub struct Checker<'a> {
 }
 
 /// The JSON body of every license API call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 pub struct LicenseRequest {
     pub key: Option<String>,
     pub product_id: Option<String>,
@@ -38,17 +38,82 @@ pub struct LicenseRequest {
 }
 
 /// Reads a license API body: one JSON object. The message names what is wrong, fit to show the client.
+///
+/// One pass over the body (`LicenseRequest`'s own `Deserialize`, which takes only an object, refuses a repeated
+/// field, and reads every field it does not know as checked JSON); a body it refuses is read again in the two
+/// passes it always was, for the same message as before.
 pub fn parse_request(body: &[u8]) -> Result<LicenseRequest, String> {
+    serde_json::from_slice(body).or_else(|_| in_two_passes(body))
+}
+
+/// The whole body read as JSON first (invalid UTF-8, lone surrogates and out-of-range numbers anywhere, fuzzing
+/// found, are refused there), then its fields from the bytes (a repeated one refused, not the last winning).
+fn in_two_passes(body: &[u8]) -> Result<LicenseRequest, String> {
+    #[derive(Deserialize)]
+    struct Fields {
+        key: Option<String>,
+        product_id: Option<String>,
+        machine_id: Option<String>,
+        label: Option<String>,
+        nonce: Option<String>,
+    }
     let malformed = |e: serde_json::Error| format!("Malformed JSON body: {e}");
-    // The whole body is read as JSON first: the typed read skips fields it does not know without checking them
-    // (fuzzing found invalid UTF-8, lone surrogates and out-of-range numbers accepted there), and would also take
-    // an array of the fields in order (`["key", null, "machine", null]`).
     let value: serde_json::Value = serde_json::from_slice(body).map_err(malformed)?;
     if !value.is_object() {
         return Err("Malformed JSON body: expected a JSON object".to_owned());
     }
-    // Typed from the bytes rather than from `value`, so that a repeated field is refused instead of the last winning.
-    serde_json::from_slice(body).map_err(malformed)
+    let fields: Fields = serde_json::from_slice(body).map_err(malformed)?;
+    Ok(LicenseRequest {
+        key: fields.key,
+        product_id: fields.product_id,
+        machine_id: fields.machine_id,
+        label: fields.label,
+        nonce: fields.nonce,
+    })
+}
+
+impl<'de> Deserialize<'de> for LicenseRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RequestFields)
+    }
+}
+
+struct RequestFields;
+
+impl<'de> serde::de::Visitor<'de> for RequestFields {
+    type Value = LicenseRequest;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<LicenseRequest, A::Error> {
+        const FIELDS: [&str; 5] = ["key", "product_id", "machine_id", "label", "nonce"];
+        let mut request = LicenseRequest::default();
+        let mut seen = [false; FIELDS.len()];
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let Some(at) = FIELDS.iter().position(|field| *field == name) else {
+                // Read, not skipped: a field the API ignores must still be valid JSON.
+                map.next_value::<serde_json::Value>()?;
+                continue;
+            };
+            if std::mem::replace(&mut seen[at], true) {
+                return Err(serde::de::Error::duplicate_field(FIELDS[at]));
+            }
+            let value = map.next_value::<Option<String>>()?;
+            *[
+                &mut request.key,
+                &mut request.product_id,
+                &mut request.machine_id,
+                &mut request.label,
+                &mut request.nonce,
+            ][at] = value;
+        }
+        Ok(request)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,4 +396,61 @@ pub(crate) async fn signer(
         .keyring
         .current(checker.store, checker.tenants, Arc::clone(&found.tenant))
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(request: &LicenseRequest) -> [Option<&str>; 5] {
+        [
+            request.key.as_deref(),
+            request.product_id.as_deref(),
+            request.machine_id.as_deref(),
+            request.label.as_deref(),
+            request.nonce.as_deref(),
+        ]
+    }
+
+    /// The one-pass read accepts exactly what the two passes accept, with the same fields.
+    #[test]
+    fn one_pass_reads_what_two_passes_read() {
+        let bodies: [&[u8]; 16] = [
+            br#"{"key": "K", "product_id": "p", "machine_id": "m", "label": "l", "nonce": "n"}"#,
+            br#" {"key": "K", "app": {"v": [1, 2.5, null, {"x": "\u00e9"}]}, "label": null} "#,
+            br#"{"k\u0065y": "K", "nonce": "a\"b"}"#,
+            br#"{}"#,
+            br#"{"key": "a", "key": "b"}"#,
+            br#"{"key": null, "key": "b"}"#,
+            br#"{"other": 1, "other": 2, "key": "K"}"#,
+            br#"["K", null, "m", null]"#,
+            br#"{"key": "K", "label2": "\udeee"}"#,
+            br#"{"key": "K", "build": 475.8e5555444}"#,
+            b"{\"key\": \"K\", \"os\": \"ma\x8b\"}",
+            br#"{"key": 5}"#,
+            br#"{"key": "K"} x"#,
+            br#"{"key": "K""#,
+            br#"null"#,
+            br#""#,
+        ];
+        for body in bodies {
+            let text = String::from_utf8_lossy(body);
+            let one = serde_json::from_slice::<LicenseRequest>(body);
+            let two = in_two_passes(body);
+            match (&one, &two) {
+                (Ok(one), Ok(two)) => assert_eq!(fields(one), fields(two), "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!(
+                    "{text}: one pass {:?}, two passes {:?}",
+                    one.is_ok(),
+                    two.is_ok()
+                ),
+            }
+            assert_eq!(
+                parse_request(body).map(|r| fields(&r).map(|f| f.map(str::to_owned))),
+                two.map(|r| fields(&r).map(|f| f.map(str::to_owned))),
+                "{text}"
+            );
+        }
+    }
 }

@@ -1013,7 +1013,9 @@ async fn sold_key(app: &Api, pings: &Pings) -> String {
     sold["license"]["key"].as_str().unwrap().to_owned()
 }
 
-#[tokio::main]
+// The function's own runtime (keystead-api/src/main.rs): one thread, so that in-process calls, their floors and the
+// SDK's connections are driven as in Lambda, without another worker's wake-ups (BENCHMARKS.md, run 13).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     // `cargo test --all-targets` (the test command) runs bench targets too, without `--bench`: the benchmark
     // itself runs only through `scripts/bench` (or `cargo bench`), which pass it.
